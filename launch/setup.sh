@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Creates .venv when missing and installs sbp_jax with its pinned dependencies.
+# Idempotent: re-installs only when pyproject.toml changed since the last install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${SBP_JAX_EXTRAS:-test}"
+if [ ! -x .venv/bin/python ]; then
+  py="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+  "$py" -c 'import sys; assert sys.version_info[:2] == (3, 11), "sbp_jax needs Python 3.11"'
+  "$py" -m venv .venv
+fi
+stamp=.venv/.sbp_jax_install
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) [$extras]"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing sbp_jax[$extras] into .venv (first run takes a few minutes)" >&2
+  .venv/bin/python -m pip install -q --upgrade "pip>=24"
+  .venv/bin/python -m pip install -q -e ".[$extras]"
+  echo "$want" > "$stamp"
+fi

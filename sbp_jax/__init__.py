@@ -1,0 +1,1 @@
+"""sbp_jax: Synthetic Bootstrapped Pretraining, EntiGraph and budget forcing in JAX."""

@@ -1,0 +1,49 @@
+"""Single entry point: `python -m sbp_jax.main --config=configs/X.py --workdir=DIR`.
+
+The config's `job` field picks what runs; overrides use `--config.a.b=value`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+# Jobs are imported lazily so that, e.g., a generation job never imports Beam.
+JOBS = {
+    "train": "sbp_jax.train.loop:run",
+}
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory owned by this job "
+                               "(default: runs/<config file name>).")
+
+
+def resolve_job(name: str):
+  if name not in JOBS:
+    raise ValueError(f"config.job={name!r} is not a known job; choose one of {sorted(JOBS)}.")
+  module, fn = JOBS[name].split(":")
+  return getattr(importlib.import_module(module), fn)
+
+
+def main(argv):
+  del argv
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+  logging.getLogger("absl").setLevel(logging.WARNING)
+  config = _CONFIG.value
+  if config is None:
+    raise app.UsageError("--config=configs/<name>.py is required.")
+  workdir = _WORKDIR.value or os.path.join(
+      "runs", os.path.splitext(os.path.basename(flags.FLAGS["config"].config_filename))[0])
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=1))
+  resolve_job(config.job)(config, workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,3 @@
+from sbp_jax.model.config import ModelConfig
+from sbp_jax.model.params import count_params, flops_per_token
+from sbp_jax.model.transformer import CACHE_AXES, Transformer, init_cache

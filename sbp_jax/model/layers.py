@@ -1,0 +1,198 @@
+"""Building blocks: RMSNorm, rotary embeddings, grouped-query attention, SwiGLU.
+
+Every parameter carries logical axis names (see sbp_jax/parallel/rules.py); the
+model never names a mesh axis.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+from sbp_jax.model.config import ModelConfig
+
+Array = jax.Array
+
+# Embeddings: unit-scale normal so that
+# the tied output projection starts with O(1) logits after the final norm.
+embed_init = nn.initializers.normal(stddev=1.0)
+
+
+def logical(init, names):
+  return nn.with_logical_partitioning(init, names)
+
+
+def constrain(x: Array, names: tuple[str | None, ...]) -> Array:
+  """Activation sharding hint by logical names (a no-op outside a mesh context)."""
+  return nn.with_logical_constraint(x, names)
+
+
+class RMSNorm(nn.Module):
+  eps: float = 1e-5
+  dtype: jnp.dtype = jnp.bfloat16
+  param_dtype: jnp.dtype = jnp.float32
+  axis_name: str = "norm"
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    scale = self.param("scale", logical(nn.initializers.ones, (self.axis_name,)),
+                       (x.shape[-1],), self.param_dtype)
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    return (y * scale.astype(jnp.float32)).astype(self.dtype)
+
+
+def rope(x: Array, positions: Array, theta: float) -> Array:
+  """Rotary embedding in the 'rotate half' layout used by Llama in transformers.
+
+  x: [batch, length, heads, head_dim]; positions: [batch, length] (int).
+  The first and second halves of head_dim are the two components of each
+  rotated pair, so imported checkpoints in that layout need no permutation.
+  """
+  half = x.shape[-1] // 2
+  freq = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
+  angle = positions.astype(jnp.float32)[..., None] * freq  # [b, l, half]
+  sin = jnp.sin(angle)[:, :, None, :]
+  cos = jnp.cos(angle)[:, :, None, :]
+  x32 = x.astype(jnp.float32)
+  x1, x2 = x32[..., :half], x32[..., half:]
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return out.astype(x.dtype)
+
+
+def attention_mask(q_segment: Array | None, kv_segment: Array | None,
+                   q_slot: Array, kv_slot: Array) -> Array:
+  """Boolean mask [batch, 1, q_len, kv_len]: causal by slot, same segment.
+
+  Slots are the indices along the (possibly cached) key axis; segment id 0 is
+  padding and attends nowhere but itself.
+  """
+  mask = q_slot[:, :, None] >= kv_slot[:, None, :]
+  if q_segment is not None:
+    mask &= q_segment[:, :, None] == kv_segment[:, None, :]
+  return mask[:, None]
+
+
+def dot_product_attention(q: Array, k: Array, v: Array, mask: Array, impl: str) -> Array:
+  """Softmax attention with grouped kv heads.
+
+  q: [b, t, heads, d]; k, v: [b, s, kv_heads, d]; mask: [b, 1, t, s] bool.
+  Both implementations compute logits and softmax in float32.
+  """
+  b, t, h, d = q.shape
+  kvh = k.shape[2]
+  if impl == "dot_product":
+    # XLA on CPU/TPU, cuDNN flash attention on GPU where shapes allow.
+    return jax.nn.dot_product_attention(q, k, v, mask=mask)
+  q = q.reshape(b, t, kvh, h // kvh, d)
+  logits = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32)
+  logits = logits / jnp.sqrt(jnp.float32(d))
+  logits = jnp.where(mask[:, :, None], logits, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+  out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
+  return out.reshape(b, t, h, d)
+
+
+class Projection(nn.Module):
+  """y = x . kernel over the last `len(in_axes)` dims of x, with an explicit
+  full-rank kernel (so its logical axes apply at init, unlike nn.DenseGeneral,
+  which initialises a flattened kernel and reshapes it)."""
+
+  features: tuple[int, ...]
+  in_axes: tuple[str, ...]
+  out_axes: tuple[str, ...]
+  use_bias: bool = False
+  dtype: jnp.dtype = jnp.bfloat16
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    n_in = len(self.in_axes)
+    in_shape = x.shape[-n_in:]
+    fan_in_axes = tuple(range(n_in))
+    init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal",
+                                            in_axis=fan_in_axes,
+                                            out_axis=tuple(range(n_in, n_in + len(self.features))))
+    kernel = self.param("kernel", logical(init, self.in_axes + self.out_axes),
+                        in_shape + tuple(self.features), self.param_dtype)
+    letters = "abcdefghijklmnopqrstuvw"
+    batch = letters[:x.ndim - n_in]
+    ins = letters[x.ndim - n_in:x.ndim]
+    outs = letters[x.ndim:x.ndim + len(self.features)]
+    y = jnp.einsum(f"{batch}{ins},{ins}{outs}->{batch}{outs}", x.astype(self.dtype),
+                   kernel.astype(self.dtype))
+    if self.use_bias:
+      bias = self.param("bias", logical(nn.initializers.zeros, self.out_axes),
+                        tuple(self.features), self.param_dtype)
+      y = y + bias.astype(self.dtype)
+    return y
+
+
+class Attention(nn.Module):
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self, x: Array, positions: Array, segment_ids: Array | None,
+               cache: dict | None, cache_index: Array | None):
+    cfg = self.cfg
+    dtype, pdtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+    hd = cfg.resolved_head_dim
+
+    def proj(name, heads, axis):
+      return Projection((heads, hd), ("embed",), (axis, "head_dim"), cfg.qkv_bias, dtype,
+                        pdtype, name=name)(x)
+
+    q = proj("query", cfg.num_heads, "heads")
+    k = proj("key", cfg.num_kv_heads, "kv_heads")
+    v = proj("value", cfg.num_kv_heads, "kv_heads")
+    if cfg.qk_norm:
+      q = RMSNorm(cfg.norm_eps, dtype, pdtype, "head_dim", name="query_norm")(q)
+      k = RMSNorm(cfg.norm_eps, dtype, pdtype, "head_dim", name="key_norm")(k)
+    q = rope(q, positions, cfg.rope_theta)
+    k = rope(k, positions, cfg.rope_theta)
+    q = constrain(q, ("activation_batch", "activation_length", "activation_heads", None))
+    k = constrain(k, ("activation_batch", "activation_length", "activation_kv_heads", None))
+    v = constrain(v, ("activation_batch", "activation_length", "activation_kv_heads", None))
+
+    b, t = x.shape[:2]
+    q_slot = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+    if cache is None:
+      mask = attention_mask(segment_ids, segment_ids, q_slot, q_slot)
+      new_cache = None
+    else:
+      # Write the t new keys/values at each sequence's own offset, then attend
+      # causally over slots; stale slots beyond the offset are masked.
+      def write(buf, new, start):
+        return jax.lax.dynamic_update_slice_in_dim(buf, new.astype(buf.dtype), start, axis=0)
+      k_all = jax.vmap(write)(cache["k"], k, cache_index)
+      v_all = jax.vmap(write)(cache["v"], v, cache_index)
+      new_cache = {"k": k_all, "v": v_all}
+      s = k_all.shape[1]
+      kv_slot = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
+      mask = attention_mask(None, None, q_slot + cache_index[:, None], kv_slot)
+      k, v = k_all.astype(dtype), v_all.astype(dtype)
+
+    out = dot_product_attention(q, k, v, mask, cfg.attention)
+    out = constrain(out, ("activation_batch", "activation_length", "activation_heads", None))
+    out = Projection((cfg.d_model,), ("heads", "head_dim"), ("embed",), False, dtype, pdtype,
+                     name="out")(out)
+    return out, new_cache
+
+
+class MLP(nn.Module):
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    cfg = self.cfg
+    dtype, pdtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+
+    def dense(name, features, axes):
+      return Projection((features,), axes[:1], axes[1:], False, dtype, pdtype, name=name)
+
+    gate = dense("gate", cfg.d_ffn, ("embed", "mlp"))(x)
+    up = dense("up", cfg.d_ffn, ("embed", "mlp"))(x)
+    h = nn.silu(gate) * up
+    h = constrain(h, ("activation_batch", "activation_length", "activation_mlp"))
+    return dense("down", cfg.d_model, ("mlp", "embed"))(h)

@@ -1,0 +1,125 @@
+"""The decoder: embed -> scanned pre-norm blocks -> final norm -> logits.
+
+One forward serves training (segment ids and positions for packed sequences),
+prefill and incremental decode (a functional KV cache passed in and returned),
+and embedding extraction (hidden states of every layer).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+from sbp_jax.model.config import ModelConfig
+from sbp_jax.model.layers import MLP, Attention, Projection, RMSNorm, constrain, embed_init, logical
+
+Array = jax.Array
+
+_REMAT = {
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+class Block(nn.Module):
+  """x + attn(norm(x)); x + mlp(norm(x)). Signature fits nn.scan: (carry, xs)."""
+
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self, x, layer_cache, positions, segment_ids, cache_index, return_hidden):
+    cfg = self.cfg
+    dtype, pdtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+    x = constrain(x, ("activation_batch", "activation_length", "activation_embed"))
+    h, new_cache = Attention(cfg, name="attention")(
+        RMSNorm(cfg.norm_eps, dtype, pdtype, name="attention_norm")(x),
+        positions, segment_ids, layer_cache, cache_index)
+    x = x + h
+    x = x + MLP(cfg, name="mlp")(RMSNorm(cfg.norm_eps, dtype, pdtype, name="mlp_norm")(x))
+    return x, (new_cache, x if return_hidden else None)
+
+
+def _block_class(cfg: ModelConfig):
+  if cfg.remat_policy == "none":
+    return Block
+  # Argument 6 (counting self) is return_hidden, a Python bool.
+  return nn.remat(Block, policy=_REMAT[cfg.remat_policy], prevent_cse=not cfg.scan_layers,
+                  static_argnums=(6,))
+
+
+class Transformer(nn.Module):
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self, tokens: Array, positions: Array | None = None,
+               segment_ids: Array | None = None, cache: dict | None = None,
+               cache_index: Array | None = None, return_hidden: bool = False):
+    """Returns a dict with `logits` [b, t, vocab] (float32), `cache` (when a
+    cache was given) and `hidden` [layers, b, t, d] (when return_hidden).
+
+    tokens: [b, t] int. positions default to 0..t-1 (plus cache_index when
+    decoding). segment_ids: [b, t], 0 = padding; None = one sequence per row.
+    cache: {"k", "v"} of shape [layers, b, max_len, kv_heads, head_dim];
+    cache_index: [b] slot at which the first of the t new tokens is written.
+    """
+    cfg = self.cfg
+    dtype, pdtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+    b, t = tokens.shape
+    if positions is None:
+      positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+      if cache_index is not None:
+        positions = positions + cache_index[:, None]
+    if cache is not None and cache_index is None:
+      raise ValueError("cache_index is required when a cache is given.")
+
+    embedding = self.param("embedding", logical(embed_init, ("vocab", "embed")),
+                           (cfg.vocab_size, cfg.d_model), pdtype)
+    x = jnp.take(embedding, tokens, axis=0).astype(dtype)
+    x = constrain(x, ("activation_batch", "activation_length", "activation_embed"))
+
+    block = _block_class(cfg)
+    if cfg.scan_layers:
+      layers = nn.scan(
+          block, variable_axes={"params": 0}, split_rngs={"params": True},
+          in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
+          length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: "layers"},
+      )(cfg, name="layers")
+      x, (new_cache, hidden) = layers(x, cache, positions, segment_ids, cache_index,
+                                      return_hidden)
+    else:
+      caches, hiddens = [], []
+      for i in range(cfg.num_layers):
+        layer_cache = None if cache is None else jax.tree.map(lambda c: c[i], cache)
+        x, (c, h) = block(cfg, name=f"layer_{i}")(x, layer_cache, positions, segment_ids,
+                                                  cache_index, return_hidden)
+        caches.append(c)
+        hiddens.append(h)
+      stack = lambda xs: None if xs[0] is None else jax.tree.map(lambda *a: jnp.stack(a), *xs)
+      new_cache, hidden = stack(caches), stack(hiddens)
+
+    x = RMSNorm(cfg.norm_eps, dtype, pdtype, name="final_norm")(x)
+    if cfg.tie_embeddings:
+      logits = jnp.einsum("btd,vd->btv", x, embedding.astype(dtype),
+                          preferred_element_type=jnp.float32)
+    else:
+      logits = Projection((cfg.vocab_size,), ("embed",), ("vocab",), False, dtype, pdtype,
+                          name="output")(x).astype(jnp.float32)
+    logits = constrain(logits, ("activation_batch", "activation_length", "activation_vocab"))
+    out = {"logits": logits}
+    if cache is not None:
+      out["cache"] = new_cache
+    if return_hidden:
+      out["hidden"] = hidden
+    return out
+
+
+def init_cache(cfg: ModelConfig, batch: int, max_len: int, dtype=None) -> dict:
+  """An empty KV cache for `batch` sequences of up to `max_len` tokens."""
+  shape = (cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.resolved_head_dim)
+  dtype = jnp.dtype(dtype or cfg.dtype)
+  return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+
+
+CACHE_AXES = ("layers", "cache_batch", "cache_length", "cache_kv_heads", None)
