@@ -36,8 +36,9 @@ if [ -z "$tpu" ]; then
     export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
   fi
   export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"
-  run .venv/bin/python -m sbp_jax.main "${job_args[@]}"
-  exit $?
+  # exec, so that a SIGTERM sent to this script reaches the job (which checkpoints and exits).
+  if [ "$dry" = 1 ]; then run .venv/bin/python -m sbp_jax.main "${job_args[@]}"; exit 0; fi
+  exec .venv/bin/python -m sbp_jax.main "${job_args[@]}"
 fi
 
 [ -n "$zone" ] || { echo "--zone (or TPU_ZONE) is required with --tpu" >&2; exit 2; }

@@ -8,8 +8,9 @@ import orbax.checkpoint as ocp
 
 
 class Checkpointer:
-  """Saves every `every` steps (async), keeps the newest `keep`; restores onto
-  whatever sharding the abstract target carries (so the mesh may change)."""
+  """Keeps the newest `keep` checkpoints, saved asynchronously; restores onto
+  whatever sharding the abstract target carries (so the mesh may change). The
+  caller decides when to save (every `every` steps, at the end, on SIGTERM)."""
 
   def __init__(self, directory: str, every: int, keep: int, async_save: bool = True):
     self.manager = ocp.CheckpointManager(
@@ -22,6 +23,8 @@ class Checkpointer:
     return self.manager.latest_step()
 
   def save(self, step: int, state, data_state: dict, force: bool = False) -> bool:
+    if step in self.manager.all_steps():  # e.g. a SIGTERM save right after a periodic one
+      return False
     return self.manager.save(
         step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                       data=ocp.args.JsonSave(data_state)), force=force)

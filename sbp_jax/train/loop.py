@@ -111,7 +111,8 @@ def train(config, workdir: str) -> dict:
         ev = evaluate(eval_fn, state.params, config.data, tcfg, config.seed, mesh, rules)
         history["eval"][step] = ev
         writer.write(step, ev, prefix="eval")
-      ckpt.save(step, state, train_iter.get_state(), force=last)
+      if step % tcfg.checkpoint_every == 0 or last:
+        ckpt.save(step, state, train_iter.get_state(), force=True)
       if stop.should_stop():
         ckpt.save(step, state, train_iter.get_state(), force=True)
         log.warning("SIGTERM: saved step %d and stopping; re-run to resume.", step)
@@ -119,10 +120,23 @@ def train(config, workdir: str) -> dict:
   ckpt.close()
   writer.close()
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "history.json"), "w") as f:
-      json.dump({"loss": history["loss"], "eval": history["eval"]}, f, indent=1)
+    _append_history(os.path.join(workdir, "history.json"), history)
   history["state"] = state
   return history
+
+
+def _append_history(path: str, history: dict) -> None:
+  """Merges this run's metrics into history.json (a resumed run adds to it)."""
+  old = {"loss": {}, "eval": {}}
+  if os.path.exists(path):
+    with open(path) as f:
+      old = json.load(f)
+  for key in ("loss", "eval"):
+    old[key].update({str(k): v for k, v in history[key].items()})
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(old, f, indent=1)
+  os.replace(tmp, path)
 
 
 def run(config, workdir: str) -> None:
