@@ -13,7 +13,9 @@ stamp=.venv/.sbp_jax_install
 want="$(sha256sum pyproject.toml | cut -d' ' -f1) [$extras]"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing sbp_jax[$extras] into .venv (first run takes a few minutes)" >&2
-  .venv/bin/python -m pip install -q --upgrade "pip>=24"
-  .venv/bin/python -m pip install -q -e ".[$extras]"
+  log=.venv/install.log
+  { .venv/bin/python -m pip install --upgrade "pip>=24" &&
+    .venv/bin/python -m pip install -e ".[$extras]"; } >"$log" 2>&1 ||
+    { tail -40 "$log" >&2; echo "setup: pip install failed; full log in $log" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi

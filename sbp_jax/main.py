@@ -15,6 +15,7 @@ from ml_collections import config_flags
 # Jobs are imported lazily so that, e.g., a generation job never imports Beam.
 JOBS = {
     "train": "sbp_jax.train.loop:run",
+    "entigraph_theory": "sbp_jax.entigraph.theory_job:run",
 }
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.",
