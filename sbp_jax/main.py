@@ -15,6 +15,9 @@ from ml_collections import config_flags
 # Jobs are imported lazily so that, e.g., a generation job never imports Beam.
 JOBS = {
     "train": "sbp_jax.train.loop:run",
+    "generate": "sbp_jax.generate.jobs:run_generate",
+    "budget_forcing": "sbp_jax.generate.jobs:run_budget_forcing",
+    "import_hf": "sbp_jax.convert.safetensors_import:run",
 }
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.",

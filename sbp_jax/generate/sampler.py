@@ -38,6 +38,7 @@ class SamplingParams:
   min_new_tokens: int = 0    # stop ids are masked until this many tokens exist
   stop_ids: tuple[int, ...] | None = None  # None: the tokenizer's end-of-sequence ids
   stop_strings: tuple[str, ...] = ()
+  logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit)
 
   def __post_init__(self):
     if self.temperature < 0:
@@ -148,8 +149,8 @@ class Sampler:
     last = jnp.take_along_axis(out["logits"], (lengths - 1)[:, None, None], axis=1)[:, 0]
     return self._constrain_cache(out["cache"]), last
 
-  def _decode_fn(self, params, state, limit, max_new, min_new, stop_ids, temperature, top_k,
-                 top_p, pad_id, use_top_k: bool, use_top_p: bool):
+  def _decode_fn(self, params, state, limit, max_new, min_new, stop_ids, bias, temperature,
+                 top_k, top_p, pad_id, use_top_k: bool, use_top_p: bool):
     b, g = state["out"].shape
     vocab = state["logits"].shape[-1]
     is_stop = jnp.any(jnp.arange(vocab)[None, :] == stop_ids[:, None], axis=0)  # [V]
@@ -161,7 +162,8 @@ class Sampler:
 
     def body(carry):
       step, st = carry
-      logits = jnp.where(is_stop[None, :] & (st["n"] < min_new)[:, None], _NEG, st["logits"])
+      logits = st["logits"] + bias[None, :]
+      logits = jnp.where(is_stop[None, :] & (st["n"] < min_new)[:, None], _NEG, logits)
       keys = jax.vmap(jax.random.fold_in)(st["keys"], st["n"])
       tok = sample_tokens(logits, keys, temperature, top_k, top_p, use_top_k, use_top_p)
       active = ~st["done"]
@@ -235,6 +237,11 @@ class Sampler:
     min_new = np.concatenate([min_new, np.zeros(rows - n, np.int32)])
     stops = np.full((MAX_STOP_IDS,), -1, np.int32)
     stops[:len(stop_ids)] = stop_ids
+    bias = np.zeros((vocab,), np.float32)
+    for tid, b in sp.logit_bias:
+      if not 0 <= int(tid) < vocab:
+        raise ValueError(f"logit_bias names token id {tid}, outside the vocabulary [0, {vocab}).")
+      bias[int(tid)] += float(b)
 
     bsh = lambda nd: NamedSharding(self.mesh, P(*nn.logical_to_mesh_axes(
         ("activation_batch",) + (None,) * (nd - 1), self.rules)))
@@ -250,10 +257,10 @@ class Sampler:
                    keys=keys)
       if record_logits:
         state["rec"] = jnp.zeros((rows, g_len, vocab), jnp.float32)
-      args = (put(max_new), put(min_new), jnp.asarray(stops), jnp.float32(sp.temperature),
+      args = (put(max_new), put(min_new), jnp.asarray(stops), jnp.asarray(bias),
+              jnp.float32(sp.temperature),
               jnp.int32(sp.top_k), jnp.float32(sp.top_p), jnp.int32(pad_id))
       flags = dict(use_top_k=sp.top_k > 0, use_top_p=sp.top_p < 1)
-      stopped_by_string = np.zeros(rows, bool)
       limit = self.chunk if sp.stop_strings else g_len
       for _ in range(-(-g_len // limit)):
         state = self._decode(self.params, state, jnp.int32(limit), *args, **flags)
@@ -266,7 +273,6 @@ class Sampler:
             self.tokenizer.decode(out[i, :cnt[i]].tolist()), sp.stop_strings) >= 0
                         for i in range(rows)])
         if hit.any():
-          stopped_by_string |= hit
           state["done"] = put(done | hit)
           if (done | hit).all():
             break
