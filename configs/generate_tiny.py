@@ -14,6 +14,7 @@ from configs.base import get_base
 def generation_section() -> ml_collections.ConfigDict:
   g = ml_collections.ConfigDict()
   g.checkpoint = ""          # checkpoints dir; "" = random weights from config.seed (demo only)
+  g.model_json = ""          # e.g. <import workdir>/model.json: model fields from the import
   g.prompts = ""             # JSON lines
   g.prompt_field = "prompt"
   g.batch_size = 8
@@ -31,7 +32,6 @@ def get_config():
   c.job = "generate"
   c.model.dtype = "float32"
   c.model.remat_policy = "none"
-  c.mesh.ici = (1, 1, 1)
   c.tokenizer = ml_collections.ConfigDict(dict(kind="bytes", path=""))  # or kind="hf"
   c.generate = generation_section()
   return c

@@ -49,7 +49,12 @@ def load_params(cfg: ModelConfig, checkpoint: str, mesh, rules, seed: int = 0):
 
 
 def make_sampler(config) -> Sampler:
-  cfg = ModelConfig.from_dict(config.model)
+  g = config.generate
+  if g.get("model_json"):  # the model fields written by the import job
+    with open(g.model_json) as f:
+      cfg = ModelConfig.from_dict({**json.load(f), "dtype": config.model.dtype})
+  else:
+    cfg = ModelConfig.from_dict(config.model)
   mesh = mesh_from_config(config.mesh)
   rules = make_rules(config.mesh.get("rules"))
   tok = make_tokenizer(config.tokenizer)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from typing import Sequence
 
 import flax.linen as nn
@@ -129,6 +130,7 @@ class Sampler:
     self.min_bucket = min_bucket
     self.cache_dtype = cache_dtype
     self.batch_multiple = _batch_shards(self.mesh, self.rules)
+    self.last_timings: dict = {}
     shardings = nn.logical_to_mesh_sharding(param_logical_specs(self.model), self.mesh,
                                             self.rules)
     self.params = jax.device_put(params, shardings)
@@ -249,9 +251,12 @@ class Sampler:
     base = jax.random.key(seed)
     keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(rows))
 
+    t0 = time.perf_counter()
     with mesh_context(self.mesh, self.rules):
       cache, logits = self._prefill(self.params, put(tokens), put(lengths),
                                     cache_len=p_len + g_len)
+      logits.block_until_ready()
+      t1 = time.perf_counter()
       state = dict(cache=cache, logits=logits, index=put(lengths), n=put(np.zeros(rows, np.int32)),
                    done=put(max_new <= 0), out=put(np.full((rows, g_len), pad_id, np.int32)),
                    keys=keys)
@@ -278,6 +283,9 @@ class Sampler:
             break
       out, cnt = jax.device_get((state["out"], state["n"]))
       rec = jax.device_get(state["rec"]) if record_logits else None
+    # Wall times of the last call (the first call per shape includes compilation).
+    self.last_timings = dict(prefill_s=t1 - t0, decode_s=time.perf_counter() - t1,
+                             decode_steps=int(cnt.max()), rows=n)
 
     results = []
     stop_set = set(int(s) for s in stop_ids)
