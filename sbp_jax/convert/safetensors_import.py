@@ -59,8 +59,9 @@ def model_config_from_hf(path: str, dtype: str = "bfloat16") -> tuple[ModelConfi
   theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
   if hf.get("mlp_bias"):
     _fail(file, "mlp_bias", "MLP biases are not supported.")
-  if family == "llama" and hf.get("attention_bias"):
-    _fail(file, "attention_bias", "Llama attention biases (incl. o_proj) are not supported.")
+  if family != "qwen2" and hf.get("attention_bias"):
+    _fail(file, "attention_bias", f"{family} attention biases (they include o_proj) are not "
+          "supported; only Qwen2's q/k/v biases are.")
   if hf.get("use_sliding_window"):
     _fail(file, "use_sliding_window", "sliding-window attention is not supported.")
   heads = hf["num_attention_heads"]
@@ -72,7 +73,7 @@ def model_config_from_hf(path: str, dtype: str = "bfloat16") -> tuple[ModelConfi
       num_kv_heads=hf.get("num_key_value_heads") or heads,
       head_dim=None if head_dim * heads == d else head_dim, rope_theta=float(theta),
       norm_eps=float(hf.get("rms_norm_eps", 1e-6)), qk_norm=family == "qwen3",
-      qkv_bias=family == "qwen2" or bool(hf.get("attention_bias") and family == "qwen3"),
+      qkv_bias=family == "qwen2",
       tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
       max_seq_len=int(hf.get("max_position_embeddings", 4096)), dtype=dtype,
       param_dtype="float32", remat_policy="none")
