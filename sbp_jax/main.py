@@ -16,6 +16,9 @@ from ml_collections import config_flags
 JOBS = {
     "train": "sbp_jax.train.loop:run",
     "entigraph_theory": "sbp_jax.entigraph.theory_job:run",
+    "generate": "sbp_jax.generate.jobs:run_generate",
+    "budget_forcing": "sbp_jax.generate.jobs:run_budget_forcing",
+    "import_hf": "sbp_jax.convert.safetensors_import:run",
 }
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.",

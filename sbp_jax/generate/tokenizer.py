@@ -1,0 +1,153 @@
+"""The minimal tokenizer interface the sampler and budget forcing need.
+
+Any object with encode / decode / token_to_id (and optionally `eos_ids`)
+works: our SentencePiece vocabulary, the `tokenizers`-library adapter below
+(Hugging Face tokenizer.json files of imported checkpoints), or the byte
+tokenizer used by byte-level demo models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Protocol, Sequence, runtime_checkable
+
+from sbp_jax.data import special_tokens
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+
+  def encode(self, text: str) -> list[int]:
+    ...
+
+  def decode(self, ids: Sequence[int]) -> str:
+    ...
+
+  def token_to_id(self, token: str) -> int | None:
+    ...
+
+
+def eos_ids_of(tok) -> tuple[int, ...]:
+  """End-of-sequence ids: `tok.eos_ids` if present, else `tok.eos_id`, else
+  the project convention EOS_ID."""
+  ids = getattr(tok, "eos_ids", None)
+  if ids is None:
+    one = getattr(tok, "eos_id", None)
+    one = one() if callable(one) else one
+    ids = (special_tokens.EOS_ID,) if one is None else (int(one),)
+  return tuple(int(i) for i in ids)
+
+
+def pad_id_of(tok) -> int:
+  pad = getattr(tok, "pad_id", None)
+  pad = pad() if callable(pad) else pad
+  return special_tokens.PAD_ID if pad is None or pad < 0 else int(pad)
+
+
+class ByteTokenizer:
+  """UTF-8 bytes as ids 0..255 (the `text_bytes` data kind), then the
+  reserved special tokens and an end-of-sequence token from id 256 on."""
+
+  SPECIALS = ("<|eos|>", "<|pad|>") + special_tokens.REQUIRED
+
+  def __init__(self):
+    self._special = {s: 256 + i for i, s in enumerate(self.SPECIALS)}
+    self._by_id = {i: s for s, i in self._special.items()}
+    self.eos_ids = (self._special["<|eos|>"],)
+    self.pad_id = self._special["<|pad|>"]
+    self.vocab_size = 256 + len(self.SPECIALS)
+
+  def encode(self, text: str) -> list[int]:
+    ids: list[int] = []
+    i = 0
+    while i < len(text):
+      for s, sid in self._special.items():
+        if text.startswith(s, i):
+          ids.append(sid)
+          i += len(s)
+          break
+      else:
+        j = i
+        while j < len(text) and text[j] != "<":
+          j += 1
+        j = max(j, i + 1)
+        ids.extend(text[i:j].encode("utf-8"))
+        i = j
+    return ids
+
+  def decode(self, ids: Sequence[int]) -> str:
+    out, buf = [], bytearray()
+    for i in ids:
+      i = int(i)
+      if i < 256:
+        buf.append(i)
+        continue
+      out.append(buf.decode("utf-8", errors="replace"))
+      buf = bytearray()
+      out.append(self._by_id.get(i, ""))
+    out.append(buf.decode("utf-8", errors="replace"))
+    return "".join(out)
+
+  def token_to_id(self, token: str) -> int | None:
+    if token in self._special:
+      return self._special[token]
+    b = token.encode("utf-8")
+    return b[0] if len(b) == 1 else None
+
+
+class HFTokenizer:
+  """Adapter for a Hugging Face tokenizer.json (the `tokenizers` library).
+
+  End-of-sequence ids come from generation_config.json / config.json /
+  tokenizer_config.json next to the file, when present.
+  """
+
+  def __init__(self, path: str):
+    from tokenizers import Tokenizer as _Tok  # pylint: disable=g-import-not-at-top
+    file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
+    if not os.path.exists(file):
+      raise FileNotFoundError(f"{file} does not exist; point tokenizer.path at a directory "
+                              "holding tokenizer.json (or at the file itself).")
+    self._tok = _Tok.from_file(file)
+    self.eos_ids = self._read_eos(os.path.dirname(file))
+    self.pad_id = self.eos_ids[0] if self.eos_ids else 0  # only ever written to masked slots
+    self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+
+  def _read_eos(self, d: str) -> tuple[int, ...]:
+    for name in ("generation_config.json", "config.json"):
+      f = os.path.join(d, name)
+      if os.path.exists(f):
+        with open(f) as fh:
+          e = json.load(fh).get("eos_token_id")
+        if e is not None:
+          return tuple(e) if isinstance(e, list) else (int(e),)
+    f = os.path.join(d, "tokenizer_config.json")
+    if os.path.exists(f):
+      with open(f) as fh:
+        e = json.load(fh).get("eos_token")
+      if isinstance(e, dict):
+        e = e.get("content")
+      if e and self._tok.token_to_id(e) is not None:
+        return (self._tok.token_to_id(e),)
+    return ()
+
+  def encode(self, text: str) -> list[int]:
+    return self._tok.encode(text, add_special_tokens=False).ids
+
+  def decode(self, ids: Sequence[int]) -> str:
+    return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+  def token_to_id(self, token: str) -> int | None:
+    return self._tok.token_to_id(token)
+
+
+def make_tokenizer(tok_cfg):
+  """From a config section {kind: 'bytes' | 'hf', path}."""
+  kind = tok_cfg.get("kind", "bytes")
+  if kind == "bytes":
+    return ByteTokenizer()
+  if kind == "hf":
+    return HFTokenizer(tok_cfg.path)
+  raise ValueError(f"tokenizer.kind={kind!r} is not known; choose 'bytes' or 'hf' "
+                   "(a directory with tokenizer.json, e.g. written by the safetensors import).")

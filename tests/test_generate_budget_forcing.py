@@ -1,0 +1,75 @@
+"""Budget forcing on a tiny random model, steered with a logit bias so that the
+model either always or never tries to end its thinking."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import pytest
+
+from configs.model import presets
+from sbp_jax.data import special_tokens as st
+from sbp_jax.generate.budget_forcing import BudgetConfig, budget_force
+from sbp_jax.generate.sampler import Sampler, SamplingParams
+from sbp_jax.generate.tokenizer import ByteTokenizer
+from sbp_jax.model import ModelConfig, Transformer
+
+TOK = ByteTokenizer()
+END = TOK.token_to_id(st.THINK_END)
+QUESTIONS = ["What is 2+3?", "Name a prime."]
+
+
+@pytest.fixture(scope="module")
+def sampler():
+  cfg = ModelConfig.from_dict(presets.get("tiny", dtype="float32", remat_policy="none"))
+  init = jax.jit(lambda r: Transformer(cfg).init(r, jnp.zeros((1, 8), jnp.int32))["params"])
+  return Sampler(cfg, nn.meta.unbox(init(jax.random.key(1))), tokenizer=TOK)
+
+
+def _greedy(bias=0.0, tid=END):
+  return SamplingParams(temperature=0.0, logit_bias=((tid, bias),) if bias else ())
+
+
+def test_max_budget_stops_at_exactly_n(sampler):
+  bc = BudgetConfig(max_thinking=10, answer_prefix="Final Answer:", max_answer_tokens=5)
+  out = budget_force(sampler, QUESTIONS, bc, _greedy(-1e9))
+  for r in out:
+    assert r.thinking_tokens == 10 and r.forced_end
+    assert r.answer.startswith(st.THINK_END + "Final Answer:")
+    assert st.THINK_END not in r.thinking
+  # Without steering the budget is still an upper bound.
+  for r in budget_force(sampler, QUESTIONS, BudgetConfig(max_thinking=7, max_answer_tokens=3)):
+    assert r.thinking_tokens <= 7 and r.answer.startswith(st.THINK_END)
+
+
+def test_min_budget_masks_the_end_until_the_minimum(sampler):
+  # The bias makes ending the most likely choice at every step.
+  out = budget_force(sampler, QUESTIONS, BudgetConfig(min_thinking=6, max_answer_tokens=2),
+                     _greedy(1e9))
+  for r in out:
+    assert r.thinking_tokens == 6 and not r.forced_end and r.waits == 0
+    assert st.THINK_END not in r.thinking
+
+
+def test_extension_appends_wait_k_times(sampler):
+  out = budget_force(sampler, QUESTIONS, BudgetConfig(num_waits=3, max_answer_tokens=2),
+                     _greedy(1e9))
+  for r in out:
+    assert r.thinking == "WaitWaitWait" and r.waits == 3
+  out = budget_force(sampler, QUESTIONS,
+                     BudgetConfig(num_waits=2, min_thinking=4, max_answer_tokens=2), _greedy(1e9))
+  for r in out:
+    assert r.waits == 2 and r.thinking.count("Wait") == 2
+    assert r.thinking_tokens == 4 + 2 * len("Wait") and r.thinking.endswith("WaitWait")
+  # A max budget also bounds extensions: 5 tokens leave room for one "Wait" and a bit.
+  for r in budget_force(sampler, QUESTIONS, BudgetConfig(num_waits=4, max_thinking=5,
+                                                         max_answer_tokens=2), _greedy(1e9)):
+    assert r.thinking_tokens == 5 and r.forced_end and r.thinking == "WaitW"
+
+
+def test_qwen_style_multi_token_delimiters(sampler):
+  im = TOK.token_to_id(st.IM_START)
+  bc = BudgetConfig(think_start=st.IM_START + "think", think_end=st.IM_START + "answer",
+                    num_waits=2, max_answer_tokens=2)
+  for r in budget_force(sampler, QUESTIONS, bc, _greedy(1e9, im)):
+    assert r.thinking == "WaitWait"
+    assert r.answer.startswith(st.IM_START + "answer")
