@@ -33,4 +33,10 @@ def make_iterator(data_cfg, split: str, seq_len: int, global_batch: int, seed: i
                                seed=seed if split == "train" else seed + 1,
                                process_index=jax.process_index(),
                                process_count=jax.process_count())
-  raise ValueError(f"data.kind={kind!r} is not known; choose 'text_bytes'.")
+  if kind == "seqio":
+    # Imported here so jobs on other data kinds never load TensorFlow.
+    from sbp_jax.data.pipeline import make_seqio_iterator
+    return make_seqio_iterator(data_cfg, split, seq_len, global_batch, seed,
+                               process_index=jax.process_index(),
+                               process_count=jax.process_count())
+  raise ValueError(f"data.kind={kind!r} is not known; choose 'text_bytes' or 'seqio'.")

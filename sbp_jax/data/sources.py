@@ -1,0 +1,265 @@
+"""seqio DataSources over local or gs:// files (read through tf.io.gfile).
+
+Formats, picked by file name:
+  *.jsonl, *.jsonl.gz    one JSON object per line; blank lines are skipped
+  *.txt                  ONE DOCUMENT PER FILE (the whole file is the "text";
+                         blank lines inside a file are paragraph breaks, not
+                         document breaks). Only for format "text".
+  *.tfrecord*            tf.train.Example protos with one bytes feature per field
+  *.array_record*        ArrayRecord shards of serialized tf.train.Example
+                         (what seqio.beam_utils.WriteExampleArrayRecord writes)
+
+Every record must carry the fields of its format as UTF-8 strings: "text";
+"d1" and "d2"; or "prompt" and "response". Local files are checked eagerly in
+Python when a source is built (the result is cached per file size and mtime),
+so a bad file fails at start-up with an error naming the file, the line (or
+record) number and the field, not deep inside a tf.data pipeline. Remote
+(gs://) files are checked for existence only; their JSON lines are still
+parsed by the same Python code while streaming, so errors keep the same text.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+import os
+from typing import Iterator, Sequence
+
+FIELDS = {"text": ("text",), "pairs": ("d1", "d2"), "prompt_response": ("prompt", "response")}
+
+
+class DataFormatError(ValueError):
+  """A data file that cannot be read as its format says."""
+
+
+@functools.cache
+def tf_and_seqio():
+  """Imports TensorFlow, hidden from accelerators (JAX owns them), and seqio.
+  Only the seqio data path imports this, so other jobs never load TF."""
+  import tensorflow as tf
+  for kind in ("GPU", "TPU"):
+    try:
+      tf.config.set_visible_devices([], kind)
+    except (ValueError, RuntimeError):  # no such device type / already initialised
+      pass
+  import seqio
+  return tf, seqio
+
+
+tf, seqio = tf_and_seqio()
+
+
+def file_kind(path: str) -> str:
+  name = os.path.basename(path)
+  if name.endswith((".jsonl", ".jsonl.gz")):
+    return "jsonl"
+  if name.endswith(".txt"):
+    return "txt"
+  if ".tfrecord" in name:
+    return "tfrecord"
+  if ".array_record" in name:
+    return "array_record"
+  raise DataFormatError(f"{path}: unknown file type; name data files *.jsonl, *.jsonl.gz, *.txt, "
+                        f"*.tfrecord or *.array_record.")
+
+
+def list_files(files: str | Sequence[str]) -> list[str]:
+  """Expands globs (local or gs://). A pattern matching nothing is an error."""
+  patterns = [files] if isinstance(files, str) else list(files)
+  if not patterns:
+    raise FileNotFoundError("No data files given; set `files` to a path, glob or list of them.")
+  out = []
+  for p in patterns:
+    matched = sorted(tf.io.gfile.glob(p))
+    if not matched:
+      raise FileNotFoundError(f"{p}: no such file (or the glob matches nothing); fix the path "
+                              f"in the data config's `files`.")
+    out.extend(matched)
+  return out
+
+
+def _utf8(path: str, where: str, field: str, raw: bytes) -> str:
+  try:
+    return raw.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise DataFormatError(f"{path}: {where}, field {field!r}: byte {e.start} is not valid UTF-8; "
+                          f"re-encode the file as UTF-8.") from None
+
+
+def _check_fields(path: str, where: str, obj, fields: Sequence[str]) -> dict[str, str]:
+  if not isinstance(obj, dict):
+    raise DataFormatError(f"{path}: {where}: expected a JSON object with fields {list(fields)}, "
+                          f"got {type(obj).__name__}.")
+  out = {}
+  for f in fields:
+    if f not in obj:
+      raise DataFormatError(f"{path}: {where}: field {f!r} is missing; every record of this format "
+                            f"needs {list(fields)}.")
+    if not isinstance(obj[f], str):
+      raise DataFormatError(f"{path}: {where}: field {f!r} must be a string, got "
+                            f"{type(obj[f]).__name__}.")
+    out[f] = obj[f]
+  return out
+
+
+def _encodable(s: str) -> bool:
+  try:
+    s.encode("utf-8")
+    return True
+  except UnicodeEncodeError:
+    return False
+
+
+def _jsonl_records(path: str, fields: Sequence[str]) -> Iterator[dict[str, str]]:
+  with tf.io.gfile.GFile(path, "rb") as raw:
+    f = gzip.GzipFile(fileobj=raw) if path.endswith(".gz") else raw
+    lineno = 0
+    try:
+      for lineno, line in enumerate(f, 1):
+        if not line.strip():
+          continue
+        try:
+          line.decode("utf-8")
+          bad_byte = None
+        except UnicodeDecodeError as e:
+          bad_byte = e.start
+        try:  # surrogateescape keeps bad bytes, so the field holding them can be named
+          obj = json.loads(line.decode("utf-8", errors="surrogateescape"))
+        except json.JSONDecodeError as e:
+          if bad_byte is not None:
+            raise DataFormatError(f"{path}: line {lineno}: byte {bad_byte} is not valid UTF-8; "
+                                  f"re-encode the file as UTF-8.") from None
+          raise DataFormatError(f"{path}: line {lineno}: invalid JSON ({e.msg} at column "
+                                f"{e.colno}); each line must be one JSON object.") from None
+        rec = _check_fields(path, f"line {lineno}", obj, fields)
+        if bad_byte is not None:
+          field = next((k for k, v in obj.items() if isinstance(v, str) and not _encodable(v)),
+                       "?")
+          raise DataFormatError(f"{path}: line {lineno}, field {field!r}: byte {bad_byte} of the "
+                                f"line is not valid UTF-8; re-encode the file as UTF-8.")
+        yield rec
+    except (OSError, EOFError) as e:  # truncated or corrupt gzip
+      raise DataFormatError(f"{path}: unreadable after line {lineno} ({e}); re-create the file."
+                            ) from None
+
+
+def _txt_records(path: str, fields: Sequence[str]) -> Iterator[dict[str, str]]:
+  if tuple(fields) != ("text",):
+    raise DataFormatError(f"{path}: plain-text files hold format 'text' only (one document per "
+                          f"file); write {list(fields)} records as JSON lines instead.")
+  with tf.io.gfile.GFile(path, "rb") as f:
+    raw = f.read()
+  try:
+    text = raw.decode("utf-8")
+  except UnicodeDecodeError as e:
+    line = raw[:e.start].count(b"\n") + 1
+    raise DataFormatError(f"{path}: line {line}, field 'text': byte "
+                          f"{e.start} is not valid UTF-8; re-encode the file as UTF-8.") from None
+  if text.strip():
+    yield {"text": text}
+
+
+def _serialized_records(path: str, kind: str) -> Iterator[bytes]:
+  if kind == "tfrecord":
+      yield from tf.data.TFRecordDataset(path).as_numpy_iterator()
+  else:
+    from array_record.python import array_record_module
+    reader = array_record_module.ArrayRecordReader(path)
+    try:
+      for i in range(reader.num_records()):
+        yield reader.read([i])[0]
+    finally:
+      reader.close()
+
+
+def _example_records(path: str, kind: str, fields: Sequence[str]) -> Iterator[dict[str, str]]:
+  n = 0
+  try:
+    for n, raw in enumerate(_serialized_records(path, kind), 1):
+      ex = tf.train.Example.FromString(raw)
+      out = {}
+      for f in fields:
+        feat = ex.features.feature.get(f)
+        if feat is None or feat.WhichOneof("kind") is None:
+          raise DataFormatError(f"{path}: record {n}: field {f!r} is missing; every record of "
+                                f"this format needs {list(fields)}.")
+        if feat.WhichOneof("kind") != "bytes_list" or len(feat.bytes_list.value) != 1:
+          raise DataFormatError(f"{path}: record {n}: field {f!r} must hold exactly one bytes "
+                                f"value (a UTF-8 string).")
+        out[f] = _utf8(path, f"record {n}", f, feat.bytes_list.value[0])
+      yield out
+  except DataFormatError:
+    raise
+  except Exception as e:  # corrupt shard (DataLossError, DecodeError, ...)
+    raise DataFormatError(f"{path}: record {n + 1} is unreadable ({type(e).__name__}: {e}); "
+                          f"re-create the shard.") from None
+
+
+def iter_records(path: str, fields: Sequence[str]) -> Iterator[dict[str, str]]:
+  """Validated records of one file, as dicts of the given fields."""
+  kind = file_kind(path)
+  if kind == "jsonl":
+    return _jsonl_records(path, fields)
+  if kind == "txt":
+    return _txt_records(path, fields)
+  return _example_records(path, kind, fields)
+
+
+_VALIDATED: dict[tuple, int] = {}
+
+
+def count_records(path: str, fields: Sequence[str]) -> int:
+  """Reads every record of a local file (cached per size/mtime); raises
+  DataFormatError on the first bad one and on a file without records."""
+  st = os.stat(path)
+  key = (os.path.abspath(path), st.st_size, st.st_mtime_ns, tuple(fields))
+  if key not in _VALIDATED:
+    n = sum(1 for _ in iter_records(path, fields))
+    if n == 0:
+      raise DataFormatError(f"{path}: the file holds no records (it is empty); remove it from "
+                            f"`files` or fill it.")
+    _VALIDATED[key] = n
+  return _VALIDATED[key]
+
+
+def _is_local(path: str) -> bool:
+  return "://" not in path
+
+
+def make_source(split_to_files: dict[str, str | Sequence[str]], fields: Sequence[str],
+                validate: bool = True):
+  """A seqio DataSource yielding {field: tf.string} for each split's files.
+
+  All files of a source share one type. Local files are validated (and
+  counted, which lets seqio cache small sources in memory) when `validate`."""
+  split_paths = {s: list_files(f) for s, f in split_to_files.items()}
+  kinds = {file_kind(p) for paths in split_paths.values() for p in paths}
+  if len(kinds) != 1:
+    raise DataFormatError(f"Files {split_to_files} mix types {sorted(kinds)}; give one entry "
+                          f"per file type.")
+  kind = kinds.pop()
+  counts = None
+  if validate and all(_is_local(p) for paths in split_paths.values() for p in paths):
+    counts = {s: sum(count_records(p, fields) for p in paths) for s, paths in split_paths.items()}
+  fields = tuple(fields)
+  spec = {f: tf.TensorSpec((), tf.string) for f in fields}
+
+  if kind in ("jsonl", "txt"):
+    def read_file_fn(path):
+      return tf.data.Dataset.from_generator(
+          lambda p: iter_records(p.decode(), fields), args=(path,), output_signature=spec)
+    return seqio.FileDataSource(read_file_fn, split_paths, num_input_examples=counts)
+
+  description = {f: tf.io.FixedLenFeature([], tf.string) for f in fields}
+  if kind == "tfrecord":
+    return seqio.TFExampleDataSource(split_paths, description, num_input_examples=counts)
+  return seqio.TFExampleDataSource(split_paths, description, reader_cls=_array_record_dataset,
+                                   num_input_examples=counts)
+
+
+def _array_record_dataset(path):
+  """tf.data reader of one ArrayRecord shard's serialized records (in order)."""
+  return tf.data.Dataset.from_generator(
+      lambda p: _serialized_records(p.decode(), "array_record"), args=(path,),
+      output_signature=tf.TensorSpec((), tf.string))
