@@ -43,6 +43,7 @@ from typing import Callable
 import numpy as np
 
 from sbp_jax.data import mixture as mixture_lib
+from sbp_jax.data import sources
 from sbp_jax.data import tasks as tasks_lib
 from sbp_jax.data.sources import seqio, tf
 
@@ -104,11 +105,18 @@ def entries(data_cfg, split: str) -> list[dict]:
   return out
 
 
-def _mean_example_tokens(task, seq_len: int, n: int = 256) -> float:
-  ds = task.get_dataset(tasks_lib.sequence_lengths(seq_len), split="train", shuffle=False,
-                        num_epochs=1, try_in_mem_cache=False).take(n)
-  sizes = [len(ex["targets"]) for ex in ds.as_numpy_iterator()]
-  return float(np.mean(sizes)) if sizes else 1.0
+_MEAN_TOKENS: dict[str, float] = {}
+
+
+def _mean_example_tokens(task, key: str, seq_len: int, n: int = 256) -> float:
+  """Mean tokens per example over the task's first n examples (unshuffled, so
+  the rates, and hence the batches, are the same in every run)."""
+  if key not in _MEAN_TOKENS:
+    ds = task.get_dataset(tasks_lib.sequence_lengths(seq_len), split="train", shuffle=False,
+                          num_epochs=1, try_in_mem_cache=False).take(n)
+    sizes = [len(ex["targets"]) for ex in ds.as_numpy_iterator()]
+    _MEAN_TOKENS[key] = float(np.mean(sizes)) if sizes else 1.0
+  return _MEAN_TOKENS[key]
 
 
 def build_dataset(data_cfg, split: str, seq_len: int, local_batch: int, seed: int,
@@ -126,8 +134,10 @@ def build_dataset(data_cfg, split: str, seq_len: int, local_batch: int, seed: in
     if len(tasks) == 1:
       rates = {tasks[0].name: 1.0}
     else:
-      rates = mixture_lib.example_rates({e["name"]: float(e["weight"]) for e in es},
-                                        {t.name: _mean_example_tokens(t, seq_len) for t in tasks})
+      means = {t.name: _mean_example_tokens(
+          t, json.dumps([e, data_cfg.vocab, seq_len, sources.file_stamps(e["files"])],
+                        sort_keys=True, default=str), seq_len) for t, e in zip(tasks, es)}
+      rates = mixture_lib.example_rates({e["name"]: float(e["weight"]) for e in es}, means)
     mix = mixture_lib.register_mixture("mix:" + "+".join(rates), list(rates.items()),
                                        never_repeat=[e["name"] for e in es if e["synthetic"]])
     ds = mix.get_dataset(lengths, split=seqio_split, shuffle=True, seed=seed,

@@ -223,6 +223,15 @@ def count_records(path: str, fields: Sequence[str]) -> int:
   return _VALIDATED[key]
 
 
+def file_stamps(files) -> list:
+  """(path, size, mtime) of local files, to key caches that must notice edits."""
+  out = []
+  for p in list_files(files):
+    st = os.stat(p) if _is_local(p) else None
+    out.append((p, st.st_size, st.st_mtime_ns) if st else (p,))
+  return out
+
+
 def _is_local(path: str) -> bool:
   return "://" not in path
 
