@@ -43,6 +43,18 @@ def train_spm(directory) -> str:
   return prefix + ".model"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _record_cache(tmp_path_factory):
+  """TFRecord mirrors of test files go to a temporary folder."""
+  old = os.environ.get("SBP_DATA_CACHE")
+  os.environ["SBP_DATA_CACHE"] = str(tmp_path_factory.mktemp("records"))
+  yield
+  if old is None:
+    os.environ.pop("SBP_DATA_CACHE")
+  else:
+    os.environ["SBP_DATA_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def spm_path(tmp_path_factory):
   return train_spm(tmp_path_factory.mktemp("spm"))

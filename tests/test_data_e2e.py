@@ -17,7 +17,7 @@ from sbp_jax.train import loop
 from sbp_jax.train.optim import make_optimizer, make_schedule
 from sbp_jax.train.state import init_state
 from sbp_jax.train.step import make_eval_step
-from tests.seqio_helpers import make_docs, spm_path, write_jsonl  # noqa: F401
+from tests.seqio_helpers import _record_cache, make_docs, spm_path, write_jsonl  # noqa: F401
 
 pytestmark = pytest.mark.slow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -11,7 +11,8 @@ import pytest
 from sbp_jax.data import factory
 from sbp_jax.data.mixture import example_rates, plan_mixture
 from sbp_jax.data.pipeline import DataExhausted, make_seqio_iterator
-from tests.seqio_helpers import data_config, make_docs, segments, spm_path, vocab, write_jsonl  # noqa: F401
+from tests.seqio_helpers import (  # noqa: F401
+    _record_cache, data_config, make_docs, segments, spm_path, vocab, write_jsonl)
 
 SEQ = 48
 

@@ -3,12 +3,13 @@ input fails when the source is built, naming the file, line and field."""
 
 import gzip
 import json
+import os
 
 import pytest
 
 from sbp_jax.data import sources
 from sbp_jax.data.sources import DataFormatError, make_source, tf
-from tests.seqio_helpers import write_jsonl
+from tests.seqio_helpers import _record_cache, write_jsonl  # noqa: F401
 
 
 def _read(source, split="train"):
@@ -120,21 +121,14 @@ def test_empty_and_missing_files(tmp_path):
     make_source({"train": str(tmp_path / "x.csv")}, ("text",))
 
 
-def test_streaming_parser_reports_the_same_error(tmp_path):
-  """Remote files skip the eager check; the streaming reader raises the same text."""
-  p = tmp_path / "late.jsonl"
-  p.write_text('{"text": "a"}\n{"text": "b"}\n{"txt": "c"}\n')
-  with pytest.raises(DataFormatError, match=r"late\.jsonl: line 3: field 'text' is missing"):
-    list(sources.iter_records(str(p), ("text",)))
-  src = make_source({"train": str(p)}, ("text",), validate=False)
-  with pytest.raises(tf.errors.InvalidArgumentError, match=r"late\.jsonl: line 3"):
-    _read(src)
-
-
-def test_validation_is_cached_until_the_file_changes(tmp_path):
+def test_mirror_is_reused_until_the_file_changes(tmp_path):
   p = write_jsonl(tmp_path / "c.jsonl", [{"text": "a"}])
-  assert sources.count_records(p, ("text",)) == 1
+  m, n = sources.mirror(p, ("text",))
+  assert n == 1 and m.startswith(sources.cache_dir())
+  stamp = os.stat(m).st_mtime_ns
+  assert sources.mirror(p, ("text",)) == (m, 1) and os.stat(m).st_mtime_ns == stamp
   with open(p, "a") as f:
     f.write(json.dumps({"text": "b"}) + "\n" + "{oops\n")
   with pytest.raises(DataFormatError, match="line 3"):
-    sources.count_records(p, ("text",))
+    make_source({"train": p}, ("text",))
+  assert not [f for f in os.listdir(os.path.dirname(m)) if ".tmp" in f]  # no partial files

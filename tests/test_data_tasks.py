@@ -9,7 +9,8 @@ from configs.model import presets
 from sbp_jax.data import special_tokens
 from sbp_jax.data.pipeline import make_seqio_iterator
 from sbp_jax.model import ModelConfig, Transformer
-from tests.seqio_helpers import data_config, make_docs, segments, spm_path, vocab, write_jsonl  # noqa: F401
+from tests.seqio_helpers import (  # noqa: F401
+    _record_cache, data_config, make_docs, segments, spm_path, vocab, write_jsonl)
 
 SEQ = 48
 

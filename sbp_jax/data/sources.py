@@ -10,20 +10,28 @@ Formats, picked by file name:
                          (what seqio.beam_utils.WriteExampleArrayRecord writes)
 
 Every record must carry the fields of its format as UTF-8 strings: "text";
-"d1" and "d2"; or "prompt" and "response". Local files are checked eagerly in
-Python when a source is built (the result is cached per file size and mtime),
-so a bad file fails at start-up with an error naming the file, the line (or
-record) number and the field, not deep inside a tf.data pipeline. Remote
-(gs://) files are checked for existence only; their JSON lines are still
-parsed by the same Python code while streaming, so errors keep the same text.
+"d1" and "d2"; or "prompt" and "response".
+
+The tf.data pipeline runs no Python: JSON lines, text and ArrayRecord files
+are parsed once in Python into a GZIP TFRecord mirror (one per file, in
+`cache_dir()`, named by the file's path, size and mtime, written to a temporary
+name and renamed when complete, reused while the file is unchanged), and
+seqio.TFExampleDataSource reads the mirrors. (A Python generator inside
+tf.data can deadlock when an iterator is dropped while it is mid-call: the
+destructor waits for a call that waits for the GIL.) Parsing validates: a bad
+file fails when the source is built, with an error naming the file, the line
+(or record) number and the field. TFRecord inputs are read directly; local
+ones are validated in Python first.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import json
 import os
+import uuid
 from typing import Iterator, Sequence
 
 FIELDS = {"text": ("text",), "pairs": ("d1", "d2"), "prompt_response": ("prompt", "response")}
@@ -206,69 +214,93 @@ def iter_records(path: str, fields: Sequence[str]) -> Iterator[dict[str, str]]:
   return _example_records(path, kind, fields)
 
 
+def _stat(path: str) -> tuple[int, int]:
+  st = tf.io.gfile.stat(path)
+  return st.length, st.mtime_nsec
+
+
+def file_stamps(files) -> list:
+  """(path, size, mtime) of each file, to key caches that must notice edits."""
+  return [(p, *_stat(p)) for p in list_files(files)]
+
+
 _VALIDATED: dict[tuple, int] = {}
 
 
 def count_records(path: str, fields: Sequence[str]) -> int:
-  """Reads every record of a local file (cached per size/mtime); raises
+  """Reads every record of a file (memoised per size/mtime); raises
   DataFormatError on the first bad one and on a file without records."""
-  st = os.stat(path)
-  key = (os.path.abspath(path), st.st_size, st.st_mtime_ns, tuple(fields))
+  key = (path, *_stat(path), tuple(fields))
   if key not in _VALIDATED:
     n = sum(1 for _ in iter_records(path, fields))
     if n == 0:
-      raise DataFormatError(f"{path}: the file holds no records (it is empty); remove it from "
-                            f"`files` or fill it.")
+      raise _empty(path)
     _VALIDATED[key] = n
   return _VALIDATED[key]
 
 
-def file_stamps(files) -> list:
-  """(path, size, mtime) of local files, to key caches that must notice edits."""
-  out = []
-  for p in list_files(files):
-    st = os.stat(p) if _is_local(p) else None
-    out.append((p, st.st_size, st.st_mtime_ns) if st else (p,))
-  return out
+def _empty(path: str) -> DataFormatError:
+  return DataFormatError(f"{path}: the file holds no records (it is empty); remove it from "
+                         f"`files` or fill it.")
 
 
-def _is_local(path: str) -> bool:
-  return "://" not in path
+def cache_dir() -> str:
+  """Where TFRecord mirrors go: $SBP_DATA_CACHE, else ~/.cache/sbp_jax/records."""
+  return os.environ.get("SBP_DATA_CACHE") or os.path.join(
+      os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "sbp_jax", "records")
 
 
-def make_source(split_to_files: dict[str, str | Sequence[str]], fields: Sequence[str],
-                validate: bool = True):
-  """A seqio DataSource yielding {field: tf.string} for each split's files.
+def _example(rec: dict[str, str]) -> bytes:
+  return tf.train.Example(features=tf.train.Features(feature={
+      k: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8")]))
+      for k, v in rec.items()})).SerializeToString()
 
-  All files of a source share one type. Local files are validated (and
-  counted, which lets seqio cache small sources in memory) when `validate`."""
+
+def mirror(path: str, fields: Sequence[str]) -> tuple[str, int]:
+  """(GZIP TFRecord copy of `path` as tf.train.Examples of `fields`, records)."""
+  key = hashlib.sha1(json.dumps([path, *_stat(path), list(fields)]).encode()).hexdigest()
+  out = os.path.join(cache_dir(), key[:2], f"{key}.tfrecord.gz")
+  meta = out + ".json"
+  if tf.io.gfile.exists(out):
+    with tf.io.gfile.GFile(meta) as f:
+      return out, json.load(f)["records"]
+  tf.io.gfile.makedirs(os.path.dirname(out))
+  tmp = f"{out}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+  n = 0
+  try:
+    with tf.io.TFRecordWriter(tmp, options="GZIP") as w:
+      for n, rec in enumerate(iter_records(path, fields), 1):
+        w.write(_example(rec))
+    if n == 0:
+      raise _empty(path)
+    with tf.io.gfile.GFile(meta + ".tmp", "w") as f:
+      json.dump({"source": path, "fields": list(fields), "records": n}, f)
+    tf.io.gfile.rename(meta + ".tmp", meta, overwrite=True)
+    tf.io.gfile.rename(tmp, out, overwrite=True)  # last: its presence marks completion
+  finally:
+    if tf.io.gfile.exists(tmp):
+      tf.io.gfile.remove(tmp)
+  return out, n
+
+
+def make_source(split_to_files: dict[str, str | Sequence[str]], fields: Sequence[str]):
+  """A seqio.TFExampleDataSource yielding {field: tf.string} for each split's
+  files (their mirrors, for other types than TFRecord). All files of a source
+  share one type. Record counts let seqio cache small sources in memory."""
   split_paths = {s: list_files(f) for s, f in split_to_files.items()}
   kinds = {file_kind(p) for paths in split_paths.values() for p in paths}
   if len(kinds) != 1:
     raise DataFormatError(f"Files {split_to_files} mix types {sorted(kinds)}; give one entry "
                           f"per file type.")
-  kind = kinds.pop()
-  counts = None
-  if validate and all(_is_local(p) for paths in split_paths.values() for p in paths):
-    counts = {s: sum(count_records(p, fields) for p in paths) for s, paths in split_paths.items()}
   fields = tuple(fields)
-  spec = {f: tf.TensorSpec((), tf.string) for f in fields}
-
-  if kind in ("jsonl", "txt"):
-    def read_file_fn(path):
-      return tf.data.Dataset.from_generator(
-          lambda p: iter_records(p.decode(), fields), args=(path,), output_signature=spec)
-    return seqio.FileDataSource(read_file_fn, split_paths, num_input_examples=counts)
-
   description = {f: tf.io.FixedLenFeature([], tf.string) for f in fields}
-  if kind == "tfrecord":
+  if kinds == {"tfrecord"}:
+    local = all("://" not in p for paths in split_paths.values() for p in paths)
+    counts = ({s: sum(count_records(p, fields) for p in paths)
+               for s, paths in split_paths.items()} if local else None)
     return seqio.TFExampleDataSource(split_paths, description, num_input_examples=counts)
-  return seqio.TFExampleDataSource(split_paths, description, reader_cls=_array_record_dataset,
-                                   num_input_examples=counts)
-
-
-def _array_record_dataset(path):
-  """tf.data reader of one ArrayRecord shard's serialized records (in order)."""
-  return tf.data.Dataset.from_generator(
-      lambda p: _serialized_records(p.decode(), "array_record"), args=(path,),
-      output_signature=tf.TensorSpec((), tf.string))
+  mirrored = {s: [mirror(p, fields) for p in paths] for s, paths in split_paths.items()}
+  return seqio.TFExampleDataSource(
+      {s: [m for m, _ in ms] for s, ms in mirrored.items()}, description,
+      reader_cls=functools.partial(tf.data.TFRecordDataset, compression_type="GZIP"),
+      num_input_examples={s: sum(n for _, n in ms) for s, ms in mirrored.items()})

@@ -116,12 +116,11 @@ def output_features(vocab) -> dict:
 
 
 def register_task(name: str, fmt: str, split_to_files: Mapping, vocab, *,
-                  max_len: int | None = None, shuffle_buffer_size: int = 10_000,
-                  validate: bool = True):
+                  max_len: int | None = None, shuffle_buffer_size: int = 10_000):
   """Registers (replacing any task of that name) and returns a seqio.Task."""
   if fmt not in PREPROCESSORS:
     raise ValueError(f"Task {name!r}: format={fmt!r} is not known; choose one of {FORMATS}.")
-  source = make_source(dict(split_to_files), FIELDS[fmt], validate=validate)
+  source = make_source(dict(split_to_files), FIELDS[fmt])
   prep = PREPROCESSORS[fmt]
   if fmt != "text":
     prep = functools.partial(prep, max_len=max_len)
