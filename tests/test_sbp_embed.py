@@ -145,3 +145,18 @@ def test_embedding_shard_written_once(tmp_path):
   assert Counting.calls == 1 and not any(p.endswith(".tmp.npz") for p in os.listdir(tmp_path))
   vecs, gids, ids = embed.read_embedding_shard(path)
   assert vecs.shape == (2, 3) and list(gids) == [5, 6] and list(ids) == ["a", "b"]
+
+
+def test_make_embedder_lm_from_config():
+  from configs import sbp_pair_demo
+  c = sbp_pair_demo.get_config()
+  c.pair.embedder.kind = "lm"  # checkpoint "" = random tiny model (smoke test)
+  c.pair.embedder.layer = 1
+  e = embed.make_embedder(c)
+  assert isinstance(e, embed.LMEmbedder) and e.dim == c.model.d_model
+  v = e.embed(["first document", "second"])
+  assert v.shape == (2, c.model.d_model)
+  np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+  c.pair.embedder.kind = "tfidf"
+  with pytest.raises(ValueError, match="pair.embedder.kind='tfidf'"):
+    embed.make_embedder(c)
