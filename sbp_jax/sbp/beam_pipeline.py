@@ -145,4 +145,4 @@ def run_beam(config, workdir: str) -> dict:
            list(p.beam_options))
   with beam.Pipeline(options=opts) as pipeline:
     build(pipeline, config, workdir, man["num_shards"])
-  return stages.finalize(p, lay, man["num_docs"], man["num_shards"], int(config.seed))
+  return stages.finalize(p, lay, man["num_shards"], int(config.seed))

@@ -44,7 +44,7 @@ def run_local(config, workdir: str, stop_after_shards: int = 0) -> dict:
     written += stages.select_shard(p, lay, q, rule, lookup)
     if stop_after_shards and written >= stop_after_shards:
       raise InterruptedError(f"stopped after {written} selection shards (test hook)")
-  return stages.finalize(p, lay, man["num_docs"], n, int(config.seed))
+  return stages.finalize(p, lay, n, int(config.seed))
 
 
 def run(config, workdir: str) -> dict:

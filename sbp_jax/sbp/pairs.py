@@ -112,7 +112,7 @@ def finalize_stats(total: dict, alpha: float, random_mean: float, random_n: int)
 
 
 def random_pair_similarity(load_rows, num_docs: int, n: int, seed: int) -> float:
-  """Mean similarity of n random pairs (i != j). load_rows(gids) -> vectors in that order."""
+  """Mean similarity of n random pairs (i != j) of num_docs rows; load_rows(idx) -> vectors."""
   rng = np.random.default_rng(seed)
   i = rng.integers(0, num_docs, n)
   j = (i + rng.integers(1, max(num_docs, 2), n)) % num_docs  # uniform over j != i

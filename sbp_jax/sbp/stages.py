@@ -157,25 +157,20 @@ def select_shard(p, lay: Layout, q: int, rule, d2_docs) -> bool:
 
 # -- stage 4: totals -------------------------------------------------------------------------
 
-def finalize(p, lay: Layout, num_docs: int, num_shards: int, seed: int) -> dict:
+def finalize(p, lay: Layout, num_shards: int, seed: int) -> dict:
   sel = SelectConfig.from_dict(p.select)
   total = new_stats(sel.hist_bins)
   for q in range(num_shards):
     with open(lay.stats_file(q)) as f:
       total = add_stats(total, json.load(f))
-  size = int(p.shard_size)
-
-  def load_rows(gids):
-    out = None
-    for s in np.unique(gids // size):
-      vecs = read_embedding_shard(lay.emb_file(int(s)))[0]
-      out = np.zeros((len(gids), vecs.shape[1]), np.float32) if out is None else out
-      m = gids // size == s
-      out[m] = vecs[gids[m] - s * size]
-    return out
-
+  # Random pairs come from up to 16 random shards, so this reads a bounded amount of
+  # embeddings however large the corpus (shards are arbitrary slices of it).
+  rng = np.random.default_rng(seed)
+  picked = sorted(rng.choice(num_shards, min(num_shards, 16), replace=False).tolist())
+  vecs = np.concatenate([read_embedding_shard(lay.emb_file(s))[0] for s in picked])
   n_rand = int(p.get("random_pairs", 10000))
-  rand = random_pair_similarity(load_rows, num_docs, n_rand, seed) if num_docs > 1 else None
+  rand = (random_pair_similarity(lambda g: vecs[g], len(vecs), n_rand, seed)
+          if len(vecs) > 1 else None)
   stats = finalize_stats(total, sel.alpha, rand, n_rand)
   _atomic_json(os.path.join(lay.workdir, "stats.json"), stats)
   return stats
