@@ -39,14 +39,19 @@ def pair_section() -> ml_collections.ConfigDict:
   p.embedder.layer = -1         # kind="lm": block output to pool (-1 = last)
 
   p.search = ml_collections.ConfigDict()
-  # Measured with benchmarks/pairing.py (see the PR report): AH scoring (4-bit codes per
-  # 2 dims, int8 lookup tables) then float reordering reached higher recall@k per query-
-  # second than int8 scalar-quantized scoring at the same leaves searched, so "ah".
+  # Scoring, measured with benchmarks/pairing.py on 1M clustered 256-d vectors, k=200, tree of
+  # 1000 leaves, 800 candidates reordered in float32: AH (4-bit codes per 2 dims, int8 lookup
+  # tables) and int8 scalar quantization gave the same recall@200 (0.945 at 30 leaves
+  # searched: recall is bound by the leaves searched, reordering fixes the scores), but AH
+  # answered ~6x more queries/s (1,559 vs 260 q/s); 60 leaves (6%) gave 0.954 at 80x exact.
   p.search.scoring = "ah"
   p.search.k = 50              # thesis: 200 over 60M docs; 50 suffices for a few thousand
   p.search.num_leaves = 0      # 0 = sqrt(N) per value shard, as in the thesis
   p.search.leaves_to_search = 0
-  p.search.leaves_frac = 0.06  # of the leaves, when leaves_to_search = 0
+  # 6% of the leaves reaches 0.95 recall@200 on 1M-vector shards (the default); a demo
+  # shard of ~1,200 MiniLM vectors has only ~35 leaves of ~35 docs and its top-50 spread over
+  # many of them (recall@50: 0.48 at 3 leaves, 0.94 at half), so the demo searches half.
+  p.search.leaves_frac = 0.5
   p.search.reorder = 0         # 0 = reorder_mult * k candidates rescored in float32
   p.search.reorder_mult = 4
   p.search.min_tree_size = 1000  # smaller value shards are scanned without a tree
@@ -54,9 +59,10 @@ def pair_section() -> ml_collections.ConfigDict:
   p.search.num_salts = 2
 
   p.select = ml_collections.ConfigDict()
-  # The thesis' 0.75 is for Qwen3-Embedding-0.6B. MiniLM similarities run lower (related
-  # Wikipedia-style articles score ~0.5-0.7), so the demo uses 0.6; see stats.json's
-  # histogram to re-tune for another encoder or corpus.
+  # The thesis' 0.75 is for Qwen3-Embedding-0.6B. MiniLM similarities run lower: on the demo
+  # corpus (Python docs sections) the top-50 neighbours centre near 0.45 and only ~1% of
+  # them pass 0.75, while related sections (e.g. two logging or two tkinter pages) score
+  # 0.6-0.7; 0.6 keeps ~9k pairs of related sections. Re-tune with stats.json's histogram.
   p.select.alpha = 0.6
   p.select.cap = 10            # pairs per d1 (0 = no cap)
   p.select.shingle = 13
