@@ -48,7 +48,8 @@ def generator_section() -> ml_collections.ConfigDict:
   g.http = ml_collections.ConfigDict(dict(
       base_url="http://127.0.0.1:8000/v1", model="sbp_jax", api_key_env="",
       max_concurrency=8, requests_per_second=0.0, max_retries=5, backoff_s=1.0,
-      max_backoff_s=60.0, timeout_s=600.0))
+      max_backoff_s=60.0, timeout_s=600.0,
+      send_seed=True))  # False batches better on our own `serve` at temperature > 0
   return g
 
 

@@ -111,12 +111,16 @@ class HTTPGenerator:
 
   def __init__(self, base_url: str, model: str, api_key: str = "", max_concurrency: int = 8,
                requests_per_second: float = 0.0, max_retries: int = 5, backoff_s: float = 1.0,
-               max_backoff_s: float = 60.0, timeout_s: float = 300.0, seed: int = 0):
+               max_backoff_s: float = 60.0, timeout_s: float = 300.0, seed: int = 0,
+               send_seed: bool = True):
     self.base_url = base_url.rstrip("/")
     self.model, self.api_key = model, api_key
     self.max_concurrency, self.max_retries = max(1, max_concurrency), max_retries
     self.backoff_s, self.max_backoff_s, self.timeout_s = backoff_s, max_backoff_s, timeout_s
     self.limiter = RateLimiter(requests_per_second)
+    # Seeds make replies reproducible where servers honour them; our `serve`
+    # runs a seeded sampled request alone, so send_seed=False batches better there.
+    self.send_seed = send_seed
     self._rng = random.Random(seed)
     self._lock = threading.Lock()
     self.stats = dict(requests=0, retries=0, prompt_tokens=0, completion_tokens=0)
@@ -163,7 +167,9 @@ class HTTPGenerator:
 
   def _payload(self, params: GenParams, i: int) -> dict:
     p = dict(model=self.model, max_tokens=params.max_tokens, temperature=params.temperature,
-             top_p=params.top_p, seed=params.seed * 100003 + i)
+             top_p=params.top_p)
+    if self.send_seed:
+      p["seed"] = params.seed * 100003 + i
     if params.stop:
       p["stop"] = list(params.stop)
     return p
@@ -211,7 +217,8 @@ def make_generator(config) -> Generator:
       raise ValueError("generator.http needs base_url (e.g. http://127.0.0.1:8000/v1) and model.")
     return HTTPGenerator(h.base_url, h.model, key, int(h.max_concurrency),
                          float(h.requests_per_second), int(h.max_retries), float(h.backoff_s),
-                         float(h.get("max_backoff_s", 60.0)), float(h.timeout_s), config.seed)
+                         float(h.get("max_backoff_s", 60.0)), float(h.timeout_s), config.seed,
+                         bool(h.get("send_seed", True)))
   raise ValueError(f"generator.kind={g.kind!r}; choose 'local' or 'http'.")
 
 

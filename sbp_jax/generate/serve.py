@@ -44,9 +44,12 @@ class BatchingEngine:
     self._thread.start()
 
   def submit(self, prompts: list[str], sp: SamplingParams, seed: int | None) -> cf.Future:
-    """One future resolving to the completions of `prompts`, in order. Requests
-    with an explicit seed run alone, so the seed alone fixes their output."""
+    """One future resolving to the completions of `prompts`, in order. Sampled
+    requests with an explicit seed run alone, so the seed alone fixes their
+    output (greedy ones need no seed and always share batches)."""
     fut: cf.Future = cf.Future()
+    if sp.temperature == 0:
+      seed = None
     self._q.put((prompts, sp, seed, fut))
     return fut
 
