@@ -7,6 +7,7 @@ mode 'entigraph' (thesis 2.2.2, A.6.1), per document:
   2. one call per entity pair (all pairs) and per sampled triple writes how the
      entities relate in the document, with the title and text in the prompt.
 mode 'rephrase' (A.6.2): `rephrase_rounds` rewrites per style (easy/medium/hard).
+mode 'raw': the source documents as training texts (the Raw CPT baseline), no model.
 
 Output (workdir): shards/doc-NNNNN.jsonl, pretraining-text records
 {"text", "doc_id", "title", "kind", "entities", "num_tokens"}; meta/doc-NNNNN.json
@@ -133,6 +134,8 @@ def _tasks(doc: Document, e, entities, rng) -> list[tuple[str, tuple[str, ...]]]
   if e.mode == "rephrase":
     return [(f"rephrase_{s}", ()) for _ in range(int(e.rephrase_rounds))
             for s in e.rephrase_styles]
+  if e.mode == "raw":
+    return []
   pairs = [("pair", p) for p in entity_pairs(entities)]
   triples = [("triple", t) for t in sample_triples(entities, int(e.num_triples), rng)]
   return pairs + triples
@@ -175,8 +178,10 @@ def process_document(doc: Document, gen, style: str, e, tok, seed: int, budget: 
       elif e.extraction_fallback != "record":
         raise ValueError(f"entigraph.extraction_fallback={e.extraction_fallback!r}; choose one "
                          f"of {FALLBACKS}.")
+  elif e.mode == "raw":  # the source documents themselves, for the Raw CPT baseline
+    emit(f"{doc.title}\n\n{doc.text}", "raw_doc", ())
   elif e.mode != "rephrase":
-    raise ValueError(f"entigraph.mode={e.mode!r}; choose 'entigraph' or 'rephrase'.")
+    raise ValueError(f"entigraph.mode={e.mode!r}; choose 'entigraph', 'rephrase' or 'raw'.")
   meta["entities"] = entities
   tasks = _tasks(doc, e, entities, rng)
   meta["num_pairs"] = sum(k == "pair" for k, _ in tasks)
@@ -285,7 +290,8 @@ def run_pipeline(config, workdir: str, generator=None) -> dict:
     if budget.exhausted():
       log.info("Token budget %d reached (%d); stopping.", target, budget.used)
       break
-    gen = gen or make_generator(config)
+    if gen is None and e.mode != "raw":
+      gen = make_generator(config)
     records, meta = process_document(doc, gen, style, e, tok, int(config.seed), budget)
     # meta first: a shard without its meta is never taken as finished.
     _write(os.path.join(meta_dir, name(i) + ".json"), json.dumps(meta, indent=1))
