@@ -90,3 +90,23 @@ def test_epoch_planning(tmp_path):
   c = ml_collections.ConfigDict(dict(data=data, cpt=dict(epochs=3.0, corpus_tokens=0),
                                      train=dict(seq_len=10, global_batch_size=9)))
   assert cpt.plan(c) == dict(corpus_tokens=900, epochs=3.0, replay_rate=0.5, num_steps=60)
+
+
+def test_seqio_corpus_tokens_with_sentencepiece(tmp_path):
+  import json
+  import sentencepiece as spm
+  texts = [f"The keeper of light number {i} wrote in the log every night." for i in range(60)]
+  spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_prefix=str(tmp_path / "m"),
+                                 vocab_size=64, model_type="bpe", pad_id=0, eos_id=1, unk_id=2,
+                                 bos_id=-1, minloglevel=2)
+  vocab = str(tmp_path / "m.model")
+  f = tmp_path / "c.jsonl"
+  f.write_text("".join(json.dumps({"text": t, "doc_id": "x"}) + "\n" for t in texts[:5]))
+  sp = spm.SentencePieceProcessor(model_file=vocab)
+  want = sum(len(sp.encode(t)) + 1 for t in texts[:5])
+  data = ml_collections.ConfigDict(dict(kind="seqio", vocab=vocab, train=[
+      dict(name="eg", format="text", files=str(f), weight=1.0)]))
+  assert cpt.corpus_tokens(data) == want
+  f.write_text('{"txt": "oops"}\n')
+  with pytest.raises(ValueError, match=r"c\.jsonl:1: .*'text'"):
+    cpt.corpus_tokens(data)

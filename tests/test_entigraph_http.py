@@ -119,3 +119,30 @@ def test_retries_backoff_and_rate_limit():
     server.server_close()
   with pytest.raises(GenerationError, match="after 1 attempts"):  # nothing listens there now
     HTTPGenerator(url, "m", max_retries=0).complete(["a"], GenParams())
+
+
+@pytest.mark.slow  # starts the real job (model from config) in a subprocess
+def test_serve_job_from_config(tmp_path):
+  import os
+  import signal
+  import subprocess
+  import sys
+  port = 18000 + os.getpid() % 1000
+  env = {**os.environ, "SBP_TEST_KEY": "s3cret", "JAX_PLATFORMS": "cpu"}
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "sbp_jax.main", "--config=configs/serve_tiny.py",
+       f"--workdir={tmp_path}", f"--config.serve.port={port}",
+       "--config.serve.api_key_env=SBP_TEST_KEY"], cwd=root, env=env,
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  try:
+    lines = [""]
+    while "Serving" not in lines[-1]:
+      lines.append(proc.stdout.readline())
+      assert lines[-1] or proc.poll() is None, "serve job exited early:\n" + "".join(lines)
+    gen = HTTPGenerator(f"http://127.0.0.1:{port}/v1", "sbp_jax", api_key="s3cret")
+    out = gen.complete(["Hello", "World"], GenParams(temperature=0.0, max_tokens=4))
+    assert len(out) == 2 and all(isinstance(t, str) for t in out)
+  finally:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)

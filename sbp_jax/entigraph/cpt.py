@@ -55,10 +55,11 @@ def corpus_tokens(data_cfg) -> int:
     count = _spm_counter(main.vocab)
     total = 0
     for task in main.train:
-      if task.get("format", "text") != "text":
-        raise ValueError(f"data.main.train task {task.name!r} has format {task.format!r}; "
-                         "epoch counting reads 'text' tasks (or set cpt.corpus_tokens).")
-      total += sum(count(t) for t in _text_records(task.files))
+      if task.get("format", "text") != "text":  # list entries stay plain dicts
+        raise ValueError(f"data.main.train task {task.get('name')!r} has format "
+                         f"{task.get('format')!r}; epoch counting reads 'text' tasks (or set "
+                         "cpt.corpus_tokens).")
+      total += sum(count(t) for t in _text_records(task["files"]))
     return total
   raise ValueError(f"cannot count tokens of data.kind={main.kind!r}; set cpt.corpus_tokens.")
 

@@ -230,7 +230,7 @@ class OpenAIServer(http.server.ThreadingHTTPServer):
     self.engine = BatchingEngine(sampler, max_batch, batch_wait_s)
     self.tokenizer = getattr(sampler, "tokenizer", None)
     self.model_name, self.api_key = model_name, api_key
-    self.defaults = dict(temperature=1.0, top_p=1.0, top_k=0, max_tokens=16, **(defaults or {}))
+    self.defaults = {**dict(temperature=1.0, top_p=1.0, top_k=0, max_tokens=16), **(defaults or {})}
 
   @property
   def url(self) -> str:
