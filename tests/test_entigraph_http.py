@@ -61,6 +61,7 @@ def test_http_backend_matches_local_sampler(sampler):
     want = sampler.generate_text([render_chat(conv)], SamplingParams(
         temperature=0.0, max_new_tokens=6, stop_strings=("<|im_end|>",)))[0].text
     assert chat == want
+    assert LocalGenerator(sampler, batch_size=1).chat([conv], greedy) == [want]
     # Seeded sampling is reproducible through the server.
     hot = GenParams(temperature=1.0, max_tokens=6, seed=5)
     assert gen.complete(["The mill"], hot) == gen.complete(["The mill"], hot)

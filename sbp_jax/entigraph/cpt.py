@@ -25,8 +25,11 @@ def _text_records(files):
     with opener(path, "rt", encoding="utf-8") as f:
       for n, line in enumerate(f, 1):
         if line.strip():
-          row = json.loads(line)
-          if not isinstance(row.get("text"), str):
+          try:
+            row = json.loads(line)
+          except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}).") from None
+          if not isinstance(row, dict) or not isinstance(row.get("text"), str):
             raise ValueError(f"{path}:{n}: pretraining text records need a string 'text' field.")
           yield row["text"]
 
