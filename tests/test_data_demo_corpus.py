@@ -1,6 +1,5 @@
 """The shipped demo corpus (data/demo_corpus) and the HTML extraction that builds it."""
 
-import gzip
 import os
 import struct
 import sys
