@@ -58,7 +58,11 @@ def get_config():
   c.job = "entigraph"
   c.model.dtype = "float32"
   c.model.remat_policy = "none"
-  c.tokenizer = ml_collections.ConfigDict(dict(kind="bytes", path=""))  # for token counts
+  c.model.vocab_size = 4096
+  # Counts the corpus's tokens (and is the local backend's tokenizer): use the
+  # tokenizer the CPT run will train with (configs/entigraph_cpt.py uses this one).
+  c.tokenizer = ml_collections.ConfigDict(dict(kind="sentencepiece",
+                                               path="data/demo_corpus/spm_bpe_4096.model"))
   c.generate = generation_section()  # local backend only
   c.generator = generator_section()
   c.entigraph = entigraph_section()

@@ -95,15 +95,12 @@ def test_epoch_planning(tmp_path):
 def test_seqio_corpus_tokens_with_sentencepiece(tmp_path):
   import json
   import sentencepiece as spm
-  texts = [f"The keeper of light number {i} wrote in the log every night." for i in range(60)]
-  spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_prefix=str(tmp_path / "m"),
-                                 vocab_size=64, model_type="bpe", pad_id=0, eos_id=1, unk_id=2,
-                                 bos_id=-1, minloglevel=2)
-  vocab = str(tmp_path / "m.model")
+  vocab = "data/demo_corpus/spm_bpe_4096.model"  # the shipped tokenizer (task corpus)
+  texts = [f"The keeper of light number {i} wrote in the log every night." for i in range(5)]
   f = tmp_path / "c.jsonl"
-  f.write_text("".join(json.dumps({"text": t, "doc_id": "x"}) + "\n" for t in texts[:5]))
+  f.write_text("".join(json.dumps({"text": t, "doc_id": "x"}) + "\n" for t in texts))
   sp = spm.SentencePieceProcessor(model_file=vocab)
-  want = sum(len(sp.encode(t)) + 1 for t in texts[:5])
+  want = sum(len(sp.encode(t)) + 1 for t in texts)  # + one end-of-document token each
   data = ml_collections.ConfigDict(dict(kind="seqio", vocab=vocab, train=[
       dict(name="eg", format="text", files=str(f), weight=1.0)]))
   assert cpt.corpus_tokens(data) == want

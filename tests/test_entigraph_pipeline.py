@@ -61,6 +61,7 @@ def _config(tmp_path, **over):
   path.write_text("".join(json.dumps(d) + "\n" for d in DOCS))
   c = entigraph_generate.get_config()
   c.generator.style = "completion"
+  c.tokenizer.kind = "bytes"  # token counts = UTF-8 bytes, checked below
   c.entigraph.documents = str(path)
   c.entigraph.num_triples = 3
   c.entigraph.batch_size = 4
