@@ -165,6 +165,15 @@ def test_token_budget_stops_and_rephrase_mode(tmp_path):
   # The budget is checked between calls: at most one call (2 texts) past it.
   assert m["tokens"] - max(r["num_tokens"] for r in rows) * 2 < 60
   assert {r["kind"] for r in rows} <= {"rephrase_easy", "rephrase_medium", "rephrase_hard"}
+  # Same budget again: nothing is generated. A larger one finishes the cut-short document.
+  gen = ScriptedGen()
+  again = pipeline.run_pipeline(c, work, generator=gen)
+  assert gen.calls == 0 and again["tokens"] == m["tokens"]
+  c.entigraph.target_tokens = 10 ** 6
+  gen = ScriptedGen()
+  more = pipeline.run_pipeline(c, work, generator=gen)
+  assert more["documents_done"] == 3 and not more["budget_reached"]
+  assert more["records"] == {"rephrase_easy": 6, "rephrase_medium": 6, "rephrase_hard": 6}
   full = pipeline.run_pipeline(_config(tmp_path, mode="rephrase", rephrase_rounds=2),
                                str(tmp_path / "full"), generator=ScriptedGen())
   assert full["records"] == {"rephrase_easy": 6, "rephrase_medium": 6, "rephrase_hard": 6}

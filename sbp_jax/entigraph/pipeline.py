@@ -280,7 +280,9 @@ def run_pipeline(config, workdir: str, generator=None) -> dict:
                        f"document {i} of {e.documents} is {docs[i].id!r}; the document list "
                        "changed. Use a fresh workdir.")
   target = int(e.get("target_tokens", 0))
-  budget = _Budget(target, sum(metas[i]["tokens"] for i in done))
+  # Documents cut short by the budget count too: a re-run with the same budget
+  # stops at once; a larger budget redoes them (their old tokens are released).
+  budget = _Budget(target, sum(m["tokens"] for m in metas.values() if m is not None))
   gen, style = generator, config.generator.style
   bar = tqdm(total=len(docs), initial=len(done), desc=f"{e.mode} docs", unit="doc",
              disable=not e.get("progress", True))
@@ -290,6 +292,8 @@ def run_pipeline(config, workdir: str, generator=None) -> dict:
     if budget.exhausted():
       log.info("Token budget %d reached (%d); stopping.", target, budget.used)
       break
+    if metas[i] is not None:
+      budget.used -= metas[i]["tokens"]
     if gen is None and e.mode != "raw":
       gen = make_generator(config)
     records, meta = process_document(doc, gen, style, e, tok, int(config.seed), budget)
