@@ -16,6 +16,11 @@ from ml_collections import config_flags
 JOBS = {
     "train": "sbp_jax.train.loop:run",
     "entigraph_theory": "sbp_jax.entigraph.theory_job:run",
+    "entigraph": "sbp_jax.entigraph.pipeline:run",
+    "entigraph_cpt": "sbp_jax.entigraph.cpt:run",
+    "entigraph_qa": "sbp_jax.entigraph.qa:run",
+    "entigraph_demo": "sbp_jax.entigraph.demo:run",
+    "serve": "sbp_jax.generate.serve:run_serve",
     "generate": "sbp_jax.generate.jobs:run_generate",
     "budget_forcing": "sbp_jax.generate.jobs:run_budget_forcing",
     "import_hf": "sbp_jax.convert.safetensors_import:run",
