@@ -29,5 +29,6 @@ def normalize_answer(text: str) -> str:
 
 
 def exact_match(prediction: str, references: Iterable[str]) -> bool:
+  """An empty (normalised) prediction never matches, even a reference like "a"."""
   p = normalize_answer(prediction)
-  return any(p == normalize_answer(r) for r in references)
+  return bool(p) and any(p == normalize_answer(r) for r in references)
