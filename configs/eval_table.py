@@ -13,11 +13,11 @@ def get_config():
   c = ml_collections.ConfigDict()
   c.job = "eval_table"
   c.table = ml_collections.ConfigDict()
-  c.table.runs = [
+  c.table.runs = (
       dict(label="Baseline", results="runs/eval_baseline/results.json"),
       dict(label="SBP", results="runs/eval_sbp/results.json"),
       dict(label="Oracle", results="runs/eval_oracle/results.json"),
-  ]
+  )
   c.table.baseline = "Baseline"
   c.table.oracle = "Oracle"   # "" = no share-of-gain row
   c.table.tasks = ()          # () = the baseline's tasks, in its order

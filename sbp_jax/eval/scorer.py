@@ -103,7 +103,8 @@ class Scorer:
     self._rows = batch_sharding(self.mesh, self.rules, 2)
     self._fn = _jitted(cfg, self.mesh, tuple(self.rules))
     self.buckets_compiled: set[tuple[int, int]] = set()
-    self.stats = dict(truncated=0, scored_tokens=0, padded_tokens=0, seconds=0.0)
+    self.stats = dict(truncated=0, scored_tokens=0, input_tokens=0, padded_tokens=0,
+                      seconds=0.0)
 
   def bucket_of(self, n_inputs: int) -> int:
     return min(next_pow2(n_inputs, self.min_bucket), self.max_len)
@@ -152,6 +153,7 @@ class Scorer:
           for row, (_, i, _, k) in enumerate(chunk):
             out[i] = Score(float(lp[row]), int(k), bool(greedy[row]))
           self.stats["scored_tokens"] += int(mask.sum())
+          self.stats["input_tokens"] += sum(len(c[2]) - 1 for c in chunk)
           self.stats["padded_tokens"] += int(inputs.size)
     self.stats["seconds"] += time.perf_counter() - t0
     return out  # type: ignore[return-value]
