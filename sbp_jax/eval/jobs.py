@@ -129,6 +129,17 @@ def make_generate(cfg: ModelConfig, params, tok, mesh, rules, prefix, batch_size
   return generate
 
 
+def latest_step(checkpoint: str) -> int | None:
+  if not checkpoint:
+    return None
+  from sbp_jax.train.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+  ckpt = Checkpointer(checkpoint, every=1, keep=1, async_save=False)
+  try:
+    return ckpt.latest_step()
+  finally:
+    ckpt.close()
+
+
 def run_eval(config, workdir: str) -> dict:
   e = config.eval
   maybe_initialize_distributed(config.get("distributed"))
@@ -144,11 +155,14 @@ def run_eval(config, workdir: str) -> dict:
   prefix = resolve_prefix(e.get("prefix", "none"), tok, cfg.vocab_size)
   out_dir = os.path.join(workdir, "eval")
   os.makedirs(out_dir, exist_ok=True)
-  stamp = dict(checkpoint=e.checkpoint, model_json=e.get("model_json", ""), prefix=list(prefix),
+  # Finished tasks are reused only for the same checkpoint step and scoring setup.
+  step = latest_step(e.checkpoint)
+  stamp = dict(checkpoint=e.checkpoint, step=step, model_json=e.get("model_json", ""),
+               prefix=list(prefix),
                max_len=int(e.get("max_len", 0) or cfg.max_seq_len),
                tokenizer=plain(config.tokenizer))
 
-  results: dict = {"checkpoint": e.checkpoint, "tasks": {}}
+  results: dict = {"checkpoint": e.checkpoint, "step": step, "tasks": {}}
   scorer = generate = None
   for t in suite:
     path = os.path.join(out_dir, f"{t['name']}.json")
