@@ -8,6 +8,12 @@ The tiny byte-level demo checkpoint, then its evaluation:
 (vocab_size=512 holds the byte tokenizer's special ids, which generation pads
 with.) For a SentencePiece model set tokenizer.kind/path, eval.prefix="eos",
 and the model section (or eval.model_json) to the checkpoint's.
+
+A task reads TFDS instead of files when it has no `files` but a `tfds` entry:
+  dict(name="arc_easy", format="multiple_choice",
+       tfds=dict(name="ai2_arc/ARC-Easy", split="test", fewshot_split="train",
+                 data_dir="gs://bucket/tfds", download=False))
+(TFDS serves ai2_arc, winogrande, lambada and trivia_qa; see sbp_jax/eval/tfds_source.py.)
 """
 
 import os

@@ -3,6 +3,7 @@
 import json
 import os
 
+import ml_collections
 import pytest
 
 from sbp_jax.eval import convert, report, tasks
@@ -202,3 +203,24 @@ def test_table_rejects_mismatched_runs():
     report.combine([("A", a), ("B", b)], baseline="A")
   with pytest.raises(ValueError, match="table.baseline='C'"):
     report.combine([("A", a)], baseline="C")
+
+
+SPM = os.path.join(os.path.dirname(FIX), "..", "..", "data", "demo_corpus", "spm_bpe_4096.model")
+
+
+@pytest.mark.slow  # the SentencePiece adapter's module imports seqio (TensorFlow)
+@pytest.mark.skipif(not os.path.exists(SPM), reason="needs the demo corpus tokenizer")
+def test_context_continuation_split_with_sentencepiece():
+  from sbp_jax.generate.tokenizer import make_tokenizer  # pylint: disable=g-import-not-at-top
+  tok = make_tokenizer(ml_collections.ConfigDict({"kind": "sentencepiece", "path": SPM}))
+  ctx = tasks.Context(scorer=None, tokenizer=tok, prefix=(1,))
+  for context, cont in [("Question: Which city is the capital of France?\nAnswer:", " Paris"),
+                        ("The function returns a", " list of strings"),
+                        ("The ox chased the yak because the ox", " was angry.")]:
+    r = ctx.pair(context, cont)
+    body = list(r.tokens[1:])
+    assert r.tokens[0] == 1  # the document-start prefix
+    scored = body[-r.n_scored:]
+    # The split follows the whole string's encoding and gives back exactly the texts.
+    assert body == tok.encode(context + cont)
+    assert tok.decode(body[:-r.n_scored]) == context and tok.decode(scored).strip() == cont.strip()
