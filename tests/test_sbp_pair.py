@@ -5,6 +5,7 @@ import json
 import os
 import random
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -56,13 +57,9 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def spm_model(tmp_path_factory, corpus):
-  spm = pytest.importorskip("sentencepiece")
+  from sbp_jax.data.tokenizer import train_sentencepiece
   prefix = str(tmp_path_factory.mktemp("spm") / "tiny")
-  spm.SentencePieceTrainer.train(
-      sentence_iterator=iter([shingles.normalize(r["text"]) for r in corpus[1]]),
-      model_prefix=prefix, vocab_size=400, model_type="bpe", byte_fallback=True,
-      pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2)
-  return prefix + ".model"
+  return train_sentencepiece([shingles.normalize(r["text"]) for r in corpus[1]], prefix, 400)
 
 
 # -- search ---------------------------------------------------------------------------------
@@ -145,7 +142,8 @@ def test_threshold_and_cap():
 
 def test_shingle_rule_drops_near_copy_keeps_related(corpus, spm_model):
   rows = corpus[1]
-  tok = shingles.make_shingle_tokenizer({"kind": "sentencepiece", "path": spm_model})
+  tok = shingles.make_shingle_tokenizer(ml_collections.ConfigDict(
+      {"kind": "sentencepiece", "path": spm_model}))
   rule = shingles.NearDuplicateRule(tok)
   d0, near = rows[0]["text"], rows[-1]["text"]
   related = rows[6]["text"]  # same topic, other sentences

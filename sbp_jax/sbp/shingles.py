@@ -60,15 +60,7 @@ class NearDuplicateRule:
 
 
 def make_shingle_tokenizer(tok_cfg):
-  """{kind: 'sentencepiece', path} -> sentencepiece.SentencePieceProcessor; other kinds go to
-  sbp_jax.generate.tokenizer.make_tokenizer ('bytes', 'hf')."""
-  kind = tok_cfg.get("kind", "sentencepiece")
-  if kind == "sentencepiece":
-    import os  # pylint: disable=g-import-not-at-top
-    import sentencepiece as spm  # pylint: disable=g-import-not-at-top
-    if not os.path.exists(tok_cfg["path"]):
-      raise FileNotFoundError(f"pair.select.tokenizer.path={tok_cfg['path']!r} does not exist; point "
-                              "it at a SentencePiece .model (e.g. data/demo_corpus/spm_bpe_4096.model).")
-    return spm.SentencePieceProcessor(model_file=tok_cfg["path"])
+  """A tokenizer config section ({kind: 'sentencepiece' | 'bytes' | 'hf', path}) -> tokenizer;
+  the thesis uses SentencePiece (e.g. data/demo_corpus/spm_bpe_4096.model)."""
   from sbp_jax.generate.tokenizer import make_tokenizer  # pylint: disable=g-import-not-at-top
   return make_tokenizer(tok_cfg)
