@@ -26,6 +26,7 @@ JOBS = {
     "import_hf": "sbp_jax.convert.safetensors_import:run",
     "eval": "sbp_jax.eval.jobs:run_eval",
     "eval_table": "sbp_jax.eval.jobs:run_eval_table",
+    "pair": "sbp_jax.sbp.job:run",
 }
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.",
