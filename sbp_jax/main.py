@@ -16,9 +16,17 @@ from ml_collections import config_flags
 JOBS = {
     "train": "sbp_jax.train.loop:run",
     "entigraph_theory": "sbp_jax.entigraph.theory_job:run",
+    "entigraph": "sbp_jax.entigraph.pipeline:run",
+    "entigraph_cpt": "sbp_jax.entigraph.cpt:run",
+    "entigraph_qa": "sbp_jax.entigraph.qa:run",
+    "entigraph_demo": "sbp_jax.entigraph.demo:run",
+    "serve": "sbp_jax.generate.serve:run_serve",
     "generate": "sbp_jax.generate.jobs:run_generate",
     "budget_forcing": "sbp_jax.generate.jobs:run_budget_forcing",
     "import_hf": "sbp_jax.convert.safetensors_import:run",
+    "eval": "sbp_jax.eval.jobs:run_eval",
+    "eval_table": "sbp_jax.eval.jobs:run_eval_table",
+    "pair": "sbp_jax.sbp.job:run",
 }
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.",
@@ -34,6 +42,13 @@ def resolve_job(name: str):
   return getattr(importlib.import_module(module), fn)
 
 
+def apply_env(env) -> None:
+  """Sets the config's `env` section (e.g. LIBTPU_INIT_ARGS) before JAX starts a
+  backend; a variable already set in the shell wins, so one run can override it."""
+  for key, value in (env or {}).items():
+    os.environ.setdefault(str(key), str(value))
+
+
 def main(argv):
   del argv
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -43,6 +58,7 @@ def main(argv):
     raise app.UsageError("--config=configs/<name>.py is required.")
   workdir = _WORKDIR.value or os.path.join(
       "runs", os.path.splitext(os.path.basename(flags.FLAGS["config"].config_filename))[0])
+  apply_env(config.get("env"))
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=1))

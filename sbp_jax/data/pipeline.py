@@ -46,6 +46,7 @@ from sbp_jax.data import mixture as mixture_lib
 from sbp_jax.data import sources
 from sbp_jax.data import tasks as tasks_lib
 from sbp_jax.data.sources import seqio, tf
+from sbp_jax.data.tokenizer import load_vocabulary
 
 log = logging.getLogger("sbp_jax")
 
@@ -58,16 +59,9 @@ class DataExhausted(StopIteration):
 
 def load_vocab(path: str):
   """seqio.SentencePieceVocabulary of `path`, checked for our special tokens."""
-  try:
-    from sbp_jax.data.tokenizer import load_vocabulary
-  except ImportError:  # the tokenizer module lands separately; fall back to seqio directly
-    load_vocabulary = None
-  if load_vocabulary is not None:
-    return load_vocabulary(path)
-  if not path or not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f"data.vocab={path!r}: no such SentencePiece model; point it at a "
-                            f".model file.")
-  return seqio.SentencePieceVocabulary(path)
+  if not path:
+    raise ValueError("data.vocab is empty; point it at a SentencePiece .model file.")
+  return load_vocabulary(path)
 
 
 def entries(data_cfg, split: str) -> list[dict]:
