@@ -9,8 +9,6 @@ import random
 import ml_collections
 import pytest
 
-from sbp_jax.data import special_tokens
-
 WORDS = ("river stone light dark model data token learn train paper thesis seed synthetic real "
          "cat sat mat dog ran hill north south east west quick brown fox jumps lazy over under "
          "alpha beta gamma delta").split()
@@ -31,16 +29,11 @@ def write_jsonl(path, records) -> str:
 
 
 def train_spm(directory) -> str:
-  """A 400-piece BPE model following the project's contract (pad 0, eos 1,
-  unk 2, no bos, byte fallback, special tokens as single pieces)."""
-  import sentencepiece as spm
-  prefix = os.path.join(str(directory), "spm")
-  spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(make_docs(400, 0) + [str(i) for i in range(1000)]),
-      model_prefix=prefix, vocab_size=400, model_type="bpe",
-      user_defined_symbols=list(special_tokens.REQUIRED), pad_id=0, eos_id=1, unk_id=2,
-      bos_id=-1, byte_fallback=True, hard_vocab_limit=False, minloglevel=2)
-  return prefix + ".model"
+  """A 400-piece BPE model made by the project's trainer (special tokens as
+  single pieces, pad 0, eos 1, unk 2, no bos, byte fallback)."""
+  from sbp_jax.data.tokenizer import train_sentencepiece
+  return train_sentencepiece(make_docs(400, 0) + [str(i) for i in range(1000)],
+                             os.path.join(str(directory), "spm"), 400, hard_vocab_limit=False)
 
 
 @pytest.fixture(scope="session", autouse=True)
