@@ -17,6 +17,11 @@ Eval: the eval tasks one after another, unshuffled, one pass; after the end
 every batch is all padding (weight 0), so all hosts run the same number of
 eval steps and the loss is unchanged.
 
+When a synthetic task runs out, the stream ends: the iterator raises
+DataExhausted and the trainer saves a checkpoint and stops (plan the budget
+with mixture.plan_mixture so this does not happen before num_steps; with
+several hosts, each runs out on its own, so treat it as a planning error).
+
 Multi-host: host i of n reads seqio.ShardInfo(i, n) of every task (whole
 files when a task has at least n files, else every n-th example) and yields
 its global_batch / n rows.
