@@ -68,6 +68,7 @@ def test_tfrecord_and_array_record(tmp_path):
     (['{"text": "ok"}', '', '{"title": "no text"}'], "line 3", "'text'"),   # missing field
     (['{"text": 5}'], "line 1", "'text'"),                                  # wrong type
     (['[1, 2]'], "line 1", None),                                           # not an object
+    (['{"text": "a\\ud800b"}'], "line 1", "'text'"),                        # lone surrogate
 ])
 def test_malformed_jsonl_names_file_line_field(tmp_path, lines, where, field):
   p = tmp_path / "bad.jsonl"

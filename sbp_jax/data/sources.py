@@ -107,6 +107,9 @@ def _check_fields(path: str, where: str, obj, fields: Sequence[str]) -> dict[str
     if not isinstance(obj[f], str):
       raise DataFormatError(f"{path}: {where}: field {f!r} must be a string, got "
                             f"{type(obj[f]).__name__}.")
+    if not _encodable(obj[f]):
+      raise DataFormatError(f"{path}: {where}: field {f!r} holds an unpaired surrogate escape "
+                            f"(\\ud800-\\udfff); it is not valid Unicode text.")
     out[f] = obj[f]
   return out
 
@@ -140,13 +143,12 @@ def _jsonl_records(path: str, fields: Sequence[str]) -> Iterator[dict[str, str]]
                                   f"re-encode the file as UTF-8.") from None
           raise DataFormatError(f"{path}: line {lineno}: invalid JSON ({e.msg} at column "
                                 f"{e.colno}); each line must be one JSON object.") from None
-        rec = _check_fields(path, f"line {lineno}", obj, fields)
         if bad_byte is not None:
           field = next((k for k, v in obj.items() if isinstance(v, str) and not _encodable(v)),
-                       "?")
+                       "?") if isinstance(obj, dict) else "?"
           raise DataFormatError(f"{path}: line {lineno}, field {field!r}: byte {bad_byte} of the "
                                 f"line is not valid UTF-8; re-encode the file as UTF-8.")
-        yield rec
+        yield _check_fields(path, f"line {lineno}", obj, fields)
     except (OSError, EOFError) as e:  # truncated or corrupt gzip
       raise DataFormatError(f"{path}: unreadable after line {lineno} ({e}); re-create the file."
                             ) from None
