@@ -19,6 +19,9 @@ JOBS = {
     "generate": "sbp_jax.generate.jobs:run_generate",
     "budget_forcing": "sbp_jax.generate.jobs:run_budget_forcing",
     "import_hf": "sbp_jax.convert.safetensors_import:run",
+    "s1_sft": "sbp_jax.reasoning.sft:run",
+    "budget_eval": "sbp_jax.reasoning.bf_eval:run",
+    "s1_demo": "sbp_jax.reasoning.demo:run",
 }
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.",
