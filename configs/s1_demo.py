@@ -18,16 +18,18 @@ from configs import generate_tiny, s1_budget_eval, s1_sft_tiny
 def get_config():
   c = s1_sft_tiny.get_config()
   c.job = "s1_demo"
-  c.s1_data = ml_collections.ConfigDict(dict(seed=0, n_train=8000, n_test=200, min_ops=2,
-                                             max_ops=5, vocab_size=c.model.vocab_size))
+  # 4,000 questions x 5 epochs / batch 32 = 625 SFT steps; 1 step in 5 is re-checked ("Wait, ...").
+  c.s1_data = ml_collections.ConfigDict(dict(seed=0, n_train=4000, n_test=100, min_ops=2,
+                                             max_ops=5, p_recheck=0.2,
+                                             vocab_size=c.model.vocab_size))
   c.tokenizer = ml_collections.ConfigDict(dict(kind="sentencepiece", path=""))  # set by the job
   c.generate = generate_tiny.generation_section()
   e = c.budget_eval = s1_budget_eval.section()
   e.template.name = "plain"
   e.answer_stops = ("\n",)  # answers are one line
-  e.thinking_cap = 64
+  e.thinking_cap = 128
   e.max_answer_tokens = 8
-  e.batch_size = 128
+  e.batch_size = 256
   e.sequential.settings = ("max=2", "max=6", "max=12", "max=18", "max=24", "max=32", "none",
                            "wait=2", "wait=4", "wait=6")
   e.parallel.ns = (1, 2, 4, 8, 16, 32, 64)

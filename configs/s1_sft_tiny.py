@@ -3,7 +3,7 @@
 Same schedule shape as configs/s1_sft_qwen32b.py (epochs over the records,
 5% warmup, cosine to 0, AdamW 0.9/0.95, weight decay 1e-4, no truncation, loss
 on reasoning and answer only) with what a randomly initialised tiny model
-needs to learn in minutes: a higher lr, more epochs and a larger batch. The
+needs to learn in minutes: a higher lr and a larger batch. The
 plain template (our single-token delimiters). configs/s1_demo.py runs it on
 generated arithmetic; on its own:
   launch/tpu_run.sh --config=configs/s1_sft_tiny.py --config.sft.train_file=train.jsonl \
@@ -19,15 +19,13 @@ from configs.s1_sft_qwen32b import sft_section
 def get_config():
   c = get_base("tiny")
   c.job = "s1_sft"
-  c.model.update(dict(vocab_size=384, num_layers=4, d_model=128, d_ffn=384, num_heads=4,
-                      num_kv_heads=2, max_seq_len=256))
+  c.model.update(dict(vocab_size=320, max_seq_len=128))
   c.model.dtype = "float32"
   c.model.remat_policy = "none"
   c.data = ml_collections.ConfigDict(dict(kind="seqio", vocab="", train=[], eval=[], pack=False))
   c.sft = sft_section("plain")
-  c.sft.epochs = 8
   t = c.train
-  t.seq_len = 96
+  t.seq_len = 64
   t.global_batch_size = 32
   t.num_steps = 0          # set from sft.epochs
   t.schedule = "cosine"

@@ -102,9 +102,9 @@ def test_bad_records_name_file_line_and_field(tmp_path):
 
 
 def test_arith_data_is_exact_and_deterministic():
-  a = arith_data.make_splits(300, 50, seed=5)
-  assert a == arith_data.make_splits(300, 50, seed=5)
-  assert a != arith_data.make_splits(300, 50, seed=6)
+  a = arith_data.make_splits(300, 50, seed=5, p_recheck=0.3)
+  assert a == arith_data.make_splits(300, 50, seed=5, p_recheck=0.3)
+  assert a != arith_data.make_splits(300, 50, seed=6, p_recheck=0.3)
   assert not {p["question"] for p in a["train"]} & {p["question"] for p in a["test"]}
   for p in a["train"] + a["test"]:
     expr = p["question"].split(": ")[1]
@@ -112,5 +112,12 @@ def test_arith_data_is_exact_and_deterministic():
     for op, d in zip(expr[1::2], expr[2::2]):
       value = value * int(d) if op == "*" else value + int(d)
     assert p["answer"] == str(value) and value < 100
-    assert p["reasoning"].strip().split("\n")[-1].endswith(f"={value}")
-    assert len(p["reasoning"].strip().split("\n")) == p["steps"] == len(expr) // 2
+    lines = p["reasoning"].strip().split("\n")
+    assert lines[-1].endswith(f"={value}")
+    steps = [ln for ln in lines if not ln.startswith("Wait, ")]
+    assert len(steps) == p["steps"] == len(expr) // 2
+    for i, ln in enumerate(lines):  # a re-check repeats the step just before it
+      if ln.startswith("Wait, "):
+        assert ln == "Wait, " + lines[i - 1]
+  rechecks = sum(p["reasoning"].count("Wait, ") for p in a["train"])
+  assert 0.2 < rechecks / sum(p["steps"] for p in a["train"]) < 0.4

@@ -4,7 +4,11 @@ A question is a left-to-right chain of single-digit operations, e.g.
     "Left to right: 3+8*4+7"
 and its trace evaluates one operation per line, carrying the running value:
     "3+8=11\n11*4=44\n44+7=51\n"
-with answer "51". Running values stay below 100 (a multiplication that would
+with answer "51". With probability `p_recheck` a step is followed by a
+re-check that redoes it, "Wait, 11*4=44\n", so the word budget forcing appends
+to extend thinking ("Wait") is in-distribution: after it, the model re-derives
+its last step (which can repair a slip) instead of continuing from an unseen
+string. Running values stay below 100 (a multiplication that would
 reach 100 becomes an addition), so every step is a small table lookup a tiny
 model can learn, while the number of steps (2..max_ops) sets how long the
 model has to think: cutting the trace short (budget forcing's max budget)
@@ -24,7 +28,8 @@ from sbp_jax.reasoning.sft_data import render, write_jsonl
 LIMIT = 100
 
 
-def make_problem(rng: np.random.Generator, min_ops: int, max_ops: int) -> dict:
+def make_problem(rng: np.random.Generator, min_ops: int, max_ops: int,
+                 p_recheck: float = 0.0) -> dict:
   n_ops = int(rng.integers(min_ops, max_ops + 1))
   value = int(rng.integers(1, 10))
   expr, lines = str(value), []
@@ -36,13 +41,15 @@ def make_problem(rng: np.random.Generator, min_ops: int, max_ops: int) -> dict:
     new = value * d if op == "*" else value + d
     expr += f"{op}{d}"
     lines.append(f"{value}{op}{d}={new}\n")
+    if p_recheck and rng.random() < p_recheck:
+      lines.append(f"Wait, {value}{op}{d}={new}\n")
     value = new
   return {"question": f"Left to right: {expr}", "reasoning": "".join(lines),
-          "answer": str(value), "steps": len(lines)}
+          "answer": str(value), "steps": len(expr) // 2}
 
 
-def make_splits(n_train: int, n_test: int, seed: int, min_ops: int = 2,
-                max_ops: int = 5) -> dict[str, list[dict]]:
+def make_splits(n_train: int, n_test: int, seed: int, min_ops: int = 2, max_ops: int = 5,
+                p_recheck: float = 0.0) -> dict[str, list[dict]]:
   """Disjoint train/test lists of problems, a pure function of the arguments."""
   rng = np.random.default_rng(seed)
   seen: set[str] = set()
@@ -54,7 +61,7 @@ def make_splits(n_train: int, n_test: int, seed: int, min_ops: int = 2,
       if tries > 50 * (n_train + n_test) + 1000:
         raise ValueError(f"Could not find {n_train + n_test} distinct problems with "
                          f"max_ops={max_ops}; ask for fewer or allow more operations.")
-      p = make_problem(rng, min_ops, max_ops)
+      p = make_problem(rng, min_ops, max_ops, p_recheck)
       if p["question"] in seen:
         continue
       seen.add(p["question"])
@@ -64,11 +71,11 @@ def make_splits(n_train: int, n_test: int, seed: int, min_ops: int = 2,
 
 
 def write_splits(out_dir: str, n_train: int, n_test: int, seed: int, min_ops: int = 2,
-                 max_ops: int = 5) -> dict[str, str]:
+                 max_ops: int = 5, p_recheck: float = 0.0) -> dict[str, str]:
   """Writes out_dir/{train,test}.jsonl unless both exist (a re-run reuses them)."""
   paths = {s: os.path.join(out_dir, f"{s}.jsonl") for s in ("train", "test")}
   if not all(os.path.exists(p) for p in paths.values()):
-    splits = make_splits(n_train, n_test, seed, min_ops, max_ops)
+    splits = make_splits(n_train, n_test, seed, min_ops, max_ops, p_recheck)
     for s, p in paths.items():
       write_jsonl(p, splits[s])
   return paths

@@ -38,7 +38,8 @@ def train_tokenizer(train_path: str, template, prefix: str, vocab_size: int) -> 
 def run(config, workdir: str) -> dict:
   d = config.s1_data
   data_dir = os.path.join(workdir, "data")
-  paths = arith_data.write_splits(data_dir, d.n_train, d.n_test, d.seed, d.min_ops, d.max_ops)
+  paths = arith_data.write_splits(data_dir, d.n_train, d.n_test, d.seed, d.min_ops, d.max_ops,
+                                 d.p_recheck)
   vocab = train_tokenizer(paths["train"], sft_data.template_from_config(config.sft.template),
                           os.path.join(data_dir, "spm"), d.vocab_size)
 

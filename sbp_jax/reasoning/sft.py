@@ -55,6 +55,8 @@ def prepare(config, workdir: str) -> ml_collections.ConfigDict:
   if s.epochs:
     c.train.num_steps = math.ceil(s.epochs * stats["train"]["records"]
                                   / config.train.global_batch_size)
+  if c.train.num_steps <= 0:
+    raise ValueError("SFT has no steps: set sft.epochs (or train.num_steps) to a positive number.")
   log.info("SFT: %d records x %s epochs / batch %d -> %d steps (longest %d of %d tokens)",
            stats["train"]["records"], s.epochs, config.train.global_batch_size,
            c.train.num_steps, stats["train"]["max_tokens"], config.train.seq_len)
