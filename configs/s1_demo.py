@@ -18,8 +18,9 @@ from configs import generate_tiny, s1_budget_eval, s1_sft_tiny
 def get_config():
   c = s1_sft_tiny.get_config()
   c.job = "s1_demo"
-  # 4,000 questions x 5 epochs / batch 32 = 625 SFT steps; 1 step in 5 is re-checked ("Wait, ...").
-  c.s1_data = ml_collections.ConfigDict(dict(seed=0, n_train=4000, n_test=100, min_ops=2,
+  # 6,000 questions x 5 epochs / batch 32 = 938 SFT steps; a step is re-checked ("Wait, ...")
+  # with probability 0.2, and a re-check again with 0.2.
+  c.s1_data = ml_collections.ConfigDict(dict(seed=0, n_train=6000, n_test=100, min_ops=2,
                                              max_ops=5, p_recheck=0.2,
                                              vocab_size=c.model.vocab_size))
   c.tokenizer = ml_collections.ConfigDict(dict(kind="sentencepiece", path=""))  # set by the job

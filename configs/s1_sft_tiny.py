@@ -25,7 +25,7 @@ def get_config():
   c.data = ml_collections.ConfigDict(dict(kind="seqio", vocab="", train=[], eval=[], pack=False))
   c.sft = sft_section("plain")
   t = c.train
-  t.seq_len = 96
+  t.seq_len = 128
   t.global_batch_size = 32
   t.num_steps = 0          # set from sft.epochs
   t.schedule = "cosine"

@@ -6,6 +6,7 @@ import pytest
 import sentencepiece as spm
 
 from sbp_jax.data import special_tokens as st
+from sbp_jax.data.tokenizer import train_sentencepiece
 from sbp_jax.generate.tokenizer import ByteTokenizer
 from sbp_jax.reasoning import arith_data, sft_data
 
@@ -21,13 +22,9 @@ def spm_model(tmp_path_factory):
   recs = arith_data.make_splits(400, 0, seed=3)["train"]
   texts = arith_data.tokenizer_texts(recs, sft_data.TEMPLATES["plain"])
   texts += arith_data.tokenizer_texts(recs, sft_data.TEMPLATES["chatml"])
-  spm.SentencePieceTrainer.Train(
-      sentence_iterator=iter(texts), model_prefix=prefix, model_type="bpe", vocab_size=300,
-      byte_fallback=True, user_defined_symbols=list(st.REQUIRED), pad_id=0, eos_id=1, unk_id=2,
-      bos_id=-1, character_coverage=1.0, normalization_rule_name="identity",
-      remove_extra_whitespaces=False, add_dummy_prefix=False, split_digits=True, num_threads=1,
-      hard_vocab_limit=False, minloglevel=2)
-  return spm.SentencePieceProcessor(model_file=prefix + ".model")
+  path = train_sentencepiece(texts, prefix, 300, num_threads=1, character_coverage=1.0,
+                             hard_vocab_limit=False)
+  return spm.SentencePieceProcessor(model_file=path)
 
 
 def test_plain_and_chatml_render_the_thesis_layout():
@@ -116,8 +113,8 @@ def test_arith_data_is_exact_and_deterministic():
     assert lines[-1].endswith(f"={value}")
     steps = [ln for ln in lines if not ln.startswith("Wait, ")]
     assert len(steps) == p["steps"] == len(expr) // 2
-    for i, ln in enumerate(lines):  # a re-check repeats the step just before it
+    for i, ln in enumerate(lines):  # a re-check repeats the last step
       if ln.startswith("Wait, "):
-        assert ln == "Wait, " + lines[i - 1]
+        assert ln == "Wait, " + steps[len([x for x in lines[:i] if x in steps]) - 1]
   rechecks = sum(p["reasoning"].count("Wait, ") for p in a["train"])
-  assert 0.2 < rechecks / sum(p["steps"] for p in a["train"]) < 0.4
+  assert 0.2 < rechecks / sum(p["steps"] for p in a["train"]) < 0.5

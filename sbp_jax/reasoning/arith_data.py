@@ -5,10 +5,11 @@ A question is a left-to-right chain of single-digit operations, e.g.
 and its trace evaluates one operation per line, carrying the running value:
     "3+8=11\n11*4=44\n44+7=51\n"
 with answer "51". With probability `p_recheck` a step is followed by a
-re-check that redoes it, "Wait, 11*4=44\n", so the word budget forcing appends
-to extend thinking ("Wait") is in-distribution: after it, the model re-derives
-its last step (which can repair a slip) instead of continuing from an unseen
-string. Running values stay below 100 (a multiplication that would
+re-check that redoes it, "Wait, 11*4=44\n" (and that by another with the
+same probability; at most 2 in a row and 3 per problem), so the string budget
+forcing appends to extend thinking ("Wait") is in-distribution: after it the
+model re-derives its last step (which can repair a slip) instead of
+continuing from a string it has never seen. Running values stay below 100 (a multiplication that would
 reach 100 becomes an addition), so every step is a small table lookup a tiny
 model can learn, while the number of steps (2..max_ops) sets how long the
 model has to think: cutting the trace short (budget forcing's max budget)
@@ -26,13 +27,14 @@ import numpy as np
 from sbp_jax.reasoning.sft_data import render, write_jsonl
 
 LIMIT = 100
+MAX_RECHECKS_PER_STEP, MAX_RECHECKS = 2, 3  # bounds the sequence length
 
 
 def make_problem(rng: np.random.Generator, min_ops: int, max_ops: int,
                  p_recheck: float = 0.0) -> dict:
   n_ops = int(rng.integers(min_ops, max_ops + 1))
   value = int(rng.integers(1, 10))
-  expr, lines = str(value), []
+  expr, lines, rechecks = str(value), [], 0
   for _ in range(n_ops):
     d = int(rng.integers(2, 10))
     op = "*" if rng.random() < 0.4 and value * d < LIMIT else "+"
@@ -41,8 +43,11 @@ def make_problem(rng: np.random.Generator, min_ops: int, max_ops: int,
     new = value * d if op == "*" else value + d
     expr += f"{op}{d}"
     lines.append(f"{value}{op}{d}={new}\n")
-    if p_recheck and rng.random() < p_recheck:
+    for _ in range(MAX_RECHECKS_PER_STEP):  # k re-checks in a row with probability p^k
+      if rechecks >= MAX_RECHECKS or not rng.random() < p_recheck:
+        break
       lines.append(f"Wait, {value}{op}{d}={new}\n")
+      rechecks += 1
     value = new
   return {"question": f"Left to right: {expr}", "reasoning": "".join(lines),
           "answer": str(value), "steps": len(expr) // 2}
