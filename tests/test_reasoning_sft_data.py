@@ -8,7 +8,8 @@ import sentencepiece as spm
 from sbp_jax.data import special_tokens as st
 from sbp_jax.data.tokenizer import train_sentencepiece
 from sbp_jax.generate.tokenizer import ByteTokenizer
-from sbp_jax.reasoning import arith_data, sft_data
+from configs import s1_sft_tiny
+from sbp_jax.reasoning import arith_data, sft, sft_data
 
 REC = {"id": "q7", "question": "Left to right: 3+8*4", "reasoning": "3+8=11\n11*4=44\n",
        "answer": "44"}
@@ -24,7 +25,9 @@ def spm_model(tmp_path_factory):
   texts += arith_data.tokenizer_texts(recs, sft_data.TEMPLATES["chatml"])
   path = train_sentencepiece(texts, prefix, 300, num_threads=1, character_coverage=1.0,
                              hard_vocab_limit=False)
-  return spm.SentencePieceProcessor(model_file=path)
+  proc = spm.SentencePieceProcessor(model_file=path)
+  proc.path = path
+  return proc
 
 
 def test_plain_and_chatml_render_the_thesis_layout():
@@ -118,3 +121,21 @@ def test_arith_data_is_exact_and_deterministic():
         assert ln == "Wait, " + steps[len([x for x in lines[:i] if x in steps]) - 1]
   rechecks = sum(p["reasoning"].count("Wait, ") for p in a["train"])
   assert 0.2 < rechecks / sum(p["steps"] for p in a["train"]) < 0.5
+
+
+def test_sft_job_config_renders_and_counts_epochs(tmp_path, spm_model):
+  c = s1_sft_tiny.get_config()
+  c.data.vocab = spm_model.path
+  c.sft.train_file = _write(tmp_path / "train.jsonl", [dict(REC, id=f"r{i}") for i in range(40)])
+  c.sft.epochs = 3
+  c.train.global_batch_size = 16
+  t = sft.prepare(c, str(tmp_path / "run"))
+  assert t.train.num_steps == 8  # ceil(3 * 40 / 16)
+  assert t.data.kind == "seqio" and not t.data.pack and t.data.eval == [] and not t.train.eval_every
+  (entry,) = t.data.train
+  assert entry["format"] == "prompt_response"
+  rows = [json.loads(line) for line in open(entry["files"])]
+  assert len(rows) == 40 and rows[0]["prompt"].endswith(st.THINK_START)
+  c.train.seq_len = 16
+  with pytest.raises(ValueError, match="record 'r0' is"):
+    sft.prepare(c, str(tmp_path / "run2"))
