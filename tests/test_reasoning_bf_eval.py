@@ -100,5 +100,5 @@ def test_questions_file_errors_name_line(tmp_path):
   p.write_text('{"question": "1+1", "answer": "2"}\n{"question": "2+2"}\n')
   with pytest.raises(ValueError, match=r"q.jsonl:2: needs a string 'question' and a gold"):
     bf_eval.load_questions(str(p))
-  with pytest.raises(ValueError, match="'max=x'"):
+  with pytest.raises(ValueError, match="'max=x' is not max=N"):
     bf_eval.parse_setting("max=x")

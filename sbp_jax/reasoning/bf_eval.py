@@ -22,13 +22,13 @@ special tokens or on an imported chat model with ChatML delimiters.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import logging
 import os
 from typing import Sequence
 
 from sbp_jax.generate.budget_forcing import BudgetConfig, _ids, budget_force
+from sbp_jax.generate.jobs import make_sampler, parse_setting
 from sbp_jax.generate.sampler import SamplingParams
 from sbp_jax.reasoning import answers
 from sbp_jax.reasoning.sft_data import budget_fields, template_from_config, write_jsonl
@@ -58,20 +58,6 @@ def load_questions(path: str, q_field: str = "question", a_field: str = "answer"
       if limit and len(rows) >= limit:
         break
   return rows
-
-
-def parse_setting(spec: str) -> dict:
-  """'none' | comma-separated 'max=N', 'min=N', 'wait=K' -> BudgetConfig fields."""
-  keys = {"max": "max_thinking", "min": "min_thinking", "wait": "num_waits"}
-  out = {}
-  if spec.strip() in ("", "none"):
-    return out
-  for part in spec.split(","):
-    k, _, v = part.partition("=")
-    if k.strip() not in keys or not v.strip().isdigit():
-      raise ValueError(f"budget_eval setting {spec!r}: {part!r} is not max=N, min=N or wait=K.")
-    out[keys[k.strip()]] = int(v)
-  return out
 
 
 def answer_text(res, bc: BudgetConfig, tok, stops: Sequence[str]) -> str:
@@ -262,7 +248,6 @@ def evaluate(sampler_fn, config, out_dir: str) -> dict:
 
 def run(config, workdir: str) -> dict:
   """Job entry: model from config.generate (checkpoint / model_json) and config.tokenizer."""
-  from sbp_jax.generate.jobs import make_sampler  # pylint: disable=g-import-not-at-top
   out_dir = os.path.join(workdir, "budget_eval")
   results = evaluate(lambda: make_sampler(config), config, out_dir)
   print(format_tables(results["sequential"], results["parallel"]))
