@@ -57,4 +57,5 @@ def run(config, workdir: str) -> dict:
   c.generate.checkpoint = os.path.join(sft_dir, "checkpoints")
   c.tokenizer = ml_collections.ConfigDict(dict(kind="sentencepiece", path=vocab))
   c.budget_eval.questions = paths["test"]
+  c.budget_eval.template = c.sft.template  # decode with the delimiters the model was trained on
   return bf_eval.run(c, workdir)
