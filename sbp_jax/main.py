@@ -26,6 +26,7 @@ JOBS = {
     "import_hf": "sbp_jax.convert.safetensors_import:run",
     "eval": "sbp_jax.eval.jobs:run_eval",
     "eval_table": "sbp_jax.eval.jobs:run_eval_table",
+    "pair": "sbp_jax.sbp.job:run",
     "s1_sft": "sbp_jax.reasoning.sft:run",
     "budget_eval": "sbp_jax.reasoning.bf_eval:run",
     "s1_demo": "sbp_jax.reasoning.demo:run",
