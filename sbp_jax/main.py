@@ -19,6 +19,7 @@ JOBS = {
     "generate": "sbp_jax.generate.jobs:run_generate",
     "budget_forcing": "sbp_jax.generate.jobs:run_budget_forcing",
     "import_hf": "sbp_jax.convert.safetensors_import:run",
+    "import_gguf": "sbp_jax.convert.gguf_import:run",
 }
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.",
