@@ -18,6 +18,7 @@ from sbp_jax.convert import gguf_import as gi  # pylint: disable=g-import-not-at
 from sbp_jax.generate.chat import ChatTemplate  # pylint: disable=g-import-not-at-top
 from sbp_jax.generate.tokenizer import HFTokenizer  # pylint: disable=g-import-not-at-top
 from sbp_jax.model import Transformer  # pylint: disable=g-import-not-at-top
+from sbp_jax.train.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
 
 QT = gguf.GGMLQuantizationType
 
@@ -139,7 +140,13 @@ def test_tiny_llama_matches_transformers_gguf_loading(tmp_path):
   w.write_tensors_to_file()
   w.close()
 
-  cfg, params, _ = gi.load_gguf(path, dtype="float32")
+  cfg = gi.import_gguf(path, str(tmp_path / "imported"), dtype="float32")
+  _, params, _ = gi.load_gguf(path, dtype="float32")
+  ckpt = Checkpointer(str(tmp_path / "imported" / "checkpoints"), every=1, keep=1,
+                      async_save=False)
+  restored = ckpt.restore_params(ckpt.latest_step(), jax.eval_shape(lambda: params))
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(restored)):
+    np.testing.assert_array_equal(a, np.asarray(b))
   assert not cfg.tie_embeddings and cfg.num_kv_heads == 2 and cfg.max_seq_len == 128
   tokens = np.random.default_rng(1).integers(0, 64, size=(2, 13))
   ours = np.asarray(Transformer(cfg).apply({"params": params}, jnp.asarray(tokens))["logits"])
@@ -243,7 +250,9 @@ def test_smollm2_import_job_then_greedy_chat_generation_matches(smollm2, tmp_pat
   work = str(tmp_path / "import")
   c = import_smollm2.get_config()
   gi.run(c, work)
-  assert os.path.exists(os.path.join(work, "model.json"))
+  stamp = os.path.getmtime(os.path.join(work, "model.json"))
+  gi.run(c, work)  # a re-run finds the finished import and keeps it
+  assert os.path.getmtime(os.path.join(work, "model.json")) == stamp
   g = generate_smollm2.get_config()
   g.generate.checkpoint = os.path.join(work, "checkpoints")
   g.generate.model_json = os.path.join(work, "model.json")

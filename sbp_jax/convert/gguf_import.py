@@ -242,10 +242,22 @@ def save_tokenizer(reader, out_dir: str, path: str = "gguf") -> str:
 
 
 def import_gguf(src: str, out_dir: str, dtype: str = "bfloat16") -> ModelConfig:
-  """The whole import: out_dir/{checkpoints, model.json, tokenizer/}."""
+  """The whole import: out_dir/{checkpoints, model.json, tokenizer/}. model.json is
+  written last, so when it exists a re-run only reads it back."""
+  done = os.path.join(out_dir, "model.json")
+  if os.path.exists(done):
+    with open(done) as f:
+      cfg = ModelConfig.from_dict(json.load(f))
+    log.info("%s exists: %s was already imported into %s.", done, src, out_dir)
+    return cfg
+  import gguf  # pylint: disable=g-import-not-at-top
   path = resolve_source(src)
   cfg, params, reader = load_gguf(path, dtype)
-  save_tokenizer(reader, os.path.join(out_dir, "tokenizer"), path)
+  if gguf.Keys.Tokenizer.LIST in reader.fields:
+    save_tokenizer(reader, os.path.join(out_dir, "tokenizer"), path)
+  else:
+    log.warning("%s carries no tokenizer (%s); importing the weights only.", path,
+                gguf.Keys.Tokenizer.LIST)
   si.save_checkpoint(params, cfg, out_dir, source=os.path.abspath(path))
   return cfg
 
