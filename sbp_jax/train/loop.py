@@ -93,7 +93,13 @@ def train(config, workdir: str) -> dict:
   step = start
   with stop_on_sigterm() as stop:
     while step < tcfg.num_steps:
-      batch = global_batch(next(train_iter), mesh, rules)
+      try:
+        local = next(train_iter)
+      except StopIteration as e:  # e.g. never-repeated synthetic data ran out
+        ckpt.save(step, state, train_iter.get_state(), force=True)
+        log.warning("Training data ended at step %d (%s); saved and stopping.", step, e)
+        break
+      batch = global_batch(local, mesh, rules)
       state, metrics = step_fn(state, batch)
       step += 1
       pending.append((step, metrics))
