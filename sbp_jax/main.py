@@ -19,6 +19,7 @@ JOBS = {
     "generate": "sbp_jax.generate.jobs:run_generate",
     "budget_forcing": "sbp_jax.generate.jobs:run_budget_forcing",
     "import_hf": "sbp_jax.convert.safetensors_import:run",
+    "synthesize": "sbp_jax.sbp.synthesize:run",
 }
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.",
