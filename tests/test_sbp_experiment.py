@@ -1,0 +1,71 @@
+"""The SBP experiment runner: stage resume, random-pair data, config builders."""
+
+import json
+import os
+
+import pytest
+
+from configs import sbp_3b_1t, sbp_3b_200b, sbp_6b_1t
+from sbp_jax.sbp import experiment, joint, tuning
+
+
+def test_finished_stages_are_skipped(tmp_path):
+  calls = []
+
+  def stage(sub):
+    calls.append(sub)
+    with open(os.path.join(sub, "out.txt"), "w") as f:
+      f.write("x")
+    return {"value": len(calls)}
+
+  a = experiment.run_stage(str(tmp_path), "s", stage)
+  b = experiment.run_stage(str(tmp_path), "s", stage)
+  assert a["value"] == b["value"] == 1 and len(calls) == 1
+
+  def crash(sub):
+    raise RuntimeError("killed")
+
+  with pytest.raises(RuntimeError):
+    experiment.run_stage(str(tmp_path), "t", crash)
+  assert not os.path.exists(tmp_path / "t" / experiment.STAGE_FILE)
+  assert experiment.run_stage(str(tmp_path), "t", stage)["value"] == 2  # an unfinished stage reruns
+
+
+def test_random_pairs_never_pair_a_doc_with_itself(tmp_path):
+  src = tmp_path / "d.jsonl"
+  src.write_text("".join(json.dumps({"id": f"d{i}", "text": f"doc {i}"}) + "\n" for i in range(5)))
+  rec = experiment.random_pairs_stage(str(src), 12, 0, str(tmp_path))
+  rows = [json.loads(l) for l in open(rec["pairs_files"])]
+  assert len(rows) == rec["num_pairs"] == 12
+  assert all(r["d1_id"] != r["d2_id"] and r["d1"] == "doc " + r["d1_id"][1:] for r in rows)
+  assert len({(r["d1_id"], r["d2_id"]) for r in rows}) > 5
+
+
+@pytest.mark.parametrize("mod,budget,unique,synthetic,model", [
+    (sbp_3b_200b, 200e9, 10e9, 75e9, 3072), (sbp_3b_1t, 1e12, 50e9, 125e9, 3072),
+    (sbp_6b_1t, 1e12, 50e9, 250e9, 4096)])
+def test_paper_scale_configs(mod, budget, unique, synthetic, model):
+  c = mod.get_config()
+  e = c.experiment
+  assert (e.token_budget, e.real_unique_tokens, e.synthetic_tokens) == (budget, unique, synthetic)
+  assert c.model.d_model == model and c.model.vocab_size == 49152
+  assert (c.train.global_batch_size, c.train.seq_len, c.train.lr, c.train.end_lr) == \
+      (2048, 4096, 1e-2, 5e-5)
+  assert c.train.warmup_frac == 0.05 and c.train.schedule == "cosine"
+  assert (c.synth_tune.lr, c.synth_tune.seq_len) == (5e-6, 8192)
+  assert 16e6 <= c.synth_tune.global_batch_size * c.synth_tune.seq_len <= 17e6
+  assert (c.synthesize.temperature, c.synthesize.top_p, c.synthesize.shingle) == (1.0, 0.9, 13)
+  assert joint.pretraining_steps(e.token_budget, 2048, 4096) == int(budget // (2048 * 4096))
+
+
+def test_synthesizer_tuning_config():
+  base = sbp_3b_200b.get_config()
+  c = tuning.synthesizer_tuning_config(base, "/runs/base/checkpoints", "pairs/*.jsonl",
+                                       num_steps=10, lr=5e-6, seq_len=8192)
+  assert c.job == "train" and c.train.init_from == "/runs/base/checkpoints"
+  assert c.train.schedule == "constant" and c.train.lr == 5e-6 and c.train.warmup_frac == 0
+  assert c.train.seq_len == 8192 and c.model.max_seq_len >= 8192
+  assert [d["format"] for d in c.data.train] == ["pairs"]
+  assert base.train.schedule == "cosine"  # the base config is left alone
+  with pytest.raises(ValueError, match="init_from"):
+    tuning.synthesizer_tuning_config(base, "", "p", num_steps=1)
