@@ -15,8 +15,8 @@ document is ever written twice, whatever the number of hosts or restarts.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import gzip
+import io
 import json
 import logging
 import math
@@ -25,11 +25,36 @@ import time
 from typing import Callable, Sequence
 
 import numpy as np
+from etils import epath  # local paths and gs:// alike (pod jobs write to buckets)
 
 from sbp_jax.data import special_tokens
 from sbp_jax.sbp.quality import SHINGLE, has_repeated_shingle
 
 log = logging.getLogger(__name__)
+
+
+def glob_files(pattern: str) -> list[str]:
+  """Sorted matches of a local or gs:// glob (a plain path matches itself if it exists)."""
+  if any(ch in pattern for ch in "*?["):
+    i = min(pattern.index(ch) for ch in "*?[" if ch in pattern)
+    root = pattern[:i].rsplit("/", 1)[0] or "."
+    rel = pattern[len(root) + 1:] if pattern.startswith(root + "/") else pattern
+    return sorted(str(p) for p in epath.Path(root).glob(rel))
+  return [pattern] if epath.Path(pattern).exists() else []
+
+
+def _open_text(path: str):
+  f = epath.Path(path).open("rb")
+  return io.TextIOWrapper(gzip.GzipFile(fileobj=f) if path.endswith(".gz") else f,
+                          encoding="utf-8")
+
+
+def write_atomic(path: str, text: str) -> None:
+  """Writes a temporary file next to `path` and renames it into place."""
+  tmp = epath.Path(f"{path}.tmp{os.getpid()}")
+  tmp.write_text(text, encoding="utf-8")
+  tmp.replace(path)
+
 
 SHARD_PATTERN = "synthetic-{:05d}.jsonl"
 
@@ -52,13 +77,12 @@ def read_seed_docs(files, text_field: str = "text", id_field: str = "id") -> lis
   pats = [files] if isinstance(files, str) else list(files)
   docs = []
   for pat in pats:
-    paths = sorted(glob.glob(pat))
+    paths = glob_files(pat)
     if not paths:
       raise FileNotFoundError(f"synthesize.seed_files: {pat!r} matches no file; point it at "
                               "the D_pretrain JSON-lines files (e.g. data/demo_corpus/train.jsonl.gz).")
     for path in paths:
-      opener = gzip.open if path.endswith(".gz") else open
-      with opener(path, "rt", encoding="utf-8") as f:
+      with _open_text(path) as f:
         for n, line in enumerate(f, 1):
           if not line.strip():
             continue
@@ -150,16 +174,12 @@ def synthesize_shard(docs: Sequence[dict], shard: int, generate: GenerateFn, *, 
   return records, stats
 
 
-def _write_jsonl(path: str, rows: Sequence[dict]) -> None:
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    for r in rows:
-      f.write(json.dumps(r, ensure_ascii=False) + "\n")
-  os.replace(tmp, path)
-
-
 def shard_path(out_dir: str, shard: int) -> str:
-  return os.path.join(out_dir, SHARD_PATTERN.format(shard))
+  return str(epath.Path(out_dir) / SHARD_PATTERN.format(shard))
+
+
+def _exists(path: str) -> bool:
+  return epath.Path(path).exists()
 
 
 def synthesize_to_dir(docs: Sequence[dict], generate: GenerateFn, out_dir: str, *, seed: int,
@@ -173,10 +193,10 @@ def synthesize_to_dir(docs: Sequence[dict], generate: GenerateFn, out_dir: str, 
   into place, so an existing shard always has its stats.
   """
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  os.makedirs(out_dir, exist_ok=True)
+  epath.Path(out_dir).mkdir(parents=True, exist_ok=True)
   total = num_shards(target_tokens, tokens_per_shard)
   mine = host_shards(total, process_index, process_count)
-  todo = [s for s in mine if not os.path.exists(shard_path(out_dir, s))]
+  todo = [s for s in mine if not _exists(shard_path(out_dir, s))]
   if len(todo) < len(mine):
     log.info("synthesize: %d of this host's %d shards already done; skipping them.",
              len(mine) - len(todo), len(mine))
@@ -198,11 +218,9 @@ def synthesize_to_dir(docs: Sequence[dict], generate: GenerateFn, out_dir: str, 
         docs, s, generate, seed=seed, tokens_per_shard=tokens_per_shard, batch_size=batch_size,
         max_batches=max_batches_per_shard, shingle=shingle, drop_unfinished=drop_unfinished,
         on_batch=on_batch)
-    stats_path = shard_path(out_dir, s) + ".stats.json"
-    with open(stats_path + ".tmp", "w") as f:
-      json.dump(stats, f)
-    os.replace(stats_path + ".tmp", stats_path)
-    _write_jsonl(shard_path(out_dir, s), records)
+    write_atomic(shard_path(out_dir, s) + ".stats.json", json.dumps(stats))
+    write_atomic(shard_path(out_dir, s),
+                 "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     totals["shards_written"] += 1
     for k in totals:
       if k in stats:
@@ -216,12 +234,11 @@ def synthesize_to_dir(docs: Sequence[dict], generate: GenerateFn, out_dir: str, 
 
 def summarize_dir(out_dir: str) -> dict:
   """Totals over every finished shard (what a seqio source over the dir will read)."""
-  shards = sorted(glob.glob(os.path.join(out_dir, "synthetic-*.jsonl")))
+  shards = glob_files(str(epath.Path(out_dir) / "synthetic-*.jsonl"))
   out = dict(shards=len(shards), kept=0, kept_tokens=0, generated=0, generated_tokens=0,
              dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0)
   for p in shards:
-    with open(p + ".stats.json") as f:
-      st = json.load(f)
+    st = json.loads(epath.Path(p + ".stats.json").read_text())
     for k in out:
       if k in st and k != "shards":
         out[k] += st[k]
@@ -292,10 +309,10 @@ def run(config, workdir: str) -> dict:
   from sbp_jax.parallel import maybe_initialize_distributed  # pylint: disable=g-import-not-at-top
   maybe_initialize_distributed(config.get("distributed"))
   s = config.synthesize
-  out_dir = s.get("output_dir", "") or os.path.join(workdir, "synthetic")
+  out_dir = s.get("output_dir", "") or str(epath.Path(workdir) / "synthetic")
   total = num_shards(int(s.target_tokens), int(s.tokens_per_shard))
   mine = host_shards(total, jax.process_index(), jax.process_count())
-  if all(os.path.exists(shard_path(out_dir, k)) for k in mine):
+  if all(_exists(shard_path(out_dir, k)) for k in mine):
     log.info("synthesize: all %d shards of this host exist in %s.", len(mine), out_dir)
     totals = {"shards_written": 0}
   else:
@@ -315,8 +332,7 @@ def run(config, workdir: str) -> dict:
   summary = summarize_dir(out_dir)
   summary["this_host"] = totals
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "synthesize_summary.json"), "w") as f:
-      json.dump(summary, f, indent=1)
+    write_atomic(str(epath.Path(workdir) / "synthesize_summary.json"), json.dumps(summary, indent=1))
   log.info("synthesize: %d docs, %d tokens in %d shards; %.1f%% of outputs dropped as repetitive.",
            summary["kept"], summary["kept_tokens"], summary["shards"],
            100 * summary["repetitive_rate"])
