@@ -20,6 +20,7 @@ JOBS = {
     "budget_forcing": "sbp_jax.generate.jobs:run_budget_forcing",
     "import_hf": "sbp_jax.convert.safetensors_import:run",
     "synthesize": "sbp_jax.sbp.synthesize:run",
+    "sbp_experiment": "sbp_jax.sbp.experiment:run",
 }
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.",

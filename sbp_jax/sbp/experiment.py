@@ -126,6 +126,19 @@ def train_stage(cfg: ml_collections.ConfigDict, sub: str) -> dict:
               final_loss=float(losses[last]) if last is not None else None)
 
 
+def pair_stage(config, real_files, sub: str) -> dict:
+  """SBP step 1 (the `pair` job of sbp_jax.sbp.job) on D_pretrain."""
+  from sbp_jax.sbp import job as pair_job  # pylint: disable=g-import-not-at-top
+  c = _copy(config)
+  c.job = "pair"
+  c.pair.corpus = real_files
+  _write_config(sub, c)
+  stats = pair_job.run(c, sub)
+  return dict(pairs_files=os.path.join(sub, "pairs", "pairs-*.jsonl"), num_pairs=int(stats["kept"]),
+              mean_similarity_kept=stats.get("mean_similarity_kept"),
+              mean_similarity_random=stats.get("mean_similarity_random"))
+
+
 def random_pairs_stage(real_files, num_pairs: int, seed: int, sub: str) -> dict:
   """The B.1 ablation's training data: each d1 with a random other document."""
   docs = synthesize.read_seed_docs(real_files)
@@ -158,6 +171,33 @@ def synthesize_stage(config, checkpoint: str, real_files, target_tokens: int,
       k: summary[k] for k in ("shards", "kept", "kept_tokens", "generated", "generated_tokens",
                               "dropped_repetitive", "repetitive_rate")},
               tokens_per_s=summary["this_host"].get("generated_tokens_per_s"))
+
+
+def eval_stage(arms: dict[str, dict], sub: str) -> dict:
+  """Held-out perplexity of each arm at its last step (the trainer's eval over data.eval)."""
+  rows = {}
+  for name, rec in arms.items():
+    with open(os.path.join(os.path.dirname(rec["checkpoints"]), "history.json")) as f:
+      ev = json.load(f)["eval"]
+    last = ev[max(ev, key=int)]
+    rows[name] = dict(heldout_loss=last["loss"], heldout_perplexity=last["perplexity"])
+  return dict(arms=rows, table=heldout_table(rows))
+
+
+def heldout_table(rows: dict[str, dict]) -> str:
+  """Table 3.2's layout for the metrics we have: baseline absolute, others as deltas."""
+  names = list(rows)
+  base = rows[names[0]]
+  head = f"{'Benchmark':<28}" + "".join(f"{n:>12}" for n in names)
+  line = f"{'Held-out perplexity (lower)':<28}{base['heldout_perplexity']:>12.2f}" + "".join(
+      f"{rows[n]['heldout_perplexity'] - base['heldout_perplexity']:>+12.2f}" for n in names[1:])
+  out = [head, line]
+  if "SBP" in rows and "oracle" in rows:
+    gain = base["heldout_perplexity"] - rows["oracle"]["heldout_perplexity"]
+    sbp = base["heldout_perplexity"] - rows["SBP"]["heldout_perplexity"]
+    share = f"{100 * sbp / gain:.0f}%" if gain > 0 else "n.a. (oracle did not improve)"
+    out.append(f"SBP recovers {share} of the oracle's perplexity gain.")
+  return "\n".join(out)
 
 
 def _read_all(files) -> list[dict]:
@@ -288,12 +328,12 @@ def run(config, workdir: str) -> dict:
         min(n_tok, int(config.synthesize.tokens_per_shard)), sub))
     random_files = stages["synthesize_random"]["files"]
 
-  arms = {"baseline": stages["baseline"]["checkpoints"]}
-  if "sbp" in stages.get("joint", {}) or "joint" in stages:
-    arms["SBP"] = stages["joint"]["checkpoints"]
+  arms = {"baseline": stages["baseline"]}
+  if "joint" in stages:
+    arms["SBP"] = stages["joint"]
   if "oracle" in stages:
-    arms["oracle"] = stages["oracle"]["checkpoints"]
-  stages["eval"] = run_stage(workdir, "eval", lambda sub: eval_stage(config, arms, sub))
+    arms["oracle"] = stages["oracle"]
+  stages["eval"] = run_stage(workdir, "eval", lambda sub: eval_stage(arms, sub))
   stages["quality"] = run_stage(workdir, "quality", lambda sub: quality_stage(
       config, real_files, stages.get("synthesize", {}).get("files"), random_files,
       stages.get("pair", {}).get("pairs_files"), sub))

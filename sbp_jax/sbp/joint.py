@@ -30,6 +30,8 @@ def text_arm_config(base: ml_collections.ConfigDict, sources: list[dict],
   c.job = "train"
   c.train.num_steps = int(num_steps)
   c.train.init_from = ""
+  if not c.train.eval_every:  # every arm reports held-out loss at its last step
+    c.train.eval_every = int(num_steps)
   c.data.train = [dict(s) for s in sources]
   return c
 
