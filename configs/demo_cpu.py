@@ -7,18 +7,22 @@ documentation sections); the oracle trains on the whole training split; every
 arm sees the same token budget. SBP pairs D_pretrain with MiniLM + ScaNN,
 tunes a synthesizer from the baseline checkpoint, synthesizes S_pretrain and
 trains on the mixture. Prints the Table 3.2-style comparison (held-out
-perplexity on the held-out split), the Table 3.3-style quality report and the
+perplexity on the held-out split, plus the eval fixtures), the Table 3.3-style quality report and the
 Table B.1 random-pair ablation. Differences from the paper forced by the scale
 are marked below; at this size SBP need not beat the baseline.
 """
 
+from configs.eval_demo import eval_section, suite
 from configs.sbp_common import get_sbp_config
 from configs.sbp_pair_demo import pair_section
 
 CORPUS = "data/demo_corpus"
 
 
-def get_config():
+def get_config(size: str = "demo"):
+  """size: "demo" (the README command) or "smoke" (the end-to-end test: minutes on CPU)."""
+  if size not in ("demo", "smoke"):
+    raise ValueError(f"configs/demo_cpu.py:{size}: choose 'demo' or 'smoke'.")
   c = get_sbp_config("tiny")
   c.model.vocab_size = 4096
   c.model.dtype = "float32"
@@ -66,8 +70,38 @@ def get_config():
   c.pair = pair_section()
   c.pair.shard_size = 300
 
+  # Table 3.2's suite: held-out perplexity on the demo corpus' held-out split, and the eval
+  # harness' hand-written fixtures (a handful of items per benchmark: they show the table's
+  # layout, their accuracies are noise).
+  c.eval = eval_section(suite(heldout=f"{CORPUS}/heldout.jsonl.gz"))
+  c.eval.prefix = "eos"  # documents follow an end-of-sequence id in training
+
   q = c.quality
   q.sample_docs = 200
   q.duplicate_n = 200
   q.irrelevance_threshold = 0.3    # MiniLM: unrelated documentation sections score ~0.1-0.3
+  if size == "smoke":
+    shrink(c)
   return c
+
+
+def shrink(c):
+  """The smallest run that still exercises every stage (about 50 train steps in all)."""
+  c.experiment.real_subset_docs = 60
+  c.experiment.token_budget = 12 * 8 * 256
+  c.experiment.synthetic_tokens = 9_000
+  c.experiment.ablation_synthetic_tokens = 2_000
+  c.train.seq_len = 256
+  c.train.global_batch_size = 8
+  c.train.eval_steps = 2
+  c.synth_tune.seq_len = 512
+  c.synth_tune.global_batch_size = 4
+  c.synth_tune.num_steps = 8
+  c.synthesize.max_prompt_tokens = 192
+  c.synthesize.max_new_tokens = 128
+  c.synthesize.batch_size = 32
+  c.synthesize.tokens_per_shard = 4096
+  c.pair.shard_size = 60
+  c.pair.search.k = 10
+  c.quality.sample_docs = 40
+  c.quality.duplicate_n = 40

@@ -173,7 +173,26 @@ def synthesize_stage(config, checkpoint: str, real_files, target_tokens: int,
               tokens_per_s=summary["this_host"].get("generated_tokens_per_s"))
 
 
-def eval_stage(arms: dict[str, dict], sub: str) -> dict:
+def eval_stage(config, arms: dict[str, dict], sub: str) -> dict:
+  """Every arm on the eval suite (config.eval, the `eval` job of sbp_jax.eval), combined
+  into Table 3.2's layout. Without an eval suite, the trainer's held-out perplexity at
+  each arm's last step is reported instead."""
+  if not config.get("eval") or not config.eval.get("tasks"):
+    return heldout_stage(arms)
+  from sbp_jax.eval import jobs as eval_jobs  # pylint: disable=g-import-not-at-top
+  from sbp_jax.eval import report  # pylint: disable=g-import-not-at-top
+  runs = []
+  for name, rec in arms.items():
+    c = _copy(config)
+    c.job = "eval"
+    c.eval.checkpoint = rec["checkpoints"]
+    done = run_stage(sub, name, lambda s, c=c: dict(results=eval_jobs.run_eval(c, s)))
+    runs.append((name, done["results"]))
+  t = report.combine(runs, "baseline", "oracle" if "oracle" in arms else "")
+  return dict(columns=t["columns"], combined=t, table=report.format_table(t))
+
+
+def heldout_stage(arms: dict[str, dict]) -> dict:
   """Held-out perplexity of each arm at its last step (the trainer's eval over data.eval)."""
   rows = {}
   for name, rec in arms.items():
@@ -181,7 +200,7 @@ def eval_stage(arms: dict[str, dict], sub: str) -> dict:
       ev = json.load(f)["eval"]
     last = ev[max(ev, key=int)]
     rows[name] = dict(heldout_loss=last["loss"], heldout_perplexity=last["perplexity"])
-  return dict(arms=rows, table=heldout_table(rows))
+  return dict(columns=list(rows), arms=rows, table=heldout_table(rows))
 
 
 def heldout_table(rows: dict[str, dict]) -> str:
@@ -333,7 +352,7 @@ def run(config, workdir: str) -> dict:
     arms["SBP"] = stages["joint"]
   if "oracle" in stages:
     arms["oracle"] = stages["oracle"]
-  stages["eval"] = run_stage(workdir, "eval", lambda sub: eval_stage(arms, sub))
+  stages["eval"] = run_stage(workdir, "eval", lambda sub: eval_stage(config, arms, sub))
   stages["quality"] = run_stage(workdir, "quality", lambda sub: quality_stage(
       config, real_files, stages.get("synthesize", {}).get("files"), random_files,
       stages.get("pair", {}).get("pairs_files"), sub))
