@@ -68,7 +68,7 @@ def get_config(size: str = "demo"):
   s.ici = (1, 1, 1)
 
   c.pair = pair_section()
-  c.pair.shard_size = 300
+  c.pair.shard_size = 100          # >= search.num_value_shards doc shards
 
   # Table 3.2's suite: held-out perplexity on the demo corpus' held-out split, and the eval
   # harness' hand-written fixtures (a handful of items per benchmark: they show the table's
@@ -101,7 +101,7 @@ def shrink(c):
   c.synthesize.max_new_tokens = 128
   c.synthesize.batch_size = 32
   c.synthesize.tokens_per_shard = 4096
-  c.pair.shard_size = 60
+  c.pair.shard_size = 30
   c.pair.search.k = 10
   c.quality.sample_docs = 40
   c.quality.duplicate_n = 40
