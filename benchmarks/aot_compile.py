@@ -138,18 +138,17 @@ def probe_flops(cfg: ModelConfig, seq_len: int) -> float:
   return float(ca["flops"]) if ca else float("nan")
 
 
-def main(argv=None) -> int:
-  args = parse_args(argv)
+def compile_train_step(args) -> dict:
+  """Lowers and compiles the train step for args.topology. Returns a dict with
+  the compiled program (None when the compiler reports out of memory), the
+  per-chip memory total (None then too), and what the report prints."""
   hbm, peak = _chip(args.topology)
   if args.hbm_gib:
     hbm = args.hbm_gib * GiB
-
   t0 = time.perf_counter()
   topo = topologies.get_topology_desc(platform="tpu", topology_name=args.topology)
   devices = topo.devices
   mesh = make_mesh(args.ici, devices=devices)
-  n = len(devices)
-
   config = get_base(args.model)
   if args.remat:
     config.model.remat_policy = args.remat
@@ -167,7 +166,6 @@ def main(argv=None) -> int:
   if b % (acc * batch_shards):
     raise ValueError(f"--global_batch={b} must divide into --grad_accum={acc} microbatches "
                      f"over data*fsdp={batch_shards} shards.")
-
   abstract_state, _ = state_shardings(model, tx, mesh, rules)
   bsh = batch_sharding(mesh, rules, 2)
   dtypes = {"weights": jnp.float32}
@@ -176,49 +174,64 @@ def main(argv=None) -> int:
   step = make_train_step(model, tx, schedule, mesh, rules, acc)
   with mesh_context(mesh, rules):
     lowered = step.jitted.lower(abstract_state, abstract_batch)
-  t_lower = time.perf_counter() - t0
-  # --- What is compiled.
-  d0 = devices[0]
-  seq_chip = b // acc // batch_shards
-  _table(f"AOT train step: {args.model} on {args.topology}", [
-      ("devices", f"{n} x {d0.device_kind} (compile-only, from libtpu)"),
-      ("mesh (data, fsdp, tensor)", str(tuple(mesh.shape[a] for a in mesh.axis_names))),
-      ("global batch x seq", f"{b} x {L} = {b * L:,} tokens/step"),
-      ("grad accumulation", f"{acc} microbatch(es) of {b // acc} seqs ({seq_chip} seq/chip)"),
-      ("remat / attention", f"{cfg.remat_policy} / {cfg.attention}"),
-      ("compute / param dtype", f"{cfg.dtype} / {cfg.param_dtype}"),
-      ("parameters", f"{count_params(cfg) / 1e9:.3f} B"),
-      ("lower time", f"{t_lower:.1f} s"),
-  ])
-  _analytic_sizes(cfg, mesh, seq_chip * L, seq_chip, L, acc)
-
+  r = dict(cfg=cfg, mesh=tuple(mesh.shape[a] for a in mesh.axis_names), mesh_obj=mesh,
+           devices=devices, n=len(devices), hbm=hbm, peak=peak, lowered=lowered,
+           t_lower=time.perf_counter() - t0, compiled=None, total=None, error="")
+  t1 = time.perf_counter()
   try:
     compiled = lowered.compile()
   except jax.errors.JaxRuntimeError as e:
     if "RESOURCE_EXHAUSTED" not in str(e):
       raise
     # The TPU compiler refuses programs that cannot fit; that is the answer here.
-    _table("Per-chip memory", [("compiler", str(e).splitlines()[0][:300]),
-                               ("HBM per chip", _gib(hbm)), ("FITS", "NO")])
+    r["error"] = str(e).splitlines()[0][:300]
+    return r
+  r["t_compile"] = time.perf_counter() - t1
+  ma = compiled.memory_analysis()
+  r.update(compiled=compiled, memory=ma,
+           total=(ma.argument_size_in_bytes + ma.output_size_in_bytes - ma.alias_size_in_bytes
+                  + ma.temp_size_in_bytes + ma.generated_code_size_in_bytes))
+  return r
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  r = compile_train_step(args)
+  cfg, mesh, devices, n, hbm, peak = (r["cfg"], r["mesh_obj"], r["devices"], r["n"], r["hbm"],
+                                      r["peak"])
+  b, L, acc = args.global_batch, args.seq_len, args.grad_accum
+  batch_shards = mesh.shape["data"] * mesh.shape["fsdp"]
+  # --- What is compiled.
+  d0 = devices[0]
+  seq_chip = b // acc // batch_shards
+  _table(f"AOT train step: {args.model} on {args.topology}", [
+      ("devices", f"{n} x {d0.device_kind} (compile-only, from libtpu)"),
+      ("mesh (data, fsdp, tensor)", str(r["mesh"])),
+      ("global batch x seq", f"{b} x {L} = {b * L:,} tokens/step"),
+      ("grad accumulation", f"{acc} microbatch(es) of {b // acc} seqs ({seq_chip} seq/chip)"),
+      ("remat / attention", f"{cfg.remat_policy} / {cfg.attention}"),
+      ("compute / param dtype", f"{cfg.dtype} / {cfg.param_dtype}"),
+      ("parameters", f"{count_params(cfg) / 1e9:.3f} B"),
+      ("lower time", f"{r['t_lower']:.1f} s"),
+  ])
+  _analytic_sizes(cfg, mesh, seq_chip * L, seq_chip, L, acc)
+  if r["compiled"] is None:
+    _table("Per-chip memory", [("compiler", r["error"]), ("HBM per chip", _gib(hbm)),
+                               ("FITS", "NO")])
     return 1
-  t_compile = time.perf_counter() - t0 - t_lower
-  print(f"\ncompile time: {t_compile:.1f} s")
+  compiled, total, ma = r["compiled"], r["total"], r["memory"]
+  print(f"\ncompile time: {r['t_compile']:.1f} s")
   if args.dump_hlo:
     with open(args.dump_hlo, "w") as f:
       f.write(compiled.as_text())
 
   # --- Memory per chip.
-  ma = compiled.memory_analysis()
-  args_b, out_b = ma.argument_size_in_bytes, ma.output_size_in_bytes
-  alias_b, temp_b = ma.alias_size_in_bytes, ma.temp_size_in_bytes
-  code_b = ma.generated_code_size_in_bytes
-  total = args_b + out_b - alias_b + temp_b + code_b
   _table("Per-chip memory (compiled.memory_analysis())", [
-      ("arguments (state + batch)", _gib(args_b)),
-      ("outputs", _gib(out_b)),
-      ("aliased (donated state)", _gib(alias_b)),
-      ("temporaries", _gib(temp_b)),
-      ("generated code", _gib(code_b)),
+      ("arguments (state + batch)", _gib(ma.argument_size_in_bytes)),
+      ("outputs", _gib(ma.output_size_in_bytes)),
+      ("aliased (donated state)", _gib(ma.alias_size_in_bytes)),
+      ("temporaries", _gib(ma.temp_size_in_bytes)),
+      ("generated code", _gib(ma.generated_code_size_in_bytes)),
       ("total = args + out - alias + temp + code", _gib(total)),
       ("HBM per chip", _gib(hbm)),
       ("headroom", _gib(hbm - total)),

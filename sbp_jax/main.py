@@ -36,6 +36,13 @@ def resolve_job(name: str):
   return getattr(importlib.import_module(module), fn)
 
 
+def apply_env(env) -> None:
+  """Sets the config's `env` section (e.g. LIBTPU_INIT_ARGS) before JAX starts a
+  backend; a variable already set in the shell wins, so one run can override it."""
+  for key, value in (env or {}).items():
+    os.environ.setdefault(str(key), str(value))
+
+
 def main(argv):
   del argv
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -45,6 +52,7 @@ def main(argv):
     raise app.UsageError("--config=configs/<name>.py is required.")
   workdir = _WORKDIR.value or os.path.join(
       "runs", os.path.splitext(os.path.basename(flags.FLAGS["config"].config_filename))[0])
+  apply_env(config.get("env"))
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=1))

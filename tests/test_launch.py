@@ -19,7 +19,7 @@ def test_dry_run_prints_pod_commands():
        "--config.train.num_steps=5"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
   lines = out.strip().splitlines()
   assert any("scp" in l and "--worker=all" in l for l in lines)
-  run_line = lines[-1]
+  run_line = next(l for l in lines if " ssh " in l and "sbp_jax.main" in l)
   assert "ssh my-pod --worker=all --zone=us-east5-a --project=proj" in run_line
   assert "--config=configs/tiny_train.py" in run_line and "--workdir=gs://b/run" in run_line
   assert "--config.train.num_steps=5" in run_line
@@ -62,3 +62,40 @@ def test_launcher_trains_then_sigterm_then_resumes(tmp_path):
     losses = {int(k): v for k, v in json.load(f)["loss"].items()}
   assert max(losses) == stopped + 20
   assert losses[max(losses)] < losses[min(losses)]  # falling loss over the whole run
+
+
+def test_dry_run_creates_multislice_and_collects_logs():
+  out = subprocess.run(
+      ["bash", "launch/tpu_run.sh", "--dry_run", "--create", "--tpu=pod", "--zone=us-east5-a",
+       "--accelerator_type=v5p-128", "--num_slices=2", "--config=configs/tiny_train.py"],
+      cwd=ROOT, capture_output=True, text=True, check=True).stdout
+  lines = out.strip().splitlines()
+  # Create-or-reuse one queued resource with two nodes.
+  assert any("queued-resources describe pod" in l and "|| gcloud compute tpus queued-resources "
+             "create pod" in l and "--node-count=2" in l and "--accelerator-type=v5p-128" in l
+             for l in lines)
+  # The job runs on every worker of both slices, each told its slice id.
+  runs = [l for l in lines if " ssh " in l and "sbp_jax.main" in l]
+  assert len(runs) == 2
+  for i, l in enumerate(runs):
+    assert f"ssh pod-{i} --worker=all" in l
+    assert f"MEGASCALE_SLICE_ID={i}" in l and "MEGASCALE_NUM_SLICES=2" in l
+  # Only the first node's worker 0 streams its log (tee); every worker writes one.
+  assert "tee" in runs[0] and "tee" not in runs[1]
+  assert sum("scp pod-" in l and "logs" in l for l in lines) == 2
+
+
+def test_create_requires_accelerator_type():
+  r = subprocess.run(["bash", "launch/tpu_run.sh", "--dry_run", "--create", "--tpu=p",
+                      "--zone=z", "--config=configs/tiny_train.py"], cwd=ROOT,
+                     capture_output=True, text=True)
+  assert r.returncode == 2 and "--accelerator_type" in r.stderr
+
+
+def test_config_env_is_applied_before_the_job(monkeypatch):
+  from sbp_jax import main as entry
+  monkeypatch.delenv("SBP_TEST_FLAG", raising=False)
+  monkeypatch.setenv("SBP_TEST_KEEP", "shell")
+  entry.apply_env({"SBP_TEST_FLAG": "--a=1", "SBP_TEST_KEEP": "config"})
+  assert os.environ["SBP_TEST_FLAG"] == "--a=1"
+  assert os.environ["SBP_TEST_KEEP"] == "shell"  # the shell's value wins

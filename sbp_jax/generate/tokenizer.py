@@ -1,7 +1,7 @@
 """The minimal tokenizer interface the sampler and budget forcing need.
 
 Any object with encode / decode / token_to_id (and optionally `eos_ids`)
-works: our SentencePiece vocabulary, the `tokenizers`-library adapter below
+works: our SentencePiece models (sbp_jax.data.tokenizer), the `tokenizers`-library adapter below
 (Hugging Face tokenizer.json files of imported checkpoints), or the byte
 tokenizer used by byte-level demo models.
 """
@@ -143,11 +143,15 @@ class HFTokenizer:
 
 
 def make_tokenizer(tok_cfg):
-  """From a config section {kind: 'bytes' | 'hf', path}."""
+  """From a config section {kind: 'bytes' | 'hf' | 'sentencepiece', path}."""
   kind = tok_cfg.get("kind", "bytes")
   if kind == "bytes":
     return ByteTokenizer()
   if kind == "hf":
     return HFTokenizer(tok_cfg.path)
-  raise ValueError(f"tokenizer.kind={kind!r} is not known; choose 'bytes' or 'hf' "
-                   "(a directory with tokenizer.json, e.g. written by the safetensors import).")
+  if kind == "sentencepiece":
+    from sbp_jax.data.tokenizer import SentencePieceTokenizer  # pylint: disable=g-import-not-at-top
+    return SentencePieceTokenizer(tok_cfg.path)
+  raise ValueError(f"tokenizer.kind={kind!r} is not known; choose 'bytes', 'hf' "
+                   "(a directory with tokenizer.json, e.g. written by the safetensors import) or "
+                   "'sentencepiece' (a .model file, e.g. data/demo_corpus/spm_bpe_4096.model).")
