@@ -37,9 +37,9 @@ def get_config(size: str = "demo"):
   e.real_files = f"{CORPUS}/train.jsonl.gz"
   e.real_subset_docs = 300         # ~190K tokens of unique real data
   e.oracle_files = ""              # = real_files: the oracle draws from all 2,377 documents
-  e.token_budget = 120 * 16 * 512  # 983K tokens: D_pretrain ~5 times; the oracle ~0.65 epochs
-  e.synthetic_tokens = 368_640     # 37.5% of the budget, as at the 200B-scale
-  e.ablation_synthetic_tokens = 40_000
+  e.token_budget = 80 * 16 * 512   # 655K tokens: the baseline sees D_pretrain ~3.5 times
+  e.synthetic_tokens = 245_760     # 37.5% of the budget, as at the 200B-scale
+  e.ablation_synthetic_tokens = 24_000
 
   t = c.train
   t.seq_len = 512
@@ -55,7 +55,7 @@ def get_config(size: str = "demo"):
   st = c.synth_tune
   st.seq_len = 1024                # d1 (cut to fit) + d2
   st.global_batch_size = 8
-  st.num_steps = 60
+  st.num_steps = 40
   st.lr = 1e-3                     # paper: 5e-6 for a 3B model; a tiny model needs far more
   st.warmup_frac = 0.0
 
