@@ -49,6 +49,7 @@ def _base(spm_path, seq_len):
   c = get_base("tiny")
   c.model.vocab_size = 320
   c.model.dtype = "float32"
+  c.model.remat_policy = "none"
   c.train.seq_len = seq_len
   c.data = ml_collections.ConfigDict(dict(kind="seqio", vocab=spm_path, train=[], eval=[],
                                           pack=True, shuffle_buffer=64))
@@ -78,7 +79,7 @@ def test_synthesizer_tuning_loss_ignores_d1_targets(spm_path, tmp_path):
 
   cfg = ModelConfig.from_dict(c.model)
   model = Transformer(cfg)
-  params = model.init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
+  params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
   loss_grad = jax.jit(jax.value_and_grad(lambda p, b: weighted_nll(p, model, b)[0]))
   loss, grads = loss_grad(params, batch)
   # Scramble every target the loss should ignore (d1, the separator, padding).
