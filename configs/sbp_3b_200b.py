@@ -8,7 +8,13 @@ data seen 12.5 times). Oracle: 200B unique tokens. Baseline: the 10B repeated 20
     --config.tokenizer.path=gs://B/spm_bpe_49152.model
 """
 
+from configs.eval_demo import eval_section, suite
 from configs.sbp_common import get_sbp_config
+from configs.sbp_pair_demo import pair_section
+
+# Benchmarks as JSONL (sbp_jax/eval/convert.py turns each public release into its format;
+# names as in configs/eval_demo.py) and OpenWebText2 held-out documents. Edit for your bucket.
+EVAL_DIR = "gs://YOUR_BUCKET/sbp/eval"
 
 
 def scale(c, *, budget: float, unique: float, synthetic: float):
@@ -42,6 +48,20 @@ def scale(c, *, budget: float, unique: float, synthetic: float):
   s.batch_size = 256
   s.tokens_per_shard = 50_000_000
   s.max_batches_per_shard = 100_000
+  # Pairing (B.1.1): top-200 neighbours, similarity > 0.75, 13-token shingle near-dup rule,
+  # sqrt(N) leaves per value shard, salted key shards.
+  p = c.pair = pair_section()
+  p.runner = "beam"
+  p.shard_size = 1_000_000
+  p.search.k = 200
+  p.search.num_leaves = 0
+  p.search.num_value_shards = 16
+  p.search.num_salts = 16
+  p.select.alpha = 0.75
+  p.select.shingle = 13
+  p.select.tokenizer.path = ""     # the 49,152-piece BPE model
+  c.eval = eval_section(suite(fixtures=EVAL_DIR, heldout=f"{EVAL_DIR}/openwebtext2.jsonl"))
+  c.eval.prefix = "eos"
   c.quality.sample_docs = 1000
   c.quality.duplicate_n = 1_000_000
   return c

@@ -6,8 +6,13 @@ import os
 import numpy as np
 import pytest
 
-from configs import sbp_3b_1t, sbp_3b_200b, sbp_6b_1t
 from sbp_jax.sbp import experiment, joint, tuning
+
+# The paper-scale configs take their pairing and eval sections from configs/sbp_pair_demo.py
+# (issue 6) and configs/eval_demo.py (issue 5).
+pytest.importorskip("configs.sbp_pair_demo")
+pytest.importorskip("configs.eval_demo")
+from configs import sbp_3b_1t, sbp_3b_200b, sbp_6b_1t  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def test_finished_stages_are_skipped(tmp_path):

@@ -52,9 +52,14 @@ def run_stage(workdir: str, name: str, fn: Callable[[str], dict]) -> dict:
   t0 = time.perf_counter()
   rec = dict(fn(sub))
   rec["seconds"] = time.perf_counter() - t0
-  with open(path + ".tmp", "w") as f:
-    json.dump(rec, f, indent=1)
-  os.replace(path + ".tmp", path)
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_count() > 1:  # every host finished its part before the stage counts as done
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(f"sbp_stage_{name}")
+  if jax.process_index() == 0:
+    with open(path + ".tmp", "w") as f:
+      json.dump(rec, f, indent=1)
+    os.replace(path + ".tmp", path)
   log.info("stage %-18s finished in %.0f s", name, rec["seconds"])
   return rec
 
