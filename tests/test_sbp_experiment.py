@@ -8,11 +8,14 @@ import pytest
 
 from sbp_jax.sbp import experiment, joint, tuning
 
-# The paper-scale configs take their pairing and eval sections from configs/sbp_pair_demo.py
-# (issue 6) and configs/eval_demo.py (issue 5).
-pytest.importorskip("configs.sbp_pair_demo")
-pytest.importorskip("configs.eval_demo")
-from configs import sbp_3b_1t, sbp_3b_200b, sbp_6b_1t  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+def _paper_config(name):
+  # The paper-scale configs take their pairing and eval sections from
+  # configs/sbp_pair_demo.py (issue 6) and configs/eval_demo.py (issue 5).
+  pytest.importorskip("configs.sbp_pair_demo")
+  pytest.importorskip("configs.eval_demo")
+  import importlib  # pylint: disable=g-import-not-at-top
+  return importlib.import_module(f"configs.{name}").get_config()
 
 
 def test_finished_stages_are_skipped(tmp_path):
@@ -48,10 +51,10 @@ def test_random_pairs_never_pair_a_doc_with_itself(tmp_path):
 
 
 @pytest.mark.parametrize("mod,budget,unique,synthetic,model", [
-    (sbp_3b_200b, 200e9, 10e9, 75e9, 3072), (sbp_3b_1t, 1e12, 50e9, 125e9, 3072),
-    (sbp_6b_1t, 1e12, 50e9, 250e9, 4096)])
+    ("sbp_3b_200b", 200e9, 10e9, 75e9, 3072), ("sbp_3b_1t", 1e12, 50e9, 125e9, 3072),
+    ("sbp_6b_1t", 1e12, 50e9, 250e9, 4096)])
 def test_paper_scale_configs(mod, budget, unique, synthetic, model):
-  c = mod.get_config()
+  c = _paper_config(mod)
   e = c.experiment
   assert (e.token_budget, e.real_unique_tokens, e.synthetic_tokens) == (budget, unique, synthetic)
   assert c.model.d_model == model and c.model.vocab_size == 49152
@@ -62,17 +65,19 @@ def test_paper_scale_configs(mod, budget, unique, synthetic, model):
   assert 16e6 <= c.synth_tune.global_batch_size * c.synth_tune.seq_len <= 17e6
   assert (c.synthesize.temperature, c.synthesize.top_p, c.synthesize.shingle) == (1.0, 0.9, 13)
   assert joint.pretraining_steps(e.token_budget, 2048, 4096) == int(budget // (2048 * 4096))
+  assert (c.pair.search.k, c.pair.select.alpha, c.pair.select.shingle) == (200, 0.75, 13)
 
 
 def test_synthesizer_tuning_config():
-  base = sbp_3b_200b.get_config()
+  from configs.sbp_common import get_sbp_config
+  base = get_sbp_config("3b")
   c = tuning.synthesizer_tuning_config(base, "/runs/base/checkpoints", "pairs/*.jsonl",
                                        num_steps=10, lr=5e-6, seq_len=8192)
   assert c.job == "train" and c.train.init_from == "/runs/base/checkpoints"
   assert c.train.schedule == "constant" and c.train.lr == 5e-6 and c.train.warmup_frac == 0
   assert c.train.seq_len == 8192 and c.model.max_seq_len >= 8192
   assert [d["format"] for d in c.data.train] == ["pairs"]
-  assert base.train.schedule == "cosine"  # the base config is left alone
+  assert base.train.schedule == "cosine" and base.train.init_from == ""  # base left alone
   with pytest.raises(ValueError, match="init_from"):
     tuning.synthesizer_tuning_config(base, "", "p", num_steps=1)
 
