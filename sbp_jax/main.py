@@ -16,11 +16,23 @@ from ml_collections import config_flags
 JOBS = {
     "train": "sbp_jax.train.loop:run",
     "entigraph_theory": "sbp_jax.entigraph.theory_job:run",
+    "entigraph": "sbp_jax.entigraph.pipeline:run",
+    "entigraph_cpt": "sbp_jax.entigraph.cpt:run",
+    "entigraph_qa": "sbp_jax.entigraph.qa:run",
+    "entigraph_demo": "sbp_jax.entigraph.demo:run",
+    "serve": "sbp_jax.generate.serve:run_serve",
     "generate": "sbp_jax.generate.jobs:run_generate",
     "budget_forcing": "sbp_jax.generate.jobs:run_budget_forcing",
     "import_hf": "sbp_jax.convert.safetensors_import:run",
     "synthesize": "sbp_jax.sbp.synthesize:run",
     "sbp_experiment": "sbp_jax.sbp.experiment:run",
+    "eval": "sbp_jax.eval.jobs:run_eval",
+    "eval_table": "sbp_jax.eval.jobs:run_eval_table",
+    "pair": "sbp_jax.sbp.job:run",
+    "s1_sft": "sbp_jax.reasoning.sft:run",
+    "budget_eval": "sbp_jax.reasoning.bf_eval:run",
+    "s1_demo": "sbp_jax.reasoning.demo:run",
+    "import_gguf": "sbp_jax.convert.gguf_import:run",
 }
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.",

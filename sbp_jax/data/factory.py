@@ -33,4 +33,7 @@ def make_iterator(data_cfg, split: str, seq_len: int, global_batch: int, seed: i
                                seed=seed if split == "train" else seed + 1,
                                process_index=jax.process_index(),
                                process_count=jax.process_count())
-  raise ValueError(f"data.kind={kind!r} is not known; choose 'text_bytes'.")
+  if kind == "replay":
+    from sbp_jax.data.replay import make_replay_iterator  # pylint: disable=g-import-not-at-top
+    return make_replay_iterator(data_cfg, split, seq_len, global_batch, seed, make_iterator)
+  raise ValueError(f"data.kind={kind!r} is not known; choose 'text_bytes' or 'replay'.")

@@ -9,13 +9,12 @@ ever mapped to <unk>.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Iterable, Iterator
 
-import seqio
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as sp_pb2
-import tensorflow as tf
 
 from sbp_jax.data import special_tokens
 
@@ -141,13 +140,20 @@ def check_special_tokens(sp: spm.SentencePieceProcessor, path: str,
                      f"{FIX}.")
 
 
-def load_vocabulary(path: str, extra_ids: int = 0) -> seqio.SentencePieceVocabulary:
+def _missing(path: str) -> FileNotFoundError:
+  return FileNotFoundError(f"SentencePiece model {path} does not exist; set data.vocab to a .model "
+                           "file (e.g. data/demo_corpus/spm_bpe_4096.model) or train one with "
+                           "scripts/train_tokenizer.py.")
+
+
+def load_vocabulary(path: str, extra_ids: int = 0) -> "seqio.SentencePieceVocabulary":
   """A seqio vocabulary for the model at `path` (local or gs://), after
   checking it reserves every special token sbp_jax relies on."""
+  # seqio pulls in TensorFlow; imported here so that samplers need not pay for it.
+  import seqio  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f"SentencePiece model {path} does not exist; set data.vocab to a .model "
-                            "file (e.g. data/demo_corpus/spm_bpe_4096.model) or train one with "
-                            "scripts/train_tokenizer.py.")
+    raise _missing(path)
   vocab = seqio.SentencePieceVocabulary(path, extra_ids=extra_ids)
   check_special_tokens(vocab.tokenizer, path)
   return vocab
@@ -157,11 +163,21 @@ class SentencePieceTokenizer:
   """The sampler's Tokenizer protocol over one of our SentencePiece models."""
 
   def __init__(self, path: str):
-    self.vocabulary = load_vocabulary(path)
-    self._sp = self.vocabulary.tokenizer
+    from etils import epath  # pylint: disable=g-import-not-at-top  (local or gs://)
+    p = epath.Path(path)
+    if not p.exists():
+      raise _missing(path)
+    self.path = path
+    self._sp = spm.SentencePieceProcessor(model_proto=p.read_bytes())
+    check_special_tokens(self._sp, path)
     self.eos_ids = (self._sp.eos_id(),)
     self.pad_id = self._sp.pad_id()
     self.vocab_size = self._sp.get_piece_size()
+
+  @functools.cached_property
+  def vocabulary(self):
+    """The same model as a seqio vocabulary (for data pipelines)."""
+    return load_vocabulary(self.path)
 
   def encode(self, text: str) -> list[int]:
     return list(self._sp.encode(text))

@@ -1,0 +1,339 @@
+"""Job `entigraph`: a small corpus -> a synthetic pretraining corpus.
+
+mode 'entigraph' (thesis 2.2.2, A.6.1), per document:
+  1. one call extracts a summary and an entity list as JSON (retried up to
+     `extraction_retries` times; every failed reply is kept in the document's
+     meta file and in failures.jsonl);
+  2. one call per entity pair (all pairs) and per sampled triple writes how the
+     entities relate in the document, with the title and text in the prompt.
+mode 'rephrase' (A.6.2): `rephrase_rounds` rewrites per style (easy/medium/hard).
+mode 'raw': the source documents as training texts (the Raw CPT baseline), no model.
+
+Output (workdir): shards/doc-NNNNN.jsonl, pretraining-text records
+{"text", "doc_id", "title", "kind", "entities", "num_tokens"}; meta/doc-NNNNN.json
+per document; manifest.json with counts, parse rates and token totals. A shard
+is written under a temporary name and renamed once its document is done, so a
+re-run skips finished documents. `target_tokens` stops generation once the
+corpus holds that many tokens (counted with config.tokenizer, the training
+tokenizer).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import json
+import logging
+import math
+import os
+import random
+import re
+import zlib
+
+from sbp_jax.entigraph import prompts
+from sbp_jax.entigraph.backends import GenParams, generate, make_generator
+from sbp_jax.entigraph.parsing import parse_entities
+from sbp_jax.entigraph.sources import Document, load_documents
+
+log = logging.getLogger(__name__)
+
+FALLBACKS = ("record", "raw_doc", "heuristic")
+
+
+# -- entity subsets ----------------------------------------------------------------------
+
+
+def entity_pairs(entities) -> list[tuple[str, str]]:
+  return list(itertools.combinations(entities, 2))
+
+
+def sample_triples(entities, k: int, rng: random.Random) -> list[tuple[str, ...]]:
+  """k distinct triples (in list order within each), uniformly without
+  replacement; all C(n, 3) of them when k >= C(n, 3). k < 0 means all."""
+  n = len(entities)
+  total = math.comb(n, 3)
+  if k < 0 or k >= total:
+    return list(itertools.combinations(entities, 3))
+  if k == 0:
+    return []
+  if 2 * k > total:  # dense: enumerate and sample
+    idx = sorted(rng.sample(range(total), k))
+    allt = list(itertools.combinations(range(n), 3))
+    picks = [allt[i] for i in idx]
+  else:  # sparse: rejection sampling never enumerates C(n, 3)
+    seen = set()
+    while len(seen) < k:
+      seen.add(tuple(sorted(rng.sample(range(n), 3))))
+    picks = sorted(seen)
+  return [tuple(entities[i] for i in t) for t in picks]
+
+
+_CAPS = re.compile(r"\b[A-Z][\w'-]*(?:\s+(?:of|the|de|von|van|and)?\s*[A-Z][\w'-]*)*")
+_COMMON = {"The", "A", "An", "In", "On", "It", "He", "She", "They", "We", "I", "His", "Her",
+           "Its", "Their", "This", "That", "These", "Those", "When", "Then", "There", "But",
+           "And", "Or", "If", "As", "At", "By", "For", "From", "Of", "To", "With", "After",
+           "Before", "Each", "Every", "One", "Some", "Most", "Many", "No", "Not", "So", "Yet"}
+
+
+def heuristic_entities(text: str, k: int) -> list[str]:
+  """Capitalised phrases, most frequent first: the fallback when a (weak)
+  generator returns no usable JSON. Marked entities_source='heuristic'."""
+  counts = collections.Counter()
+  first = {}
+  for m in _CAPS.finditer(text):
+    name = m.group(0).strip()
+    words = name.split()
+    while words and words[0] in _COMMON:
+      words = words[1:]
+    name = " ".join(words)
+    if len(name) < 3:
+      continue
+    counts[name] += 1
+    first.setdefault(name, m.start())
+  ranked = sorted(counts, key=lambda e: (-counts[e], first[e]))
+  return ranked[:k] if k > 0 else ranked
+
+
+# -- one document ------------------------------------------------------------------------
+
+
+def _doc_seed(seed: int, doc_id: str) -> int:
+  return (seed * 1_000_003 + zlib.crc32(doc_id.encode("utf-8"))) % (2 ** 31)
+
+
+class _Budget:
+  """Tokens written so far versus `target` (0 = no limit)."""
+
+  def __init__(self, target: int, used: int):
+    self.target, self.used = int(target), int(used)
+
+  def exhausted(self) -> bool:
+    return self.target > 0 and self.used >= self.target
+
+
+def extract(gen, style: str, doc: Document, e, seed: int) -> tuple[dict, list[str]]:
+  """Entity extraction with bounded retries. Returns (record, entities)."""
+  item = prompts.entity_extraction(doc.title, doc.text, doc.author)
+  attempts = []
+  for a in range(1 + int(e.extraction_retries)):
+    params = GenParams(temperature=float(e.temperature), top_p=float(e.top_p),
+                       max_tokens=int(e.extraction_max_tokens), seed=seed + 7 * a)
+    raw = generate(gen, style, [item], params)[0]
+    res = parse_entities(raw)
+    if res.ok:
+      ents = res.entities[:int(e.max_entities)] if int(e.max_entities) > 0 else res.entities
+      return dict(ok=True, method=res.method, attempts=a + 1, summary=res.summary,
+                  failed_replies=attempts), ents
+    attempts.append(dict(raw=raw, error=res.error))
+  return dict(ok=False, method="", attempts=len(attempts), summary="",
+              failed_replies=attempts), []
+
+
+def _tasks(doc: Document, e, entities, rng) -> list[tuple[str, tuple[str, ...]]]:
+  if e.mode == "rephrase":
+    return [(f"rephrase_{s}", ()) for _ in range(int(e.rephrase_rounds))
+            for s in e.rephrase_styles]
+  if e.mode == "raw":
+    return []
+  pairs = [("pair", p) for p in entity_pairs(entities)]
+  triples = [("triple", t) for t in sample_triples(entities, int(e.num_triples), rng)]
+  return pairs + triples
+
+
+def _prompt(doc: Document, kind: str, ents) -> tuple[str, str]:
+  if kind.startswith("rephrase_"):
+    return prompts.rephrase(kind[len("rephrase_"):], doc.title, doc.text, doc.author)
+  return prompts.relation(doc.title, doc.text, ents, doc.author)
+
+
+def process_document(doc: Document, gen, style: str, e, tok, seed: int, budget: _Budget):
+  """Returns (records, meta) for one document; stops early when the budget runs out."""
+  dseed = _doc_seed(seed, doc.id)
+  rng = random.Random(dseed)
+  meta = dict(doc_id=doc.id, title=doc.title, mode=e.mode, complete=True,
+              raw_tokens=len(tok.encode(doc.text)))
+  records = []
+
+  def emit(text, kind, ents):
+    n = len(tok.encode(text))
+    records.append(dict(text=text, doc_id=doc.id, title=doc.title, kind=kind,
+                        entities=list(ents), num_tokens=n))
+    budget.used += n
+
+  entities = []
+  if e.mode == "entigraph":
+    ext, entities = extract(gen, style, doc, e, dseed)
+    meta["extraction"] = ext
+    meta["entities_source"] = "model" if ext["ok"] else "none"
+    if ext["ok"] and e.include_summary and ext["summary"].strip():
+      emit(f"{doc.title}\n\n{ext['summary'].strip()}", "summary", entities)
+    if not ext["ok"]:
+      if e.extraction_fallback == "raw_doc":
+        emit(f"{doc.title}\n\n{doc.text}", "raw_doc", ())
+      elif e.extraction_fallback == "heuristic":
+        k = int(e.max_entities) if int(e.max_entities) > 0 else 0
+        entities = heuristic_entities(doc.text, k)
+        meta["entities_source"] = "heuristic"
+      elif e.extraction_fallback != "record":
+        raise ValueError(f"entigraph.extraction_fallback={e.extraction_fallback!r}; choose one "
+                         f"of {FALLBACKS}.")
+  elif e.mode == "raw":  # the source documents themselves, for the Raw CPT baseline
+    emit(f"{doc.title}\n\n{doc.text}", "raw_doc", ())
+  elif e.mode != "rephrase":
+    raise ValueError(f"entigraph.mode={e.mode!r}; choose 'entigraph', 'rephrase' or 'raw'.")
+  meta["entities"] = entities
+  tasks = _tasks(doc, e, entities, rng)
+  meta["num_pairs"] = sum(k == "pair" for k, _ in tasks)
+  meta["num_triples"] = sum(k == "triple" for k, _ in tasks)
+  params = GenParams(temperature=float(e.temperature), top_p=float(e.top_p),
+                     max_tokens=int(e.relation_max_tokens))
+  bs = int(e.batch_size)
+  for b in range(0, len(tasks), bs):
+    if budget.exhausted():
+      meta["complete"] = False
+      break
+    chunk = tasks[b:b + bs]
+    texts = generate(gen, style, [_prompt(doc, k, ents) for k, ents in chunk],
+                     dataclasses.replace(params, seed=dseed + 1000 + b))
+    for (kind, ents), text in zip(chunk, texts):
+      if text.strip():
+        emit(text.strip(), kind, ents)
+      else:
+        meta.setdefault("empty_replies", 0)
+        meta["empty_replies"] += 1
+  meta["records"] = dict(collections.Counter(r["kind"] for r in records))
+  meta["tokens"] = sum(r["num_tokens"] for r in records)
+  by_kind = collections.Counter()
+  for r in records:
+    by_kind[r["kind"]] += r["num_tokens"]
+  meta["tokens_by_kind"] = dict(by_kind)
+  return records, meta
+
+
+# -- the job -----------------------------------------------------------------------------
+
+
+def _write(path: str, text: str) -> None:
+  tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def _read_meta(path: str):
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def summarize(metas: list[dict], e, target_tokens: int) -> dict:
+  kinds, tokens = collections.Counter(), collections.Counter()
+  for m in metas:
+    kinds.update(m["records"])
+  ext = [m["extraction"] for m in metas if "extraction" in m]
+  ok = [x for x in ext if x["ok"]]
+  total = sum(m["tokens"] for m in metas)
+  out = dict(mode=e.mode, documents_done=sum(m["complete"] for m in metas),
+             documents_started=len(metas), records=dict(kinds), tokens=total,
+             raw_tokens=sum(m["raw_tokens"] for m in metas), target_tokens=target_tokens,
+             budget_reached=bool(target_tokens and total >= target_tokens))
+  if e.mode == "entigraph":
+    calls = sum(x["attempts"] for x in ext)
+    out["extraction"] = dict(
+        documents=len(ext), parsed=len(ok), failed=len(ext) - len(ok),
+        parse_rate=len(ok) / max(len(ext), 1),
+        reply_parse_rate=len(ok) / max(calls, 1), calls=calls,
+        methods=dict(collections.Counter(x["method"] for x in ok)),
+        entities_source=dict(collections.Counter(m.get("entities_source") for m in metas)))
+    out["pairs"] = sum(m["num_pairs"] for m in metas)
+    out["triples"] = sum(m["num_triples"] for m in metas)
+    out["mean_entities"] = sum(len(m["entities"]) for m in metas) / max(len(metas), 1)
+  for m in metas:
+    for kind, n in m.get("tokens_by_kind", {}).items():
+      tokens[kind] += n
+  out["tokens_by_kind"] = dict(tokens)
+  return out
+
+
+def run_pipeline(config, workdir: str, generator=None) -> dict:
+  """Generates (or finishes) the synthetic corpus; returns the manifest."""
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  from sbp_jax.generate.tokenizer import make_tokenizer  # pylint: disable=g-import-not-at-top
+  e = config.entigraph
+  docs = load_documents(e.documents)
+  if int(e.get("max_docs", 0)) > 0:
+    docs = docs[:int(e.max_docs)]
+  tok = make_tokenizer(config.tokenizer)
+  shard_dir, meta_dir = os.path.join(workdir, "shards"), os.path.join(workdir, "meta")
+  os.makedirs(shard_dir, exist_ok=True)
+  os.makedirs(meta_dir, exist_ok=True)
+  name = lambda i: f"doc-{i:05d}"
+  metas = {i: _read_meta(os.path.join(meta_dir, name(i) + ".json")) for i in range(len(docs))}
+  done = {i for i, m in metas.items()
+          if m is not None and m["complete"] and m["doc_id"] == docs[i].id
+          and os.path.exists(os.path.join(shard_dir, name(i) + ".jsonl"))}
+  for i, m in metas.items():
+    if m is not None and m["doc_id"] != docs[i].id:
+      raise ValueError(f"{meta_dir}/{name(i)}.json belongs to document {m['doc_id']!r}, but "
+                       f"document {i} of {e.documents} is {docs[i].id!r}; the document list "
+                       "changed. Use a fresh workdir.")
+  target = int(e.get("target_tokens", 0))
+  # Documents cut short by the budget count too: a re-run with the same budget
+  # stops at once; a larger budget redoes them (their old tokens are released).
+  budget = _Budget(target, sum(m["tokens"] for m in metas.values() if m is not None))
+  gen, style = generator, config.generator.style
+  bar = tqdm(total=len(docs), initial=len(done), desc=f"{e.mode} docs", unit="doc",
+             disable=not e.get("progress", True))
+  for i, doc in enumerate(docs):
+    if i in done:
+      continue
+    if budget.exhausted():
+      log.info("Token budget %d reached (%d); stopping.", target, budget.used)
+      break
+    if metas[i] is not None:
+      budget.used -= metas[i]["tokens"]
+    if gen is None and e.mode != "raw":
+      gen = make_generator(config)
+    records, meta = process_document(doc, gen, style, e, tok, int(config.seed), budget)
+    # meta first: a shard without its meta is never taken as finished.
+    _write(os.path.join(meta_dir, name(i) + ".json"), json.dumps(meta, indent=1))
+    _write(os.path.join(shard_dir, name(i) + ".jsonl"),
+           "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    metas[i] = meta
+    bar.update(1)
+    bar.set_postfix(tokens=budget.used)
+  bar.close()
+  started = [metas[i] for i in range(len(docs)) if metas[i] is not None]
+  manifest = summarize(started, e, target)
+  manifest["documents"] = len(docs)
+  manifest["shards"] = os.path.join(shard_dir, "doc-*.jsonl")
+  failures = [dict(doc_id=m["doc_id"], **f) for m in started
+              for f in m.get("extraction", {}).get("failed_replies", [])]
+  _write(os.path.join(workdir, "failures.jsonl"),
+         "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures))
+  _write(os.path.join(workdir, "manifest.json"), json.dumps(manifest, indent=1))
+  return manifest
+
+
+def print_manifest(m: dict) -> None:
+  print(f"[{m['mode']}] documents {m['documents_done']}/{m['documents']}  records "
+        f"{sum(m['records'].values())} {m['records']}")
+  print(f"  tokens: synthetic {m['tokens']}  source {m['raw_tokens']}  by kind "
+        f"{m['tokens_by_kind']}" + (f"  (budget {m['target_tokens']}"
+                                    f"{', reached' if m['budget_reached'] else ''})"
+                                    if m['target_tokens'] else ""))
+  if "extraction" in m:
+    x = m["extraction"]
+    print(f"  entity JSON: parsed {x['parsed']}/{x['documents']} documents "
+          f"(parse rate {x['parse_rate']:.2f}; per reply {x['reply_parse_rate']:.2f} over "
+          f"{x['calls']} calls) methods {x['methods']} entities from {x['entities_source']}")
+    print(f"  relations: {m['pairs']} pairs, {m['triples']} triples, mean entities "
+          f"{m['mean_entities']:.1f}")
+
+
+def run(config, workdir: str) -> dict:
+  m = run_pipeline(config, workdir)
+  print_manifest(m)
+  return m

@@ -1,0 +1,214 @@
+"""Job `entigraph_qa`: closed-book 4-choice QA about the source articles (thesis 2.4.2, A.7.1).
+
+Each question names the article's title and author so that it can be answered
+without the text. mode 'sample': a 5-shot chain-of-thought prompt, `k` sampled
+replies, keep those ending in a parseable 'Answer: X.', pick one of them at
+random (seeded; not a majority vote); a question with no parseable reply counts
+as wrong. mode 'loglik': no sampling; the choice whose text has the highest
+summed log-probability after the question wins (needs the local model).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+from typing import Sequence
+
+import numpy as np
+
+from sbp_jax.entigraph import prompts
+from sbp_jax.entigraph.backends import GenParams
+from sbp_jax.entigraph.sources import Question, load_questions
+
+log = logging.getLogger(__name__)
+
+_ANSWER = re.compile(r"answer\s*(?:is)?\s*[:：]?\s*\(?\**([ABCD])\b\)?", re.I)
+_TAIL = re.compile(r"(?:^|[\s(*])([ABCD])[.)]?\s*$")
+
+
+def parse_answer(reply: str) -> str | None:
+  """The choice letter of a reply, or None. Accepted: the last 'Answer: X'
+  (optionally 'answer is (X)'), or a reply ending in a lone 'X.' (A.7.1's check
+  of the last two characters). Text after a new '## Example' is ignored."""
+  text = reply.split("## Example")[0].strip()
+  if not text:
+    return None
+  hits = _ANSWER.findall(text)
+  if hits:
+    return hits[-1].upper()
+  m = _TAIL.search(text)
+  return m.group(1) if m else None
+
+
+def question_text(q: Question) -> str:
+  return prompts.qa_question(q.title, q.author, q.question, q.year)
+
+
+def pick_answer(valid: Sequence[str], rng: random.Random) -> str | None:
+  return rng.choice(list(valid)) if valid else None
+
+
+def sample_eval(gen, questions: Sequence[Question], k: int, params: GenParams, shots: int,
+                seed: int, batch_questions: int = 4) -> tuple[list[dict], dict]:
+  """Per question: k replies, the parseable ones, and the randomly picked answer."""
+  rows = []
+  qs = [q for q in questions if q.answer is not None]
+  for b in range(0, len(qs), batch_questions):
+    chunk = qs[b:b + batch_questions]
+    prompt_list = [prompts.qa_prompt(question_text(q), q.choices, shots)
+                   for q in chunk for _ in range(k)]
+    replies = gen.complete(prompt_list, GenParams(
+        temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens,
+        stop=("## Example",) + tuple(params.stop), seed=seed * 7919 + b))
+    for j, q in enumerate(chunk):
+      rep = replies[j * k:(j + 1) * k]
+      parsed = [parse_answer(r) for r in rep]
+      valid = [p for p in parsed if p is not None]
+      pick = pick_answer(valid, random.Random(f"{seed}:{q.id}"))
+      rows.append(dict(id=q.id, doc_id=q.doc_id, question=question_text(q),
+                       gold="ABCD"[q.answer], pick=pick, valid=valid, num_valid=len(valid),
+                       correct=pick == "ABCD"[q.answer], replies=rep))
+  return rows, summarize(rows, k, len(questions) - len(qs))
+
+
+def summarize(rows: list[dict], k: int, skipped: int = 0) -> dict:
+  n = len(rows)
+  answered = [r for r in rows if r["pick"] is not None]
+  return dict(questions=n, skipped_without_answer=skipped,
+              accuracy=sum(r["correct"] for r in rows) / max(n, 1),
+              parse_rate=sum(r["num_valid"] for r in rows) / max(n * k, 1),
+              answered_rate=len(answered) / max(n, 1),
+              accuracy_on_answered=sum(r["correct"] for r in answered) / max(len(answered), 1),
+              chance=0.25)
+
+
+# -- log-likelihood scoring ----------------------------------------------------------------
+
+
+class Scorer:
+  """Summed log-probability of continuations given prompts, under a Sampler's
+  model and params (one jitted forward per padded batch)."""
+
+  def __init__(self, sampler, batch_size: int = 8):
+    import jax  # pylint: disable=g-import-not-at-top
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+    self.sampler, self.batch_size = sampler, batch_size
+    model = sampler.model
+
+    def f(params, tokens, targets, mask):
+      logits = model.apply({"params": params}, tokens)["logits"]
+      lp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+      got = jnp.take_along_axis(lp, targets[..., None], axis=-1)[..., 0]
+      return jnp.sum(got * mask, axis=-1)
+    self._fn = jax.jit(f)
+
+  def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+    from sbp_jax.generate.sampler import bucket  # pylint: disable=g-import-not-at-top
+    from sbp_jax.parallel import mesh_context  # pylint: disable=g-import-not-at-top
+    tok, s = self.sampler.tokenizer, self.sampler
+    out = []
+    for b in range(0, len(pairs), self.batch_size):
+      chunk = pairs[b:b + self.batch_size]
+      seqs = []
+      for p, c in chunk:
+        pi, ci = tok.encode(p), tok.encode(c)
+        if not pi or not ci:
+          raise ValueError(f"empty prompt or continuation in scoring: {p[-40:]!r} / {c!r}")
+        seqs.append((pi + ci, len(pi)))
+      length = bucket(max(len(x) for x, _ in seqs) - 1, s.min_bucket)
+      rows = -(-len(seqs) // s.batch_multiple) * s.batch_multiple
+      tokens = np.zeros((rows, length), np.int32)
+      targets = np.zeros((rows, length), np.int32)
+      mask = np.zeros((rows, length), np.float32)
+      for i, (ids, n_prompt) in enumerate(seqs):
+        tokens[i, :len(ids) - 1] = ids[:-1]
+        targets[i, :len(ids) - 1] = ids[1:]
+        mask[i, n_prompt - 1:len(ids) - 1] = 1.0  # positions predicting continuation tokens
+      with mesh_context(s.mesh, s.rules):
+        res = np.asarray(self._fn(s.params, tokens, targets, mask))
+      out.append(res[:len(seqs)])
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+def loglik_eval(scorer: Scorer, questions: Sequence[Question], shots: int = 0
+                ) -> tuple[list[dict], dict]:
+  qs = [q for q in questions if q.answer is not None]
+  pairs = [(prompts.qa_loglik_prompt(question_text(q), shots), " " + c)
+           for q in qs for c in q.choices]
+  scores = scorer.score(pairs).reshape(len(qs), 4) if qs else np.zeros((0, 4))
+  rows = []
+  for q, sc in zip(qs, scores):
+    lens = np.array([max(len(c), 1) for c in q.choices], np.float32)
+    pick, pick_norm = int(np.argmax(sc)), int(np.argmax(sc / lens))
+    rows.append(dict(id=q.id, doc_id=q.doc_id, question=question_text(q), gold="ABCD"[q.answer],
+                     pick="ABCD"[pick], pick_norm="ABCD"[pick_norm], scores=sc.tolist(),
+                     correct=pick == q.answer, correct_norm=pick_norm == q.answer,
+                     num_valid=1))
+  s = summarize(rows, 1, len(questions) - len(qs))
+  s["accuracy_norm"] = sum(r["correct_norm"] for r in rows) / max(len(rows), 1)
+  return rows, s
+
+
+# -- the job -------------------------------------------------------------------------------
+
+
+def evaluate(config, workdir: str, generator=None, sampler=None) -> dict:
+  """Runs each mode in config.qa.modes; writes qa/<mode>.jsonl and qa/summary.json."""
+  from sbp_jax.entigraph.backends import LocalGenerator, make_generator  # pylint: disable=g-import-not-at-top
+  qa = config.qa
+  questions = load_questions(qa.questions)
+  if int(qa.get("max_questions", 0)) > 0:
+    questions = questions[:int(qa.max_questions)]
+  out_dir = os.path.join(workdir, "qa")
+  os.makedirs(out_dir, exist_ok=True)
+  summary = {}
+  for mode in qa.modes:
+    if mode == "sample":
+      if generator is None:
+        if sampler is not None:
+          generator = LocalGenerator(sampler, int(config.generator.get("batch_size", 8)))
+        else:
+          generator = make_generator(config)
+      rows, s = sample_eval(generator, questions, int(qa.k), GenParams(
+          temperature=float(qa.temperature), top_p=float(qa.top_p),
+          max_tokens=int(qa.max_new_tokens)), int(qa.shots), int(config.seed),
+                            int(qa.get("batch_questions", 4)))
+    elif mode == "loglik":
+      if sampler is None:
+        sampler = getattr(generator, "sampler", None)
+      if sampler is None:
+        from sbp_jax.generate.jobs import make_sampler  # pylint: disable=g-import-not-at-top
+        if config.generator.kind != "local":
+          raise ValueError("qa mode 'loglik' scores with the local model; set "
+                           "generator.kind='local' or drop 'loglik' from qa.modes.")
+        sampler = make_sampler(config)
+      rows, s = loglik_eval(Scorer(sampler, int(qa.get("score_batch", 8))), questions,
+                            int(qa.get("loglik_shots", 0)))
+    else:
+      raise ValueError(f"qa.modes entry {mode!r}; choose 'sample' or 'loglik'.")
+    with open(os.path.join(out_dir, f"{mode}.jsonl"), "w") as f:
+      for r in rows:
+        f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    summary[mode] = s
+  with open(os.path.join(out_dir, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=1)
+  return summary
+
+
+def format_summary(summary: dict, label: str = "") -> str:
+  lines = []
+  for mode, s in summary.items():
+    extra = (f" parse rate {s['parse_rate']:.2f}, answered {s['answered_rate']:.2f}"
+             if mode == "sample" else f" (length-normalised {s['accuracy_norm']:.3f})")
+    lines.append(f"{label}QA [{mode}] {s['questions']} questions: accuracy {s['accuracy']:.3f}"
+                 f"{extra} (chance 0.25)")
+  return "\n".join(lines)
+
+
+def run(config, workdir: str) -> dict:
+  s = evaluate(config, workdir)
+  print(format_summary(s))
+  return s

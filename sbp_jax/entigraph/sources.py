@@ -1,0 +1,149 @@
+"""Reading articles and multiple-choice questions from local JSON lines.
+
+Two layouts load directly:
+- QuALITY's released files (QuALITY.v1.0.1[.htmlstripped].{train,dev,test}): one
+  JSON object per line with article_id, title, author, year, article and
+  questions[{question, options[4], gold_label (1-based; absent in the test
+  split)}]. The same article appears on several lines (one per question set);
+  documents are deduplicated by article_id.
+- Our own: documents {"id", "title", "text", "author"?, "year"?} (the project's
+  pretraining-text layout), and questions one per line {"doc_id", "title",
+  "author", "question", "choices": [4 strings], "answer": "A".."D"}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import gzip
+import json
+import os
+from typing import Iterator
+
+
+@dataclasses.dataclass(frozen=True)
+class Document:
+  id: str
+  title: str
+  text: str
+  author: str = ""
+  year: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Question:
+  id: str
+  doc_id: str
+  title: str
+  author: str
+  question: str
+  choices: tuple[str, ...]
+  answer: int | None  # 0-based index of the right choice; None when unknown
+  year: str = ""
+
+
+def expand(files) -> list[str]:
+  pats = [files] if isinstance(files, str) else list(files)
+  out = []
+  for p in pats:
+    hits = sorted(glob.glob(p))
+    if not hits:
+      raise FileNotFoundError(f"{p!r} matches no file; check the path (globs are allowed).")
+    out += hits
+  return out
+
+
+def read_lines(path: str) -> Iterator[tuple[int, dict]]:
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "rt", encoding="utf-8") as f:
+    for n, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}).") from None
+      if not isinstance(row, dict):
+        raise ValueError(f"{path}:{n}: expected a JSON object per line.")
+      yield n, row
+
+
+def _str(row, key, path, n, required=True) -> str:
+  v = row.get(key, "")
+  if v is None:
+    v = ""
+  if not isinstance(v, (str, int)) or (required and v == ""):
+    raise ValueError(f"{path}:{n}: needs a non-empty string field {key!r}.")
+  return str(v)
+
+
+def load_documents(files) -> list[Document]:
+  docs, seen = [], set()
+  for path in expand(files):
+    for n, row in read_lines(path):
+      if "article" in row:  # QuALITY
+        doc = Document(_str(row, "article_id", path, n), _str(row, "title", path, n),
+                       _str(row, "article", path, n), _str(row, "author", path, n, False),
+                       _str(row, "year", path, n, False))
+      else:
+        doc = Document(_str(row, "id", path, n), _str(row, "title", path, n),
+                       _str(row, "text", path, n), _str(row, "author", path, n, False),
+                       _str(row, "year", path, n, False))
+      if doc.id not in seen:
+        seen.add(doc.id)
+        docs.append(doc)
+  return docs
+
+
+def _quality_questions(row, path, n) -> list[Question]:
+  qs = row.get("questions")
+  if not isinstance(qs, list):
+    raise ValueError(f"{path}:{n}: 'questions' must be a list.")
+  out = []
+  base = dict(doc_id=_str(row, "article_id", path, n), title=_str(row, "title", path, n),
+              author=_str(row, "author", path, n, False), year=_str(row, "year", path, n, False))
+  for j, q in enumerate(qs):
+    opts = q.get("options")
+    if not isinstance(opts, list) or len(opts) != 4:
+      raise ValueError(f"{path}:{n}: questions[{j}].options must list 4 choices.")
+    gold = q.get("gold_label")
+    if gold is not None and gold not in (1, 2, 3, 4):
+      raise ValueError(f"{path}:{n}: questions[{j}].gold_label={gold!r}; QuALITY labels are "
+                       "1-based (1..4).")
+    qid = q.get("question_unique_id") or f"{row.get('set_unique_id', base['doc_id'])}-{j}"
+    out.append(Question(id=str(qid), question=_str(q, "question", path, n),
+                        choices=tuple(str(o) for o in opts),
+                        answer=None if gold is None else int(gold) - 1, **base))
+  return out
+
+
+def load_questions(files) -> list[Question]:
+  """Questions from QuALITY lines and/or our own one-question-per-line files.
+  Questions without a known answer are kept (answer=None); evaluation skips them."""
+  out, seen = [], set()
+  for path in expand(files):
+    for n, row in read_lines(path):
+      if "questions" in row:
+        qs = _quality_questions(row, path, n)
+      elif "question" in row:
+        ch = row.get("choices")
+        if not isinstance(ch, list) or len(ch) != 4:
+          raise ValueError(f"{path}:{n}: 'choices' must list 4 strings.")
+        ans = row.get("answer")
+        if ans is not None and ans not in tuple("ABCD"):
+          raise ValueError(f"{path}:{n}: 'answer'={ans!r}; use a letter A-D.")
+        qs = [Question(id=str(row.get("id", f"{os.path.basename(path)}:{n}")),
+                       doc_id=_str(row, "doc_id", path, n, False),
+                       title=_str(row, "title", path, n), author=_str(row, "author", path, n),
+                       question=_str(row, "question", path, n),
+                       choices=tuple(str(c) for c in ch),
+                       answer=None if ans is None else "ABCD".index(ans),
+                       year=_str(row, "year", path, n, False))]
+      else:
+        raise ValueError(f"{path}:{n}: neither a QuALITY line ('questions') nor a question "
+                         "line ('question', 'choices', 'answer').")
+      for q in qs:
+        if q.id not in seen:
+          seen.add(q.id)
+          out.append(q)
+  return out

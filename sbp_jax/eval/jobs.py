@@ -1,0 +1,234 @@
+"""Jobs `eval` (one checkpoint on a suite -> results.json + table) and
+`eval_table` (several results.json -> the Table 3.2 layout).
+
+eval writes, under its workdir:
+  eval/<task>.json                per task: metrics (a re-run skips tasks whose
+                                  file matches the task config and checkpoint)
+  eval/<task>.predictions.jsonl   per example: prediction, log-likelihoods, ...
+  results.json, results.txt       all tasks, and the printed table
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import jax
+
+from sbp_jax.eval import report, tasks
+from sbp_jax.eval.records import read_records
+from sbp_jax.eval.scorer import Scorer
+from sbp_jax.generate.tokenizer import eos_ids_of, make_tokenizer, pad_id_of
+from sbp_jax.model import ModelConfig
+from sbp_jax.parallel import make_rules, maybe_initialize_distributed, mesh_from_config
+
+log = logging.getLogger(__name__)
+
+TASK_KEYS = {"name", "format", "files", "fewshot_files", "num_fewshot", "limit", "seed",
+             "max_new_tokens", "primary", "label", "tfds"}
+
+
+def plain(x):
+  """ConfigDicts, tuples and dicts -> JSON-ready dicts and lists."""
+  if hasattr(x, "to_dict"):
+    x = x.to_dict()
+  if isinstance(x, dict):
+    return {str(k): plain(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [plain(v) for v in x]
+  return x
+
+
+def _write(path: str, text: str) -> None:
+  if jax.process_index() != 0:
+    return
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def model_config(config) -> ModelConfig:
+  e = config.eval
+  if e.get("model_json"):  # model fields written by the import job
+    with open(e.model_json) as f:
+      return ModelConfig.from_dict({**json.load(f), "dtype": config.model.dtype})
+  return ModelConfig.from_dict(config.model)
+
+
+def resolve_prefix(spec, tok, vocab: int) -> tuple[int, ...]:
+  """eval.prefix: 'none', 'eos' (the tokenizer's end-of-sequence id, which
+  separates documents in training data) or an integer id."""
+  spec = str(spec).strip()
+  if spec in ("", "none"):
+    return ()
+  ids = (eos_ids_of(tok)[0],) if spec == "eos" else (int(spec),)
+  if not 0 <= ids[0] < vocab:
+    raise ValueError(f"eval.prefix={spec!r} is token id {ids[0]}, outside the model's vocabulary "
+                     f"[0, {vocab}); use 'none' or a model whose vocabulary holds it.")
+  return ids
+
+
+def task_list(config) -> list[dict]:
+  out, seen = [], set()
+  for i, t in enumerate(config.eval.tasks):
+    t = plain(t)
+    unknown = sorted(set(t) - TASK_KEYS)
+    if unknown:
+      raise ValueError(f"eval.tasks[{i}] has unknown key(s) {unknown}; known: {sorted(TASK_KEYS)}.")
+    if not t.get("name") or t.get("format") not in tasks.EVALUATORS:
+      raise ValueError(f"eval.tasks[{i}] needs a name and a format in {sorted(tasks.EVALUATORS)}.")
+    if t["name"] in seen:
+      raise ValueError(f"eval.tasks: the name {t['name']!r} is used twice.")
+    seen.add(t["name"])
+    tf = dict(t.get("tfds") or {})
+    if not t.get("files") and not tf.get("name"):
+      raise ValueError(f"eval.tasks[{i}] ({t['name']}) needs `files` (local JSONL) or `tfds.name`.")
+    out.append(t)
+  return out
+
+
+def load_task(t: dict) -> tuple[list[dict], list[dict] | None]:
+  """(records, few-shot pool or None). Local files win; TFDS only when no files are given."""
+  limit = int(t.get("limit", 0) or 0)
+  tf = dict(t.get("tfds") or {})
+  if t.get("files"):
+    recs = read_records(t["files"], t["format"], limit)
+  else:
+    from sbp_jax.eval.tfds_source import load_tfds  # pylint: disable=g-import-not-at-top
+    recs = load_tfds(tf["name"], tf.get("split", "test"), t["format"], tf.get("data_dir", ""),
+                     bool(tf.get("download", False)), limit)
+  pool = None
+  if t.get("fewshot_files"):
+    pool = read_records(t["fewshot_files"], t["format"])
+  elif tf.get("fewshot_split") and not t.get("files"):
+    from sbp_jax.eval.tfds_source import load_tfds  # pylint: disable=g-import-not-at-top
+    pool = load_tfds(tf["name"], tf["fewshot_split"], t["format"], tf.get("data_dir", ""),
+                     bool(tf.get("download", False)))
+  return recs, pool
+
+
+def make_generate(cfg: ModelConfig, params, tok, mesh, rules, prefix, batch_size: int):
+  """Greedy short answers with the KV-cache sampler, stopped at a newline. Prompts
+  are batched in (length, text) order so batches do not depend on input order."""
+  from sbp_jax.generate.sampler import Sampler, SamplingParams  # pylint: disable=g-import-not-at-top
+  sampler = Sampler(cfg, params, tokenizer=tok, mesh=mesh, rules=rules)
+
+  def generate(prompts: list[str], max_new: int) -> list[str]:
+    sp = SamplingParams(temperature=0.0, max_new_tokens=max_new, stop_strings=("\n",))
+    ids = [list(prefix) + list(tok.encode(p)) for p in prompts]
+    order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), prompts[i]))
+    out = [""] * len(ids)
+    for b in range(0, len(order), batch_size):
+      idx = order[b:b + batch_size]
+      for i, c in zip(idx, sampler.generate([ids[i] for i in idx], sp)):
+        out[i] = c.text
+    return out
+  return generate
+
+
+def latest_step(checkpoint: str) -> int | None:
+  if not checkpoint:
+    return None
+  from sbp_jax.train.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+  ckpt = Checkpointer(checkpoint, every=1, keep=1, async_save=False)
+  try:
+    return ckpt.latest_step()
+  finally:
+    ckpt.close()
+
+
+def run_eval(config, workdir: str) -> dict:
+  e = config.eval
+  maybe_initialize_distributed(config.get("distributed"))
+  suite = task_list(config)
+  cfg = model_config(config)
+  mesh = mesh_from_config(config.mesh)
+  rules = make_rules(config.mesh.get("rules"))
+  tok = make_tokenizer(config.tokenizer)
+  vocab = getattr(tok, "vocab_size", None)
+  if vocab is not None and vocab > cfg.vocab_size:
+    raise ValueError(f"tokenizer has {vocab} ids but the model's vocab_size is {cfg.vocab_size}; "
+                     "evaluate with the tokenizer the model was trained with (config.tokenizer).")
+  prefix = resolve_prefix(e.get("prefix", "none"), tok, cfg.vocab_size)
+  out_dir = os.path.join(workdir, "eval")
+  os.makedirs(out_dir, exist_ok=True)
+  # Finished tasks are reused only for the same checkpoint step and scoring setup.
+  step = latest_step(e.checkpoint)
+  stamp = dict(checkpoint=e.checkpoint, step=step, model_json=e.get("model_json", ""),
+               prefix=list(prefix),
+               max_len=int(e.get("max_len", 0) or cfg.max_seq_len),
+               tokenizer=plain(config.tokenizer))
+
+  results: dict = {"checkpoint": e.checkpoint, "step": step, "tasks": {}}
+  scorer = generate = None
+  for t in suite:
+    path = os.path.join(out_dir, f"{t['name']}.json")
+    key = dict(task=t, **stamp)
+    if os.path.exists(path):
+      with open(path) as f:
+        done = json.load(f)
+      if done.get("key") == json.loads(json.dumps(key)):
+        results["tasks"][t["name"]] = done["result"]
+        log.info("%s: done earlier (%s)", t["name"], path)
+        continue
+    if scorer is None:
+      from sbp_jax.generate.jobs import load_params  # pylint: disable=g-import-not-at-top
+      params = load_params(cfg, e.checkpoint, mesh, rules, config.seed)
+      scorer = Scorer(cfg, params, mesh, rules, batch_size=int(e.batch_size),
+                      max_len=int(e.get("max_len", 0) or cfg.max_seq_len),
+                      min_bucket=int(e.get("min_bucket", 16)), pad_id=0)
+    if t["format"] == "generative_qa" and generate is None:
+      generate = make_generate(cfg, scorer.params, tok, mesh, rules, prefix,
+                               int(e.get("generate_batch_size", 8)))
+    ctx = tasks.Context(scorer=scorer, tokenizer=tok, prefix=prefix,
+                        rolling_overlap=int(e.get("rolling_overlap", 0)), generate=generate)
+    recs, pool = load_task(t)
+    opts = dict(seed=int(t.get("seed", config.seed)))
+    if int(t.get("num_fewshot", -1)) >= 0:
+      opts["num_fewshot"] = int(t["num_fewshot"])
+    if t["format"] == "generative_qa":
+      opts["max_new_tokens"] = int(t.get("max_new_tokens", 24))
+    t0 = time.perf_counter()
+    metrics, per = tasks.evaluate_records(t["format"], recs, ctx, pool, **opts)
+    primary, kind = tasks.PRIMARY[t["format"]]
+    primary = t.get("primary") or primary
+    if primary not in metrics:
+      raise ValueError(f"task {t['name']}: primary={primary!r} is not one of {sorted(metrics)}.")
+    res = dict(format=t["format"], label=t.get("label") or t["name"], primary=primary, kind=kind,
+               metrics=metrics, seconds=time.perf_counter() - t0)
+    results["tasks"][t["name"]] = res
+    _write(os.path.join(out_dir, f"{t['name']}.predictions.jsonl"),
+           "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in per))
+    _write(path, json.dumps(dict(key=key, result=res), indent=1))
+    log.info("%s: %s", t["name"], metrics)
+  if scorer is not None:
+    s = scorer.stats
+    results["scoring"] = dict(s, tokens_per_s=s["scored_tokens"] / max(s["seconds"], 1e-9),
+                              buckets=sorted(scorer.buckets_compiled))
+  table = report.run_table(results)
+  _write(os.path.join(workdir, "results.json"), json.dumps(results, indent=1))
+  _write(os.path.join(workdir, "results.txt"), table + "\n")
+  print(table)
+  return results
+
+
+def run_eval_table(config, workdir: str) -> dict:
+  tc = config.table
+  runs = []
+  for r in tc.runs:
+    r = plain(r)
+    if not os.path.exists(r.get("results", "")):
+      raise FileNotFoundError(f"table.runs entry {r.get('label')!r}: results={r.get('results')!r} "
+                              "does not exist; point it at an eval job's results.json.")
+    with open(r["results"]) as f:
+      runs.append((r["label"], json.load(f)))
+  t = report.combine(runs, tc.baseline, tc.get("oracle", ""), tuple(tc.get("tasks", ()) or ()))
+  text = report.format_table(t)
+  os.makedirs(workdir, exist_ok=True)
+  _write(os.path.join(workdir, "table.json"), json.dumps(t, indent=1))
+  _write(os.path.join(workdir, "table.txt"), text + "\n")
+  print(text)
+  return t

@@ -1,0 +1,100 @@
+"""Corpus -> fixed-size document shards with global row ids (gid).
+
+Every later stage addresses a document by gid (its row in the corpus, in file
+order) and a shard by gid // shard_size, so embedding, search and selection
+shards line up. Shards are JSONL (one {"gid", "id", "text"} per line), written
+to a temporary name and renamed; a manifest written last marks the split done.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import os
+from typing import Iterator, Sequence
+
+MANIFEST = "manifest.json"
+
+
+def corpus_files(files) -> list[str]:
+  pats = [files] if isinstance(files, str) else list(files)
+  out = []
+  for p in pats:
+    hits = sorted(glob.glob(p))
+    if not hits:
+      raise FileNotFoundError(f"pair.corpus: {p!r} matches no file; point it at JSON-lines "
+                              "files with a text field (e.g. data/demo_corpus/train.jsonl.gz).")
+    out += hits
+  return out
+
+
+def iter_corpus(files, text_field: str = "text", id_field: str = "id") -> Iterator[dict]:
+  """Yields {"id", "text"} per line of .jsonl / .jsonl.gz files; errors name file:line."""
+  for path in corpus_files(files):
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+      for n, line in enumerate(f, 1):
+        if not line.strip():
+          continue
+        try:
+          row = json.loads(line)
+        except json.JSONDecodeError as e:
+          raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}).") from None
+        text = row.get(text_field) if isinstance(row, dict) else None
+        if not isinstance(text, str):
+          raise ValueError(f"{path}:{n}: needs a string field {text_field!r} "
+                           "(set pair.text_field to the field holding the document).")
+        yield {"id": str(row.get(id_field, f"{os.path.basename(path)}:{n}")), "text": text}
+
+
+def shard_path(out_dir: str, shard: int) -> str:
+  return os.path.join(out_dir, f"docs-{shard:05d}.jsonl")
+
+
+def _write_jsonl(path: str, rows: Sequence[dict]) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    for r in rows:
+      f.write(json.dumps(r, ensure_ascii=False) + "\n")
+  os.replace(tmp, path)
+
+
+def split_corpus(files, out_dir: str, shard_size: int, text_field: str = "text",
+                 id_field: str = "id", max_docs: int = 0) -> dict:
+  """Writes docs shards once; returns the manifest {num_docs, num_shards, shard_size}."""
+  man_path = os.path.join(out_dir, MANIFEST)
+  if os.path.exists(man_path):
+    with open(man_path) as f:
+      man = json.load(f)
+    if man["shard_size"] != shard_size:
+      raise ValueError(f"{man_path}: shards were written with shard_size={man['shard_size']}, "
+                       f"but pair.shard_size={shard_size}; use a new workdir or the old size.")
+    return man
+  os.makedirs(out_dir, exist_ok=True)
+  buf, gid, shard = [], 0, 0
+  for doc in iter_corpus(files, text_field, id_field):
+    if max_docs and gid >= max_docs:
+      break
+    buf.append({"gid": gid, **doc})
+    gid += 1
+    if len(buf) == shard_size:
+      _write_jsonl(shard_path(out_dir, shard), buf)
+      buf, shard = [], shard + 1
+  if buf:
+    _write_jsonl(shard_path(out_dir, shard), buf)
+    shard += 1
+  if gid == 0:
+    raise ValueError(f"pair.corpus={files!r} holds no documents.")
+  man = {"num_docs": gid, "num_shards": shard, "shard_size": shard_size}
+  tmp = man_path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(man, f)
+  os.replace(tmp, man_path)
+  return man
+
+
+def read_shard(out_dir: str, shard: int) -> list[dict]:
+  path = shard_path(out_dir, shard)
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f]

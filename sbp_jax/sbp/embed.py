@@ -1,0 +1,148 @@
+"""Document embedders and embedding shards.
+
+Two embedders share one interface (`dim`, `embed(texts) -> [n, dim]` unit-norm
+float32): the language model's own hidden states (mean-pooled over a chosen
+layer; the thesis names this the self-contained ideal) and an external BERT
+sentence encoder (sbp_jax.sbp.encoder). Embedding shards are .npz files
+(vectors, global row ids, document ids) written to a temporary name and renamed,
+so a file that exists is complete and a re-run skips it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Protocol, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sbp_jax.sbp.encoder import SentenceEncoder, bucket_len, masked_mean_unit
+
+log = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+  dim: int
+
+  def embed(self, texts: Sequence[str]) -> np.ndarray:
+    ...
+
+
+class LMEmbedder:
+  """Mean-pooled hidden states of `layer` of an sbp_jax Transformer.
+
+  layer: index into the per-block outputs (Transformer(..., return_hidden)):
+  0 = after the first block, -1 = after the last block (before the final norm).
+  Batches are sharded over the mesh's batch axes (rows padded to fill them).
+  """
+
+  def __init__(self, cfg, params, tokenizer, layer: int = -1, max_len: int = 512,
+               batch_size: int = 16, mesh=None, rules=None):
+    from sbp_jax.model import Transformer  # pylint: disable=g-import-not-at-top
+    from sbp_jax.parallel import make_mesh, make_rules  # pylint: disable=g-import-not-at-top
+    from sbp_jax.train.state import param_logical_specs  # pylint: disable=g-import-not-at-top
+    if not -cfg.num_layers <= layer < cfg.num_layers:
+      raise ValueError(f"pair.embedder.layer={layer} is outside the model's {cfg.num_layers} "
+                       "layers (use 0..L-1, or -1 for the last).")
+    self.cfg, self.tokenizer, self.layer = cfg, tokenizer, layer
+    self.max_len = min(max_len, cfg.max_seq_len)
+    self.mesh = mesh if mesh is not None else make_mesh((1, 1, 1), devices=jax.devices()[:1])
+    self.rules = rules if rules is not None else make_rules()
+    self.dim = cfg.d_model
+    spec = nn.logical_to_mesh_axes(("activation_batch",), self.rules)[0]
+    axes = () if spec is None else (spec if isinstance(spec, tuple) else (spec,))
+    shards = int(np.prod([self.mesh.shape[a] for a in axes])) if axes else 1
+    self.batch_size = -(-batch_size // shards) * shards
+    model = Transformer(cfg)
+    self.params = jax.device_put(params, nn.logical_to_mesh_sharding(
+        param_logical_specs(model), self.mesh, self.rules))
+
+    def fn(p, tokens, mask):
+      hidden = model.apply({"params": p}, tokens, segment_ids=mask.astype(jnp.int32),
+                           return_hidden=True)["hidden"]
+      return masked_mean_unit(hidden[layer], mask)
+
+    self._fn = jax.jit(fn)
+
+  def embed(self, texts: Sequence[str]) -> np.ndarray:
+    from sbp_jax.parallel import batch_sharding, mesh_context  # pylint: disable=g-import-not-at-top
+    from sbp_jax.generate.tokenizer import pad_id_of  # pylint: disable=g-import-not-at-top
+    ids = [list(self.tokenizer.encode(t))[:self.max_len] or [pad_id_of(self.tokenizer)]
+           for t in texts]
+    out = np.zeros((len(ids), self.dim), np.float32)
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    with mesh_context(self.mesh, self.rules):
+      for s in range(0, len(order), self.batch_size):
+        rows = order[s:s + self.batch_size]
+        t = bucket_len(max(len(ids[r]) for r in rows))
+        tokens = np.zeros((self.batch_size, t), np.int32)
+        mask = np.zeros((self.batch_size, t), bool)
+        for j, r in enumerate(rows):
+          tokens[j, :len(ids[r])] = ids[r]
+          mask[j, :len(ids[r])] = True
+        put = lambda x: jax.device_put(x, batch_sharding(self.mesh, self.rules, x.ndim))
+        out[rows] = np.asarray(self._fn(self.params, put(tokens), put(mask)))[:len(rows)]
+    return out
+
+
+def make_embedder(config) -> Embedder:
+  """From config.pair.embedder: kind 'encoder' (BERT dir; '' = bundled MiniLM) or 'lm'
+  (an sbp_jax checkpoint with config.model / config.tokenizer / config.mesh)."""
+  e = config.pair.embedder
+  if e.kind == "encoder":
+    return SentenceEncoder(e.get("path", ""), batch_size=int(e.batch_size),
+                           max_len=int(e.get("max_len", 0)))
+  if e.kind == "lm":
+    from sbp_jax.generate.jobs import load_params  # pylint: disable=g-import-not-at-top
+    from sbp_jax.generate.tokenizer import make_tokenizer  # pylint: disable=g-import-not-at-top
+    from sbp_jax.model import ModelConfig  # pylint: disable=g-import-not-at-top
+    from sbp_jax.parallel import make_rules, mesh_from_config  # pylint: disable=g-import-not-at-top
+    if e.get("model_json"):
+      with open(e.model_json) as f:
+        cfg = ModelConfig.from_dict({**json.load(f), "dtype": config.model.dtype})
+    else:
+      cfg = ModelConfig.from_dict(config.model)
+    mesh, rules = mesh_from_config(config.mesh), make_rules(config.mesh.get("rules"))
+    params = load_params(cfg, e.checkpoint, mesh, rules, config.seed)
+    return LMEmbedder(cfg, params, make_tokenizer(config.tokenizer), layer=int(e.layer),
+                      max_len=int(e.get("max_len", 0) or cfg.max_seq_len),
+                      batch_size=int(e.batch_size), mesh=mesh, rules=rules)
+  raise ValueError(f"pair.embedder.kind={e.kind!r}; choose 'encoder' (a BERT sentence "
+                   "encoder directory) or 'lm' (an sbp_jax checkpoint).")
+
+
+# -- shards -----------------------------------------------------------------------------
+
+def write_npz(path: str, **arrays) -> None:
+  """Atomic: a temporary file renamed into place."""
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, **arrays)
+  os.replace(tmp, path)
+
+
+def write_embedding_shard(path: str, vectors: np.ndarray, gids: np.ndarray,
+                          ids: Sequence[str]) -> None:
+  write_npz(path, vectors=np.asarray(vectors, np.float32), gids=np.asarray(gids, np.int64),
+            ids=np.asarray(list(ids), dtype=str))
+
+
+def read_embedding_shard(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """-> (vectors [n, d] float32, gids [n] int64, ids [n] str)."""
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} does not exist; run the embedding stage first.")
+  with np.load(path) as z:
+    return z["vectors"], z["gids"], z["ids"]
+
+
+def embed_docs(embedder: Embedder, docs: Sequence[dict], path: str) -> bool:
+  """Embeds one docs shard (records with gid/id/text) into `path`; False if it existed."""
+  if os.path.exists(path):
+    return False
+  vecs = embedder.embed([d["text"] for d in docs])
+  write_embedding_shard(path, vecs, [d["gid"] for d in docs], [d["id"] for d in docs])
+  log.info("embedded %d docs -> %s", len(docs), path)
+  return True

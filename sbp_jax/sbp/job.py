@@ -1,0 +1,62 @@
+"""Job `pair`: corpus -> embeddings -> sharded, salted ScaNN top-k -> pairs + stats.
+
+config.pair.runner picks the single-process driver ('local', for small corpora)
+or the Beam pipeline ('beam'; DirectRunner here, Dataflow/Flink by flags, see
+beam_pipeline.py). Both call the functions of stages.py and write the same files;
+a re-run skips every finished shard.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+
+from sbp_jax.sbp import stages
+from sbp_jax.sbp.shingles import NearDuplicateRule, make_shingle_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def make_rule(p) -> NearDuplicateRule:
+  return NearDuplicateRule(make_shingle_tokenizer(p.select.tokenizer), int(p.select.shingle))
+
+
+def run_local(config, workdir: str, stop_after_shards: int = 0) -> dict:
+  """Single-process path. stop_after_shards > 0 stops (raising) after that many selection
+  shards were written, to test resumption."""
+  from sbp_jax.sbp.embed import make_embedder  # pylint: disable=g-import-not-at-top
+  p = config.pair
+  lay = stages.Layout(workdir)
+  man = stages.split(p, lay)
+  n = man["num_shards"]
+  embedder = functools.lru_cache(None)(lambda: make_embedder(config))
+  for s in range(n):
+    stages.embed_shard(embedder, lay, s)
+  stages._progress("embed", n, n)  # pylint: disable=protected-access
+  nv, ns = stages.shard_counts(p)
+  for v in range(nv):
+    for salt in range(ns):
+      stages.search_salt(p, lay, n, v, salt)
+  stages._progress("search", n, n)  # pylint: disable=protected-access
+  rule, lookup, written = make_rule(p), stages.DocLookup(lay, man["shard_size"]), 0
+  for q in range(n):
+    written += stages.select_shard(p, lay, q, rule, lookup)
+    if stop_after_shards and written >= stop_after_shards:
+      raise InterruptedError(f"stopped after {written} selection shards (test hook)")
+  return stages.finalize(p, lay, n, int(config.seed))
+
+
+def run(config, workdir: str) -> dict:
+  p = config.pair
+  if p.runner == "local":
+    stats = run_local(config, workdir)
+  elif p.runner == "beam":
+    from sbp_jax.sbp.beam_pipeline import run_beam  # pylint: disable=g-import-not-at-top
+    stats = run_beam(config, workdir)
+  else:
+    raise ValueError(f"pair.runner={p.runner!r}; choose 'local' or 'beam'.")
+  summary = {k: stats[k] for k in ("queries", "neighbours", "kept", "dropped",
+                                   "mean_similarity_kept", "mean_similarity_random")}
+  print(json.dumps(summary, indent=1))
+  return stats

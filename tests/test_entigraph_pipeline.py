@@ -1,0 +1,189 @@
+"""The EntiGraph / rephrase pipeline with a scripted generator (no model)."""
+
+import json
+import math
+import os
+import random
+import re
+
+import pytest
+
+from configs import entigraph_generate
+from sbp_jax.entigraph import pipeline
+from sbp_jax.entigraph.pipeline import entity_pairs, heuristic_entities, sample_triples
+
+DOCS = [
+    dict(id="d0", title="The Salt Road", text="Ilse Varn led a caravan from Oskar Bay to Tessel."),
+    dict(id="d1", title="Glass Orchard", text="Pim Ardent grew glass apples for the Duke Halloran."),
+    dict(id="d2", title="Quiet Engine", text="Noor Baines repaired the engine at Fallow Mill."),
+]
+ENTS = {"d0": ["Ilse Varn", "caravan", "Oskar Bay", "Tessel", "salt"],
+        "d1": ["Pim Ardent", "glass apples", "Duke Halloran", "orchard"],
+        "d2": ["Noor Baines", "engine", "Fallow Mill", "repair", "river", "town"]}
+
+
+class ScriptedGen:
+  """Extraction replies: d1 first answers in prose (a parse failure), then
+  fenced JSON; d2 never gives JSON. Relation replies name their entities."""
+
+  def __init__(self, fail_after=None):
+    self.calls = 0
+    self.d1_tried = False
+    self.fail_after = fail_after
+
+  def complete(self, prompts, params):
+    out = []
+    for p in prompts:
+      self.calls += 1
+      if self.fail_after is not None and self.calls > self.fail_after:
+        raise KeyboardInterrupt("simulated interruption")
+      doc = next(d for d in DOCS if f"Title: {d['title']}" in p)
+      if "Reply with a single JSON object" in p:
+        if doc["id"] == "d2":
+          out.append("I am not sure what entities are.")
+        elif doc["id"] == "d1" and not self.d1_tried:
+          self.d1_tried = True
+          out.append("Let me think about this article first.")
+        else:
+          js = json.dumps({"summary": f"About {doc['title']}.", "entities": ENTS[doc["id"]]})
+          out.append(f"```json\n{js}\n```\nDone." if doc["id"] == "d1" else js)
+      else:
+        names = re.findall(r"^Entity \d: (.*)$", p, re.M)
+        out.append(f"{doc['title']}: " + " | ".join(names))
+    return out
+
+  def chat(self, conversations, params):
+    raise AssertionError("the scripted tests use style='completion'")
+
+
+def _config(tmp_path, **over):
+  path = tmp_path / "docs.jsonl"
+  path.write_text("".join(json.dumps(d) + "\n" for d in DOCS))
+  c = entigraph_generate.get_config()
+  c.generator.style = "completion"
+  c.tokenizer.kind = "bytes"  # token counts = UTF-8 bytes, checked below
+  c.entigraph.documents = str(path)
+  c.entigraph.num_triples = 3
+  c.entigraph.batch_size = 4
+  c.entigraph.progress = False
+  for k, v in over.items():
+    setattr(c.entigraph, k, v)
+  return c
+
+
+def _records(work):
+  rows = []
+  for f in sorted(os.listdir(os.path.join(work, "shards"))):
+    rows += [json.loads(l) for l in open(os.path.join(work, "shards", f))]
+  return rows
+
+
+def test_enumeration_counts():
+  ents = [f"e{i}" for i in range(9)]
+  pairs = entity_pairs(ents)
+  assert len(pairs) == 36 and len(set(pairs)) == 36
+  assert all(ents.index(a) < ents.index(b) for a, b in pairs)
+  for k in (0, 5, 50, 83, 84, 200, -1):  # sparse, dense, exactly all, more than all, all
+    t = sample_triples(ents, k, random.Random(1))
+    want = 84 if k < 0 else min(k, math.comb(9, 3))
+    assert len(t) == want and len(set(t)) == want
+    assert all(len(set(x)) == 3 and list(x) == sorted(x, key=ents.index) for x in t)
+  # Seeded: the same seed picks the same triples; another seed others.
+  assert sample_triples(ents, 10, random.Random(3)) == sample_triples(ents, 10, random.Random(3))
+  assert sample_triples(ents, 10, random.Random(3)) != sample_triples(ents, 10, random.Random(4))
+  assert sample_triples(ents[:2], 5, random.Random(0)) == []
+
+
+def test_heuristic_entities():
+  text = "Mara Quill met the Duke of Ashby. Later Mara Quill rode to Ashby. The end."
+  assert heuristic_entities(text, 2) == ["Mara Quill", "Duke of Ashby"]
+
+
+def test_pipeline_outputs_manifest_and_failures(tmp_path):
+  c = _config(tmp_path)
+  work = str(tmp_path / "run")
+  m = pipeline.run_pipeline(c, work, generator=ScriptedGen())
+  rows = _records(work)
+  x = m["extraction"]
+  assert (x["parsed"], x["failed"], x["documents"]) == (2, 1, 3)
+  assert x["methods"] == {"clean": 1, "fenced": 1}
+  # d1 needed 2 calls (prose, then fenced), d2 used all 3 and failed.
+  assert x["calls"] == 1 + 2 + 3
+  fails = [json.loads(l) for l in open(os.path.join(work, "failures.jsonl"))]
+  assert [f["doc_id"] for f in fails] == ["d1", "d2", "d2", "d2"]
+  assert all(f["raw"] and f["error"] for f in fails)
+  # Pairs: C(5,2)+C(4,2) = 16; triples: 3 per parsed doc; d2 ('record') contributes nothing.
+  assert m["pairs"] == 16 and m["triples"] == 6
+  kinds = [r["kind"] for r in rows]
+  assert kinds.count("pair") == 16 and kinds.count("triple") == 6 and kinds.count("summary") == 2
+  assert not any(r["doc_id"] == "d2" for r in rows)
+  for r in rows:  # provenance: each relation text is about exactly its entities
+    assert r["text"] and r["num_tokens"] == len(r["text"].encode())
+    if r["kind"] in ("pair", "triple"):
+      assert r["text"].split(": ", 1)[1].split(" | ") == r["entities"]
+  assert m["tokens"] == sum(r["num_tokens"] for r in rows)
+  assert json.load(open(os.path.join(work, "manifest.json")))["tokens"] == m["tokens"]
+
+
+def test_fallbacks(tmp_path):
+  m = pipeline.run_pipeline(_config(tmp_path, extraction_fallback="heuristic"),
+                            str(tmp_path / "h"), generator=ScriptedGen())
+  rows = [r for r in _records(str(tmp_path / "h")) if r["doc_id"] == "d2"]
+  assert m["extraction"]["entities_source"] == {"model": 2, "heuristic": 1}
+  assert [(r["kind"], r["entities"]) for r in rows] == [("pair", ["Noor Baines", "Fallow Mill"])]
+  m = pipeline.run_pipeline(_config(tmp_path, extraction_fallback="raw_doc"),
+                            str(tmp_path / "r"), generator=ScriptedGen())
+  rows = [r for r in _records(str(tmp_path / "r")) if r["doc_id"] == "d2"]
+  assert [r["kind"] for r in rows] == ["raw_doc"] and DOCS[2]["text"] in rows[0]["text"]
+
+
+def test_resume_after_interruption_has_no_duplicates_or_gaps(tmp_path):
+  c = _config(tmp_path)
+  ref = str(tmp_path / "ref")
+  pipeline.run_pipeline(c, ref, generator=ScriptedGen())
+  work = str(tmp_path / "run")
+  # Interrupt in the middle of d1's relation calls (d0 takes 1 + 10 + 3 calls).
+  with pytest.raises(KeyboardInterrupt):
+    pipeline.run_pipeline(c, work, generator=ScriptedGen(fail_after=20))
+  assert sorted(os.listdir(os.path.join(work, "shards"))) == ["doc-00000.jsonl"]
+  assert not any(f.endswith(".tmp") and not f.startswith(".") for f in os.listdir(
+      os.path.join(work, "shards")))
+  gen = ScriptedGen()
+  pipeline.run_pipeline(c, work, generator=gen)
+  assert gen.calls == 2 + 6 + 3 + 3  # only d1 (2 extraction calls + 9 relations) and d2 redone
+  key = lambda r: (r["doc_id"], r["kind"], tuple(r["entities"]), r["text"])
+  got, want = sorted(map(key, _records(work))), sorted(map(key, _records(ref)))
+  assert got == want and len(set(got)) == len(got)
+
+
+def test_token_budget_stops_and_rephrase_mode(tmp_path):
+  c = _config(tmp_path, mode="rephrase", rephrase_rounds=2, batch_size=2, target_tokens=60)
+  work = str(tmp_path / "b")
+  m = pipeline.run_pipeline(c, work, generator=ScriptedGen())
+  rows = _records(work)
+  assert m["budget_reached"] and m["tokens"] >= 60
+  # The budget is checked between calls: at most one call (2 texts) past it.
+  assert m["tokens"] - max(r["num_tokens"] for r in rows) * 2 < 60
+  assert {r["kind"] for r in rows} <= {"rephrase_easy", "rephrase_medium", "rephrase_hard"}
+  # Same budget again: nothing is generated. A larger one finishes the cut-short document.
+  gen = ScriptedGen()
+  again = pipeline.run_pipeline(c, work, generator=gen)
+  assert gen.calls == 0 and again["tokens"] == m["tokens"]
+  c.entigraph.target_tokens = 10 ** 6
+  gen = ScriptedGen()
+  more = pipeline.run_pipeline(c, work, generator=gen)
+  assert more["documents_done"] == 3 and not more["budget_reached"]
+  assert more["records"] == {"rephrase_easy": 6, "rephrase_medium": 6, "rephrase_hard": 6}
+  full = pipeline.run_pipeline(_config(tmp_path, mode="rephrase", rephrase_rounds=2),
+                               str(tmp_path / "full"), generator=ScriptedGen())
+  assert full["records"] == {"rephrase_easy": 6, "rephrase_medium": 6, "rephrase_hard": 6}
+  assert "extraction" not in full
+
+
+def test_bad_documents_name_file_and_line(tmp_path):
+  c = _config(tmp_path)
+  p = tmp_path / "bad.jsonl"
+  p.write_text('{"id": "a", "title": "T", "text": "x"}\n{"id": "b", "text": "y"}\n')
+  c.entigraph.documents = str(p)
+  with pytest.raises(ValueError, match=r"bad\.jsonl:2: needs a non-empty string field 'title'"):
+    pipeline.run_pipeline(c, str(tmp_path / "x"), generator=ScriptedGen())
