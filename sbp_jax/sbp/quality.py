@@ -18,12 +18,13 @@ is not implemented either.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from typing import Callable, Sequence
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
+
+# The pair-selection rule's normalisation (lowercase; no punctuation, symbols or digits).
+from sbp_jax.sbp.shingles import normalize
 
 SHINGLE = 13          # tokens per shingle for repetition (thesis B.1.1)
 JACCARD = 0.6         # near-duplicate threshold (Table 3.3)
@@ -32,15 +33,6 @@ WORD_SHINGLE = 5      # words per shingle for near-duplicate detection
 
 # texts -> [n, d] unit vectors; objects with an `.embed` method (sbp_jax.sbp.embed) work too.
 Embedder = Callable[[Sequence[str]], np.ndarray]
-
-_NOT_WORD = re.compile(r"[^\w\s]|\d|_")
-
-
-def normalize(text: str) -> str:
-  """Lowercase, without punctuation or digits (the thesis's dedup normalisation)."""
-  text = unicodedata.normalize("NFKC", text).lower()
-  return _NOT_WORD.sub(" ", text)
-
 
 def words(text: str) -> list[str]:
   return normalize(text).split()
