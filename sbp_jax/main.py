@@ -24,6 +24,8 @@ JOBS = {
     "generate": "sbp_jax.generate.jobs:run_generate",
     "budget_forcing": "sbp_jax.generate.jobs:run_budget_forcing",
     "import_hf": "sbp_jax.convert.safetensors_import:run",
+    "synthesize": "sbp_jax.sbp.synthesize:run",
+    "sbp_experiment": "sbp_jax.sbp.experiment:run",
     "eval": "sbp_jax.eval.jobs:run_eval",
     "eval_table": "sbp_jax.eval.jobs:run_eval_table",
     "pair": "sbp_jax.sbp.job:run",

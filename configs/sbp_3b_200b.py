@@ -1,0 +1,72 @@
+"""SBP at the thesis' 200B-scale (Table 3.2, first block): 3B model, 200B training
+tokens, 10B unique real tokens, 75B synthetic tokens (37.5% of the budget; real
+data seen 12.5 times). Oracle: 200B unique tokens. Baseline: the 10B repeated 20x.
+
+  launch/tpu_run.sh --tpu=NAME --zone=Z --config=configs/sbp_3b_200b.py --workdir=gs://B/run \
+    --config.experiment.real_files='gs://B/dclm/d_10b/*.jsonl.gz' \
+    --config.experiment.oracle_files='gs://B/dclm/d_200b/*.jsonl.gz' \
+    --config.tokenizer.path=gs://B/spm_bpe_49152.model
+"""
+
+from configs.eval_demo import eval_section, suite
+from configs.sbp_common import get_sbp_config
+from configs.sbp_pair_demo import pair_section
+
+# Benchmarks as JSONL (sbp_jax/eval/convert.py turns each public release into its format;
+# names as in configs/eval_demo.py) and OpenWebText2 held-out documents. Edit for your bucket.
+EVAL_DIR = "gs://YOUR_BUCKET/sbp/eval"
+
+
+def scale(c, *, budget: float, unique: float, synthetic: float):
+  e = c.experiment
+  e.token_budget = int(budget)
+  e.real_unique_tokens = int(unique)
+  e.synthetic_tokens = int(synthetic)
+  e.ablation_synthetic_tokens = 100_000_000  # enough for B.1 similarity statistics
+  c.data.vocab = c.tokenizer.path = ""       # the 49,152-piece BPE model (set on the command line)
+  # Pretraining (thesis 3.4.1): 2,048 x 4,096 tokens per step, cosine, 5% warmup to 1e-2,
+  # decay to 5e-5.
+  t = c.train
+  t.seq_len = 4096
+  t.global_batch_size = 2048
+  t.schedule = "cosine"
+  t.lr = 1e-2
+  t.end_lr = 5e-5
+  t.warmup_frac = 0.05
+  t.num_steps = e.token_budget // (t.seq_len * t.global_batch_size)  # set again by the runner
+  # Synthesizer-tuning (B.1.1): constant 5e-6, 16M tokens per step, context 8,192.
+  c.synth_tune.lr = 5e-6
+  c.synth_tune.seq_len = 8192
+  c.synth_tune.global_batch_size = 2048
+  # Synthesis (B.1.1): T = 1.0, top_p = 0.9, drop outputs with a repeated 13-token shingle.
+  s = c.synthesize
+  s.temperature = 1.0
+  s.top_p = 0.9
+  s.shingle = 13
+  s.max_prompt_tokens = 4096
+  s.max_new_tokens = 4096
+  s.batch_size = 256
+  s.tokens_per_shard = 50_000_000
+  s.max_batches_per_shard = 100_000
+  # Pairing (B.1.1): top-200 neighbours, similarity > 0.75, 13-token shingle near-dup rule,
+  # sqrt(N) leaves per value shard, salted key shards.
+  p = c.pair = pair_section()
+  p.runner = "beam"
+  p.shard_size = 1_000_000
+  p.search.k = 200
+  p.search.num_leaves = 0
+  p.search.num_value_shards = 16
+  p.search.num_salts = 16
+  p.select.alpha = 0.75
+  p.select.shingle = 13
+  p.select.tokenizer.path = ""     # the 49,152-piece BPE model
+  c.eval = eval_section(suite(fixtures=EVAL_DIR, heldout=f"{EVAL_DIR}/openwebtext2.jsonl"))
+  c.eval.prefix = "eos"
+  c.quality.sample_docs = 1000
+  c.quality.duplicate_n = 1_000_000
+  return c
+
+
+def get_config():
+  c = get_sbp_config("3b")
+  return scale(c, budget=200e9, unique=10e9, synthetic=75e9)

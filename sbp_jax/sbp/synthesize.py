@@ -1,0 +1,339 @@
+"""SBP step 3: synthesis at scale (thesis 3.3.2, B.1.1).
+
+Seed documents d1 are drawn uniformly (with replacement) from D_pretrain; the
+synthesizer continues `d1 <|doc_sep|>` (the synthesizer-tuning format) until
+end-of-sequence; outputs that repeat a 13-token shingle are dropped. The output
+is a set of JSONL shards in the pretraining text format, one seqio source.
+
+Work is cut into shards of a fixed synthetic-token quota. Everything a shard
+draws (its seed documents and its sampling keys) is a pure function of
+(config seed, shard index), and hosts take shards round-robin, so a re-run
+skips finished shards and redoes an interrupted one identically: no synthetic
+document is ever written twice, whatever the number of hosts or restarts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import io
+import json
+import logging
+import math
+import os
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+from etils import epath  # local paths and gs:// alike (pod jobs write to buckets)
+
+from sbp_jax.data import special_tokens
+from sbp_jax.sbp.quality import SHINGLE, has_repeated_shingle
+
+log = logging.getLogger(__name__)
+
+
+def glob_files(pattern: str) -> list[str]:
+  """Sorted matches of a local or gs:// glob (a plain path matches itself if it exists)."""
+  if any(ch in pattern for ch in "*?["):
+    i = min(pattern.index(ch) for ch in "*?[" if ch in pattern)
+    root = pattern[:i].rsplit("/", 1)[0] or "."
+    rel = pattern[len(root) + 1:] if pattern.startswith(root + "/") else pattern
+    return sorted(str(p) for p in epath.Path(root).glob(rel))
+  return [pattern] if epath.Path(pattern).exists() else []
+
+
+def _open_text(path: str):
+  f = epath.Path(path).open("rb")
+  return io.TextIOWrapper(gzip.GzipFile(fileobj=f) if path.endswith(".gz") else f,
+                          encoding="utf-8")
+
+
+def write_atomic(path: str, text: str) -> None:
+  """Writes a temporary file next to `path` and renames it into place."""
+  tmp = epath.Path(f"{path}.tmp{os.getpid()}")
+  tmp.write_text(text, encoding="utf-8")
+  tmp.replace(path)
+
+
+SHARD_PATTERN = "synthetic-{:05d}.jsonl"
+
+
+@dataclasses.dataclass
+class Sample:
+  tokens: list[int]      # generated ids, without the stop token
+  text: str
+  finish_reason: str     # "stop_token" | "length" | ...
+
+
+# (seed texts, sampling seed) -> one Sample per seed text
+GenerateFn = Callable[[Sequence[str], int], list[Sample]]
+
+
+# -- inputs --------------------------------------------------------------------------------
+
+def read_seed_docs(files, text_field: str = "text", id_field: str = "id") -> list[dict]:
+  """All {"id", "text"} records of .jsonl / .jsonl.gz files (globs), in file order."""
+  pats = [files] if isinstance(files, str) else list(files)
+  docs = []
+  for pat in pats:
+    paths = glob_files(pat)
+    if not paths:
+      raise FileNotFoundError(f"synthesize.seed_files: {pat!r} matches no file; point it at "
+                              "the D_pretrain JSON-lines files (e.g. data/demo_corpus/train.jsonl.gz).")
+    for path in paths:
+      with _open_text(path) as f:
+        for n, line in enumerate(f, 1):
+          if not line.strip():
+            continue
+          try:
+            row = json.loads(line)
+          except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}).") from None
+          if not isinstance(row, dict) or not isinstance(row.get(text_field), str):
+            raise ValueError(f"{path}:{n}: needs a string field {text_field!r}.")
+          docs.append({"id": str(row.get(id_field, f"{os.path.basename(path)}:{n}")),
+                       "text": row[text_field]})
+  if not docs:
+    raise ValueError(f"synthesize.seed_files={files!r} holds no documents.")
+  return docs
+
+
+# -- pure planning -------------------------------------------------------------------------
+
+def num_shards(target_tokens: int, tokens_per_shard: int) -> int:
+  if target_tokens <= 0 or tokens_per_shard <= 0:
+    raise ValueError(f"synthesize.target_tokens={target_tokens} and tokens_per_shard="
+                     f"{tokens_per_shard} must both be positive.")
+  return math.ceil(target_tokens / tokens_per_shard)
+
+
+def host_shards(total: int, process_index: int, process_count: int) -> list[int]:
+  """Round-robin: host h owns shards h, h + P, h + 2P, ..."""
+  return list(range(process_index, total, process_count))
+
+
+def shard_rng(seed: int, shard: int) -> np.random.Generator:
+  """The seed-document stream of one shard; depends on nothing but (seed, shard)."""
+  return np.random.default_rng([seed, shard])
+
+
+def batch_seed(seed: int, shard: int, batch: int) -> int:
+  """Sampling seed of one batch of one shard (distinct streams for distinct triples)."""
+  return int(np.random.SeedSequence([seed, shard, batch, 0x5b9]).generate_state(1)[0] >> 1)
+
+
+# -- one shard -----------------------------------------------------------------------------
+
+def synthesize_shard(docs: Sequence[dict], shard: int, generate: GenerateFn, *, seed: int,
+                     tokens_per_shard: int, batch_size: int, max_batches: int,
+                     shingle: int = SHINGLE, drop_unfinished: bool = False,
+                     on_batch: Callable[[int, int], None] | None = None
+                     ) -> tuple[list[dict], dict]:
+  """Generates kept documents until their tokens reach `tokens_per_shard`.
+
+  on_batch(kept_tokens, generated_tokens) is called after every batch (progress).
+  Returns (records, stats).
+  """
+  rng = shard_rng(seed, shard)
+  records: list[dict] = []
+  stats = dict(shard=shard, generated=0, kept=0, kept_tokens=0, generated_tokens=0,
+               dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0, batches=0)
+  for b in range(max_batches):
+    if stats["kept_tokens"] >= tokens_per_shard:
+      break
+    idx = rng.integers(0, len(docs), size=batch_size)
+    outs = generate([docs[i]["text"] for i in idx], batch_seed(seed, shard, b))
+    if len(outs) != len(idx):
+      raise RuntimeError(f"generator returned {len(outs)} samples for {len(idx)} seeds.")
+    stats["batches"] += 1
+    batch_tokens = 0
+    for j, (i, s) in enumerate(zip(idx, outs)):
+      stats["generated"] += 1
+      batch_tokens += len(s.tokens)
+      if not s.tokens or not s.text.strip():
+        stats["dropped_empty"] += 1
+      elif has_repeated_shingle(s.tokens, shingle):
+        stats["dropped_repetitive"] += 1
+      elif drop_unfinished and s.finish_reason != "stop_token":
+        stats["dropped_unfinished"] += 1
+      else:  # the last batch is kept whole: a shard may overshoot its quota a little
+        records.append({"text": s.text, "id": f"syn-{shard:05d}-{b:05d}-{j:04d}",
+                        "seed_id": docs[i]["id"], "num_tokens": len(s.tokens),
+                        "finish_reason": s.finish_reason})
+        stats["kept"] += 1
+        stats["kept_tokens"] += len(s.tokens)
+    stats["generated_tokens"] += batch_tokens
+    if on_batch is not None:
+      on_batch(stats["kept_tokens"], batch_tokens)
+  if stats["kept_tokens"] < tokens_per_shard:
+    log.warning("shard %d stopped after %d batches with %d of %d tokens (%d repetitive, %d empty "
+                "outputs dropped); raise synthesize.max_batches_per_shard or check the synthesizer.",
+                shard, stats["batches"], stats["kept_tokens"], tokens_per_shard,
+                stats["dropped_repetitive"], stats["dropped_empty"])
+  return records, stats
+
+
+def shard_path(out_dir: str, shard: int) -> str:
+  return str(epath.Path(out_dir) / SHARD_PATTERN.format(shard))
+
+
+def _exists(path: str) -> bool:
+  return epath.Path(path).exists()
+
+
+def synthesize_to_dir(docs: Sequence[dict], generate: GenerateFn, out_dir: str, *, seed: int,
+                      target_tokens: int, tokens_per_shard: int, batch_size: int,
+                      max_batches_per_shard: int, shingle: int = SHINGLE,
+                      drop_unfinished: bool = False, process_index: int = 0,
+                      process_count: int = 1, progress: bool = True) -> dict:
+  """Writes this host's missing shards; returns this host's totals.
+
+  A shard's stats go to `<shard>.stats.json` before the shard itself is renamed
+  into place, so an existing shard always has its stats.
+  """
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  epath.Path(out_dir).mkdir(parents=True, exist_ok=True)
+  total = num_shards(target_tokens, tokens_per_shard)
+  mine = host_shards(total, process_index, process_count)
+  todo = [s for s in mine if not _exists(shard_path(out_dir, s))]
+  if len(todo) < len(mine):
+    log.info("synthesize: %d of this host's %d shards already done; skipping them.",
+             len(mine) - len(todo), len(mine))
+  bar = tqdm(total=len(todo) * tokens_per_shard, unit="tok", desc="synthesize",
+             disable=not progress, dynamic_ncols=True)
+  t0, gen_tokens = time.perf_counter(), 0
+  totals = dict(shards_written=0, kept=0, kept_tokens=0, generated=0, generated_tokens=0,
+                dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0)
+  for s in todo:
+    done_before = bar.n
+
+    def on_batch(kept_tokens, batch_tokens, base=done_before):
+      nonlocal gen_tokens
+      gen_tokens += batch_tokens
+      bar.update(min(kept_tokens, tokens_per_shard) - (bar.n - base))
+      bar.set_postfix(shard=s, gen_tok_s=f"{gen_tokens / (time.perf_counter() - t0):.0f}")
+
+    records, stats = synthesize_shard(
+        docs, s, generate, seed=seed, tokens_per_shard=tokens_per_shard, batch_size=batch_size,
+        max_batches=max_batches_per_shard, shingle=shingle, drop_unfinished=drop_unfinished,
+        on_batch=on_batch)
+    write_atomic(shard_path(out_dir, s) + ".stats.json", json.dumps(stats))
+    write_atomic(shard_path(out_dir, s),
+                 "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    totals["shards_written"] += 1
+    for k in totals:
+      if k in stats:
+        totals[k] += stats[k]
+  bar.close()
+  elapsed = time.perf_counter() - t0
+  totals["seconds"] = elapsed
+  totals["generated_tokens_per_s"] = totals["generated_tokens"] / elapsed if elapsed else 0.0
+  return totals
+
+
+def summarize_dir(out_dir: str) -> dict:
+  """Totals over every finished shard (what a seqio source over the dir will read)."""
+  shards = glob_files(str(epath.Path(out_dir) / "synthetic-*.jsonl"))
+  out = dict(shards=len(shards), kept=0, kept_tokens=0, generated=0, generated_tokens=0,
+             dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0)
+  for p in shards:
+    st = json.loads(epath.Path(p + ".stats.json").read_text())
+    for k in out:
+      if k in st and k != "shards":
+        out[k] += st[k]
+  out["repetitive_rate"] = out["dropped_repetitive"] / max(out["generated"], 1)
+  return out
+
+
+# -- the sampler behind GenerateFn ---------------------------------------------------------
+
+def prompt_ids(tokenizer, text: str, max_prompt_tokens: int) -> list[int]:
+  """d1 (its first max_prompt_tokens tokens) followed by the document separator."""
+  sep = tokenizer.token_to_id(special_tokens.DOC_SEP)
+  if sep is None:
+    raise ValueError(f"the tokenizer has no single id for {special_tokens.DOC_SEP!r}; use a "
+                     "tokenizer trained with the reserved special tokens.")
+  return list(tokenizer.encode(text))[:max_prompt_tokens] + [int(sep)]
+
+
+def sampler_generate_fn(sampler, sp, max_prompt_tokens: int) -> GenerateFn:
+  """GenerateFn over sbp_jax.generate.Sampler: stop at end-of-sequence, drop the stop id."""
+  stops = set(sp.stop_ids or ())
+  if not stops:
+    from sbp_jax.generate.tokenizer import eos_ids_of  # pylint: disable=g-import-not-at-top
+    stops = set(eos_ids_of(sampler.tokenizer))
+
+  def generate(texts, seed):
+    prompts = [prompt_ids(sampler.tokenizer, t, max_prompt_tokens) for t in texts]
+    outs = sampler.generate(prompts, sp, seed=seed)
+    res = []
+    for o in outs:
+      toks = o.tokens[:-1] if o.finish_reason == "stop_token" and o.tokens[-1] in stops \
+          else o.tokens
+      res.append(Sample(list(toks), o.text, o.finish_reason))
+    return res
+
+  return generate
+
+
+def make_sampler(config):
+  """The synthesizer on this host's own devices (hosts synthesize independently)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from sbp_jax.generate.jobs import load_params  # pylint: disable=g-import-not-at-top
+  from sbp_jax.generate.sampler import Sampler  # pylint: disable=g-import-not-at-top
+  from sbp_jax.generate.tokenizer import make_tokenizer  # pylint: disable=g-import-not-at-top
+  from sbp_jax.model import ModelConfig  # pylint: disable=g-import-not-at-top
+  from sbp_jax.parallel import make_mesh, make_rules  # pylint: disable=g-import-not-at-top
+  s = config.synthesize
+  cfg = ModelConfig.from_dict(config.model)
+  mesh = make_mesh(tuple(s.get("ici", (-1, 1, 1))), devices=jax.local_devices())
+  rules = make_rules(config.mesh.get("rules"))
+  tok = make_tokenizer(config.tokenizer)
+  vocab = getattr(tok, "vocab_size", None)
+  if vocab is not None and vocab > cfg.vocab_size:
+    raise ValueError(f"tokenizer has {vocab} ids but model.vocab_size={cfg.vocab_size}.")
+  params = load_params(cfg, s.checkpoint, mesh, rules, config.seed)
+  return Sampler(cfg, params, tokenizer=tok, mesh=mesh, rules=rules)
+
+
+def sampling_params(s):
+  from sbp_jax.generate.sampler import SamplingParams  # pylint: disable=g-import-not-at-top
+  return SamplingParams(temperature=float(s.temperature), top_p=float(s.top_p),
+                        top_k=int(s.get("top_k", 0)), max_new_tokens=int(s.max_new_tokens))
+
+
+def run(config, workdir: str) -> dict:
+  """Job `synthesize`: config.synthesize -> workdir/synthetic/synthetic-NNNNN.jsonl."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from sbp_jax.parallel import maybe_initialize_distributed  # pylint: disable=g-import-not-at-top
+  maybe_initialize_distributed(config.get("distributed"))
+  s = config.synthesize
+  out_dir = s.get("output_dir", "") or str(epath.Path(workdir) / "synthetic")
+  total = num_shards(int(s.target_tokens), int(s.tokens_per_shard))
+  mine = host_shards(total, jax.process_index(), jax.process_count())
+  if all(_exists(shard_path(out_dir, k)) for k in mine):
+    log.info("synthesize: all %d shards of this host exist in %s.", len(mine), out_dir)
+    totals = {"shards_written": 0}
+  else:
+    docs = read_seed_docs(s.seed_files, s.get("text_field", "text"), s.get("id_field", "id"))
+    sampler = make_sampler(config)
+    gen = sampler_generate_fn(sampler, sampling_params(s), int(s.max_prompt_tokens))
+    totals = synthesize_to_dir(
+        docs, gen, out_dir, seed=int(config.seed), target_tokens=int(s.target_tokens),
+        tokens_per_shard=int(s.tokens_per_shard), batch_size=int(s.batch_size),
+        max_batches_per_shard=int(s.max_batches_per_shard), shingle=int(s.shingle),
+        drop_unfinished=bool(s.get("drop_unfinished", False)),
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        progress=bool(s.get("progress", True)))
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices("synthesize_done")
+  summary = summarize_dir(out_dir)
+  summary["this_host"] = totals
+  if jax.process_index() == 0:
+    write_atomic(str(epath.Path(workdir) / "synthesize_summary.json"), json.dumps(summary, indent=1))
+  log.info("synthesize: %d docs, %d tokens in %d shards; %.1f%% of outputs dropped as repetitive.",
+           summary["kept"], summary["kept_tokens"], summary["shards"],
+           100 * summary["repetitive_rate"])
+  return summary
