@@ -27,6 +27,9 @@ JOBS = {
     "eval": "sbp_jax.eval.jobs:run_eval",
     "eval_table": "sbp_jax.eval.jobs:run_eval_table",
     "pair": "sbp_jax.sbp.job:run",
+    "s1_sft": "sbp_jax.reasoning.sft:run",
+    "budget_eval": "sbp_jax.reasoning.bf_eval:run",
+    "s1_demo": "sbp_jax.reasoning.demo:run",
 }
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.",

@@ -1,0 +1,255 @@
+"""Job `budget_eval`: test-time scaling of a reasoning model (thesis 4.4, Figure 4.5).
+
+Over a questions file with gold answers it measures accuracy against thinking
+tokens in two ways:
+  (a) sequential: budget forcing (sbp_jax.generate.budget_forcing) at each
+      setting of `budget_eval.sequential.settings` -- "max=N" caps thinking
+      at N tokens, "wait=K" suppresses the end of thinking K times and appends
+      "Wait", "none" lets the model stop on its own (under thinking_cap);
+      greedy by default, as in the thesis;
+  (b) parallel: n_max samples per question at temperature 1, then a majority
+      vote over the first n for each n in `budget_eval.parallel.ns`; its
+      thinking tokens are the total over the n samples (the compute spent).
+Answers are read with sbp_jax.reasoning.answers (numeric or A-D). Writes
+workdir/budget_eval/{sequential,parallel}.csv, results.json and scaling.png;
+per-question generations are kept as JSONL, and a re-run skips finished files.
+
+Delimiters, prompt and answer prefix come from `budget_eval.template` (the
+SFT template, see sft_data), so the same job runs on a demo model with our
+special tokens or on an imported chat model with ChatML delimiters.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from typing import Sequence
+
+from sbp_jax.generate.budget_forcing import BudgetConfig, _ids, budget_force
+from sbp_jax.generate.jobs import make_sampler, parse_setting
+from sbp_jax.generate.sampler import SamplingParams
+from sbp_jax.reasoning import answers
+from sbp_jax.reasoning.sft_data import budget_fields, template_from_config, write_jsonl
+
+log = logging.getLogger(__name__)
+
+
+def load_questions(path: str, q_field: str = "question", a_field: str = "answer",
+                   limit: int = 0) -> list[dict]:
+  """[{id, question, gold}] from JSON lines; errors name the file, line and field."""
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"budget_eval.questions={path!r} does not exist; expected JSON lines "
+                            f"with {q_field!r} and {a_field!r} fields.")
+  rows = []
+  with open(path, encoding="utf-8") as f:
+    for n, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        r = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}).") from None
+      if not isinstance(r, dict) or not isinstance(r.get(q_field), str) or a_field not in r:
+        raise ValueError(f"{path}:{n}: needs a string {q_field!r} and a gold {a_field!r} field "
+                         "(set budget_eval.question_field / answer_field for other names).")
+      rows.append({"id": str(r.get("id", n)), "question": r[q_field], "gold": str(r[a_field])})
+      if limit and len(rows) >= limit:
+        break
+  return rows
+
+
+def answer_text(res, bc: BudgetConfig, tok, stops: Sequence[str]) -> str:
+  """The generated answer without the forced delimiter/prefix, cut at the first stop string."""
+  head = tok.decode(_ids(tok, bc.think_end) + (tok.encode(bc.answer_prefix) if bc.answer_prefix
+                                                else []))
+  text = res.answer[len(head):] if res.answer.startswith(head) else res.answer
+  cuts = [text.find(s) for s in stops if s and s in text]
+  return text[:min(cuts)] if cuts else text
+
+
+def run_batched(sampler, rows: Sequence[dict], bc: BudgetConfig, sp: SamplingParams,
+                batch_size: int, seed: int, stops: Sequence[str]) -> list[dict]:
+  """budget_force over rows in batches; one output dict per row, with its prediction."""
+  out = []
+  for b, start in enumerate(range(0, len(rows), batch_size)):
+    chunk = rows[start:start + batch_size]
+    res = budget_force(sampler, [r["question"] for r in chunk], bc, sp, seed=seed + 64 * b)
+    for r, o in zip(chunk, res):
+      kind, gold = answers.normalize_gold(r["gold"])
+      text = answer_text(o, bc, sampler.tokenizer, stops)
+      pred = answers.extract(text, kind)
+      out.append({**r, "thinking": o.thinking, "answer": text, "pred": pred,
+                  "correct": pred == gold, "thinking_tokens": o.thinking_tokens,
+                  "waits": o.waits, "forced_end": o.forced_end})
+  return out
+
+
+def _read_jsonl(path):
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def _name(spec: str) -> str:
+  return spec.replace(",", "_").replace("=", "") or "none"
+
+
+def sequential(sampler, rows, e, base: dict, out_dir: str, seed: int) -> list[dict]:
+  s = e.sequential
+  sp = SamplingParams(temperature=float(s.temperature), top_p=float(s.get("top_p", 1.0)))
+  table = []
+  for spec in s.settings:
+    bc = BudgetConfig(**base, **parse_setting(spec))
+    path = os.path.join(out_dir, "sequential", _name(spec) + ".jsonl")
+    if not os.path.exists(path):
+      write_jsonl(path, run_batched(sampler(), rows, bc, sp, e.batch_size, seed,
+                                    e.answer_stops))
+    res = _read_jsonl(path)
+    table.append(dict(setting=spec, max_thinking=bc.max_thinking, waits=bc.num_waits,
+                      n=len(res), accuracy=sum(r["correct"] for r in res) / len(res),
+                      mean_thinking_tokens=sum(r["thinking_tokens"] for r in res) / len(res),
+                      max_thinking_tokens=max(r["thinking_tokens"] for r in res),
+                      forced=sum(r["forced_end"] for r in res),
+                      mean_waits=sum(r["waits"] for r in res) / len(res)))
+  return table
+
+
+def vote_table(samples: Sequence[dict], ns: Sequence[int]) -> list[dict]:
+  """samples: per question {gold, preds: [...], thinking_tokens: [...]} in sample order."""
+  table = []
+  for n in ns:
+    acc = tot = 0.0
+    for q in samples:
+      if len(q["preds"]) < n:
+        raise ValueError(f"question {q['id']!r} has {len(q['preds'])} samples, fewer than n={n}.")
+      kind, gold = answers.normalize_gold(q["gold"])
+      acc += answers.majority_vote(q["preds"][:n]) == gold
+      tot += sum(q["thinking_tokens"][:n])
+    k = len(samples)
+    table.append(dict(n=n, accuracy=acc / k, mean_thinking_tokens=tot / k,
+                      mean_thinking_per_sample=tot / k / n))
+  return table
+
+
+def parallel(sampler, rows, e, base: dict, out_dir: str, seed: int) -> list[dict]:
+  p = e.parallel
+  ns = sorted(int(n) for n in p.ns)
+  n_max = ns[-1]
+  bc = BudgetConfig(**base, **parse_setting(p.setting))
+  sp = SamplingParams(temperature=float(p.temperature), top_p=float(p.get("top_p", 1.0)))
+  # One part per `questions_per_part` questions, so a long run resumes where it stopped.
+  per = max(1, int(p.questions_per_part))
+  samples = []
+  for part, start in enumerate(range(0, len(rows), per)):
+    path = os.path.join(out_dir, "parallel", f"part-{part:05d}.jsonl")
+    if not os.path.exists(path):
+      chunk = rows[start:start + per]
+      flat = [r for r in chunk for _ in range(n_max)]
+      res = run_batched(sampler(), flat, bc, sp, e.batch_size, seed + 100_003 * (part + 1),
+                        e.answer_stops)
+      write_jsonl(path, [{**r, "preds": [x["pred"] for x in res[i * n_max:(i + 1) * n_max]],
+                          "thinking_tokens": [x["thinking_tokens"]
+                                              for x in res[i * n_max:(i + 1) * n_max]]}
+                         for i, r in enumerate(chunk)])
+    samples += _read_jsonl(path)
+  return vote_table(samples, ns)
+
+
+def _write_csv(path: str, table: list[dict]) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=list(table[0]))
+    w.writeheader()
+    w.writerows(table)
+  os.replace(tmp, path)
+
+
+def format_tables(seq: list[dict], par: list[dict]) -> str:
+  lines = ["Sequential scaling (budget forcing)",
+           f"{'setting':<14}{'mean think':>11}{'max think':>10}{'forced':>8}{'waits':>7}"
+           f"{'accuracy':>10}"]
+  lines += [f"{r['setting']:<14}{r['mean_thinking_tokens']:>11.1f}{r['max_thinking_tokens']:>10}"
+            f"{r['forced']:>8}{r['mean_waits']:>7.2f}{r['accuracy']:>10.3f}" for r in seq]
+  lines += ["", "Parallel scaling (majority vote)",
+            f"{'n':>4}{'think/sample':>14}{'total think':>13}{'accuracy':>10}"]
+  lines += [f"{r['n']:>4}{r['mean_thinking_per_sample']:>14.1f}{r['mean_thinking_tokens']:>13.1f}"
+            f"{r['accuracy']:>10.3f}" for r in par]
+  return "\n".join(lines)
+
+
+def plot(seq: list[dict], par: list[dict], path: str, title: str = "") -> None:
+  """Figure 4.5's shape: (a) sequential budget forcing, (b) parallel majority vote."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+  for ax, rows, label, key, lab in (
+      (axes[0], seq, "(a) Sequential scaling via budget forcing", "setting", str),
+      (axes[1], par, "(b) Parallel scaling via majority voting", "n", lambda n: f"n={n}")):
+    if rows:
+      xs = [r["mean_thinking_tokens"] for r in rows]
+      ys = [100 * r["accuracy"] for r in rows]
+      ax.plot(xs, ys, "o-", color="tab:blue" if key == "setting" else "tab:orange")
+      for x, y, r in zip(xs, ys, rows):
+        ax.annotate(lab(r[key]), (x, y), textcoords="offset points", xytext=(3, 4), fontsize=7)
+    ax.set_title(label, fontsize=10)
+    ax.set_xlabel("average thinking tokens per question")
+    ax.grid(alpha=0.3)
+  if par and max(r["mean_thinking_tokens"] for r in par) > 8 * max(
+      1.0, min(r["mean_thinking_tokens"] for r in par)):
+    axes[1].set_xscale("log")
+  axes[0].set_ylabel("accuracy (%)")
+  if title:
+    fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  tmp = path + ".tmp.png"
+  fig.savefig(tmp, dpi=120)
+  plt.close(fig)
+  os.replace(tmp, path)
+
+
+def evaluate(sampler_fn, config, out_dir: str) -> dict:
+  """Runs both sweeps with a lazily built sampler; returns {sequential, parallel} tables."""
+  e = config.budget_eval
+  rows = load_questions(e.questions, e.get("question_field", "question"),
+                        e.get("answer_field", "answer"), int(e.get("limit", 0)))
+  if not rows:
+    raise ValueError(f"budget_eval.questions={e.questions!r} holds no questions.")
+  t = template_from_config(e.template)
+  base = dict(**budget_fields(t), wait=e.wait, max_answer_tokens=int(e.max_answer_tokens),
+              thinking_cap=int(e.thinking_cap))
+  if e.get("answer_prefix") is not None:  # e.g. "Final Answer:" for a model not trained with it
+    base["answer_prefix"] = e.answer_prefix
+  cache = {}
+
+  def sampler():
+    if "s" not in cache:
+      cache["s"] = sampler_fn()
+    return cache["s"]
+
+  seed = int(config.seed)
+  seq = sequential(sampler, rows, e, base, out_dir, seed) if e.sequential.settings else []
+  par = parallel(sampler, rows, e, base, out_dir, seed) if e.parallel.ns else []
+  os.makedirs(out_dir, exist_ok=True)
+  if seq:
+    _write_csv(os.path.join(out_dir, "sequential.csv"), seq)
+  if par:
+    _write_csv(os.path.join(out_dir, "parallel.csv"), par)
+  results = dict(questions=e.questions, n_questions=len(rows), sequential=seq, parallel=par)
+  tmp = os.path.join(out_dir, "results.json.tmp")
+  with open(tmp, "w") as f:
+    json.dump(results, f, indent=1)
+  os.replace(tmp, os.path.join(out_dir, "results.json"))
+  if e.get("plot", True):
+    plot(seq, par, os.path.join(out_dir, "scaling.png"), e.get("title", ""))
+  return results
+
+
+def run(config, workdir: str) -> dict:
+  """Job entry: model from config.generate (checkpoint / model_json) and config.tokenizer."""
+  out_dir = os.path.join(workdir, "budget_eval")
+  results = evaluate(lambda: make_sampler(config), config, out_dir)
+  print(format_tables(results["sequential"], results["parallel"]))
+  print(f"plot: {os.path.join(out_dir, 'scaling.png')}")
+  return results

@@ -1,0 +1,68 @@
+"""Job `s1_sft`: render reasoning records, then fine-tune with the one train loop.
+
+config.sft.train_file (and optional eval_file) hold {question, reasoning,
+answer} JSON lines; they are rendered with config.sft.template into
+workdir/data/sft_{train,eval}.jsonl (prompt/response records, loss on the
+response only), every record checked against train.seq_len with the
+tokenizer of data.vocab. The data section then reads those files as seqio
+`prompt_response` tasks without packing (a batch is `global_batch_size`
+examples, as in the thesis) and train.num_steps is set from sft.epochs:
+ceil(epochs * records / global_batch_size) (1,000 records, 5 epochs, batch 16
+-> 315 steps, thesis B.4.5).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+import ml_collections
+
+from sbp_jax.reasoning.sft_data import render_file, template_from_config
+
+log = logging.getLogger(__name__)
+
+
+def make_tokenizer_for(vocab: str):
+  from sbp_jax.generate.tokenizer import make_tokenizer  # pylint: disable=g-import-not-at-top
+  return make_tokenizer(ml_collections.ConfigDict(dict(kind="sentencepiece", path=vocab)))
+
+
+def prepare(config, workdir: str) -> ml_collections.ConfigDict:
+  """Renders the SFT files and returns the training config that reads them."""
+  s = config.sft
+  tok = make_tokenizer_for(config.data.vocab)
+  t = template_from_config(s.template)
+  c = ml_collections.ConfigDict(config.to_dict())  # unlocked copy: paths depend on workdir
+  stats = {}
+  for split in ("train", "eval"):
+    src = s.get(f"{split}_file", "")
+    if not src:
+      continue
+    dst = os.path.join(workdir, "data", f"sft_{split}.jsonl")
+    stats[split] = render_file(src, dst, t, tok, config.train.seq_len)
+    c.data[split] = [dict(name=f"{s.task_name}_{split}", format="prompt_response", files=dst,
+                          **({"weight": 1.0} if split == "train" else {}))]
+  if "train" not in stats:
+    raise ValueError("sft.train_file is empty; point it at JSON lines with question / reasoning / "
+                     "answer fields.")
+  if "eval" not in stats:
+    c.data.eval = []
+    c.train.eval_every = 0
+  c.data.kind = "seqio"
+  c.data.pack = False
+  if s.epochs:
+    c.train.num_steps = math.ceil(s.epochs * stats["train"]["records"]
+                                  / config.train.global_batch_size)
+  if c.train.num_steps <= 0:
+    raise ValueError("SFT has no steps: set sft.epochs (or train.num_steps) to a positive number.")
+  log.info("SFT: %d records x %s epochs / batch %d -> %d steps (longest %d of %d tokens)",
+           stats["train"]["records"], s.epochs, config.train.global_batch_size,
+           c.train.num_steps, stats["train"]["max_tokens"], config.train.seq_len)
+  return c
+
+
+def run(config, workdir: str) -> dict:
+  from sbp_jax.train.loop import train  # pylint: disable=g-import-not-at-top
+  return train(prepare(config, workdir), workdir)
