@@ -364,8 +364,9 @@ def fit_formula(fit, unit_name: str = "M tokens") -> str:
   return f"acc(x) = {fit.a:.4f} {terms}   (x in {unit_name}; rmse {fit.rmse:.4f})"
 
 
-def plot_qa_scaling(ax, points: Sequence[dict], fit=None, unit: float = 1e6,
-                    unit_name: str = "M", logx: bool = True):
+def plot_qa_scaling(ax, points: Sequence[dict], fit=None, unit: float = 1e6, logx: bool = True):
+  """Accuracy points against synthetic tokens / unit and the fitted curve (symlog x: the
+  base model sits at 0 tokens)."""
   x = np.array([p["tokens"] for p in points]) / unit
   y = 100 * np.array([p["accuracy"] for p in points])
   ax.plot(x, y, "o", label="QA accuracy")
@@ -376,11 +377,11 @@ def plot_qa_scaling(ax, points: Sequence[dict], fit=None, unit: float = 1e6,
     pos = x[x > 0]
     lo = pos.min() / 3 if len(pos) else 1e-3
     grid = np.concatenate([[0.0], np.geomspace(lo, max(x.max(), lo) * 1.5, 200)])
-    ax.plot(grid[1:] if logx else grid, 100 * fit(grid[1:] if logx else grid), "--",
-            label=f"mixture-of-exponential fit ({len(fit.b)} terms)")
+    ax.plot(grid, 100 * fit(grid), "--", label=f"mixture-of-exponential fit ({len(fit.b)} terms)")
   if logx and (x > 0).any():
     ax.set_xscale("symlog", linthresh=float(x[x > 0].min()))
-  ax.set_xlabel(f"synthetic tokens ({unit_name})")
+  name = {1.0: "tokens", 1e3: "thousands", 1e6: "millions", 1e9: "billions"}.get(unit)
+  ax.set_xlabel(f"synthetic tokens ({name or f'x {unit:g}'})")
   ax.set_ylabel("QA accuracy (%)")
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
