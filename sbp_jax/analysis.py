@@ -225,7 +225,7 @@ def plot_similarity_histogram(ax, stats: dict, logy: bool = True):
   nz = np.flatnonzero(counts)
   lo = edges[nz[0]] if len(nz) else -1.0
   ax.stairs(counts, edges, fill=True, alpha=0.6, label="top-k neighbours")
-  marks = [(stats["alpha"], "red", "-", f"alpha = {stats['alpha']:.2f}"),
+  marks = [(stats["alpha"], "red", "-", "alpha"),
            (stats["mean_similarity_kept"], "green", "--", "mean of kept pairs"),
            (stats["mean_similarity_random"], "grey", ":", "mean of random pairs")]
   for v, color, ls, label in marks:
@@ -292,7 +292,7 @@ def plot_b1(ax, b1: Mapping[str, float]):
   for i, (k, _) in enumerate(cols):
     ax.annotate(f"{b1[k]:.2f}", (i, b1[k]), ha="center", va="bottom", fontsize=8)
   ax.set_ylabel("mean embedding similarity")
-  ax.tick_params(axis="x", labelsize=8)
+  ax.tick_params(axis="x", labelsize=8, labelrotation=15)
   ax.grid(alpha=0.3, axis="y")
   return ax
 

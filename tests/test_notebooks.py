@@ -268,8 +268,14 @@ def kernel(tmp_path_factory):
 def run_notebook(name, out_dir, parameters, kernel_name):
   import papermill
   import nbformat
+  src = os.path.join(NOTEBOOKS, name + ".ipynb")
+  # papermill must read every parameter (it skips lines it cannot parse, e.g. quotes in a
+  # comment), and the first code cell installs only under Colab.
+  assert set(parameters) <= set(papermill.inspect_notebook(src))
+  first = next(c for c in nbformat.read(src, as_version=4).cells if c.cell_type == "code")
+  assert "import google.colab" in first.source and "if IN_COLAB:" in first.source
   out = os.path.join(out_dir, name + ".out.ipynb")
-  papermill.execute_notebook(os.path.join(NOTEBOOKS, name + ".ipynb"), out,
+  papermill.execute_notebook(src, out,
                              parameters=parameters, kernel_name=kernel_name, cwd=out_dir,
                              progress_bar=False, start_timeout=120)
   nb = nbformat.read(out, as_version=4)
