@@ -30,6 +30,7 @@ JOBS = {
     "s1_sft": "sbp_jax.reasoning.sft:run",
     "budget_eval": "sbp_jax.reasoning.bf_eval:run",
     "s1_demo": "sbp_jax.reasoning.demo:run",
+    "import_gguf": "sbp_jax.convert.gguf_import:run",
 }
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.",

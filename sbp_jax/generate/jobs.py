@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from sbp_jax.generate.budget_forcing import BudgetConfig, budget_force
+from sbp_jax.generate.chat import prompt_formatter
 from sbp_jax.generate.sampler import Sampler, SamplingParams
 from sbp_jax.generate.tokenizer import make_tokenizer
 from sbp_jax.model import ModelConfig, Transformer
@@ -107,6 +108,7 @@ def run_generate(config, workdir: str) -> None:
   os.makedirs(out_dir, exist_ok=True)
   sampler, sp = None, sampling_params(g)
   field = g.get("prompt_field", "prompt")
+  fmt = prompt_formatter(config)
   for s, start in enumerate(range(0, len(rows), g.shard_size)):
     path = os.path.join(out_dir, f"part-{s:05d}.jsonl")
     if os.path.exists(path):
@@ -116,7 +118,7 @@ def run_generate(config, workdir: str) -> None:
     results = []
     for b in range(0, len(shard), g.batch_size):
       batch = shard[b:b + g.batch_size]
-      outs = sampler.generate_text([r[field] for r in batch], sp,
+      outs = sampler.generate_text([fmt(r[field]) for r in batch], sp,
                                    seed=config.seed + start + b)
       results += [{**r, "completion": o.text, "num_tokens": len(o.tokens),
                    "finish_reason": o.finish_reason} for r, o in zip(batch, outs)]
@@ -151,9 +153,14 @@ def run_budget_forcing(config, workdir: str) -> dict:
            **({"reference": str(r["answer"])} if "answer" in r else {})} for r in rows]
   out_dir = os.path.join(workdir, "budget_forcing")
   os.makedirs(out_dir, exist_ok=True)
+  # With generate.chat the filled-in prompt_template becomes the user turn of the
+  # model's chat template; thinking starts right after it.
+  BudgetConfig(prompt_template=b.prompt_template)  # validates it
+  fmt = prompt_formatter(config)
+  prompts = [fmt(b.prompt_template.format(question=r["question"])) for r in rows]
   base = dict(think_start=b.think_start, think_end=b.think_end, answer_prefix=b.answer_prefix,
               wait=b.wait, max_answer_tokens=b.max_answer_tokens, thinking_cap=b.thinking_cap,
-              prompt_template=b.prompt_template)
+              prompt_template="{question}")
   sp = sampling_params(config.generate)
   sampler, summary = None, {}
   for spec in b.settings:
@@ -164,7 +171,7 @@ def run_budget_forcing(config, workdir: str) -> dict:
       res = []
       for i in range(0, len(rows), config.generate.batch_size):
         chunk = rows[i:i + config.generate.batch_size]
-        outs = budget_force(sampler, [r["question"] for r in chunk], bc, sp,
+        outs = budget_force(sampler, prompts[i:i + config.generate.batch_size], bc, sp,
                             seed=config.seed + i)
         res += [{**r, **dataclasses.asdict(o)} for r, o in zip(chunk, outs)]
       _write_jsonl(path, res)
