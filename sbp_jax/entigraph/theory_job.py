@@ -13,19 +13,30 @@ from sbp_jax.entigraph import theory
 log = logging.getLogger("sbp_jax")
 
 
+def toy_curves(V: int, lam: float, max_t: float, num_points: int, num_runs: int, eps: float,
+               seed: int) -> dict:
+  """Simulated, exact and fitted link density of the toy model, with Theorem 1's bounds.
+
+  Time x is in units of V(V-1) steps, as in A.5.1. Shared by the job and the notebook.
+  """
+  g = theory.sample_graph(V, lam, seed)
+  pairs = g.V * (g.V - 1)
+  steps = int(max_t * pairs)
+  ts = np.unique(np.concatenate([[0], np.geomspace(1, steps, num_points).astype(np.int64)]))
+  exact = theory.expected_link_density(g, ts)
+  sims = np.stack([theory.simulate(g, steps, ts, seed=seed + 1 + r) for r in range(num_runs)])
+  x = ts / pairs
+  fit = theory.fit_mixture_of_exponentials(x, sims.mean(0), terms=3)
+  lower, upper = theory.theorem1_bounds(g.V, lam, ts, eps)
+  return dict(graph=g, x=x, sims=sims, exact=exact, fit=fit, lower=lower, upper=upper,
+              phases=theory.growth_phases(fit, float(x[-1])))
+
+
 def run(config, workdir: str) -> dict:
   c = config.theory
-  g = theory.sample_graph(c.num_entities, c.lam, config.seed)
-  pairs = g.V * (g.V - 1)
-  steps = int(c.max_t * pairs)
-  ts = np.unique(np.concatenate([[0], np.geomspace(1, steps, c.num_points).astype(np.int64)]))
-  exact = theory.expected_link_density(g, ts)
-  sims = np.stack([theory.simulate(g, steps, ts, seed=config.seed + 1 + r)
-                   for r in range(c.num_runs)])
-  x = ts / pairs  # time in units of V(V-1) steps, as in A.5.1
-  fit = theory.fit_mixture_of_exponentials(x, sims.mean(0), terms=3)
-  phases = theory.growth_phases(fit, float(x[-1]))
-  lower, upper = theory.theorem1_bounds(g.V, c.lam, ts, c.eps)
+  k = toy_curves(c.num_entities, c.lam, c.max_t, c.num_points, c.num_runs, c.eps, config.seed)
+  g, x, sims, exact, fit = k["graph"], k["x"], k["sims"], k["exact"], k["fit"]
+  lower, upper, phases = k["lower"], k["upper"], k["phases"]
   mean = sims.mean(0)
   result = {
       "V": g.V, "lambda": c.lam, "p": c.lam / g.V, "runs": c.num_runs,
@@ -51,15 +62,25 @@ def run(config, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "theory.json"), "w") as f:
     json.dump(result, f, indent=1)
-  _plot(os.path.join(workdir, "theory.png"), x, sims, exact, fit, lower, upper, phases)
+  _plot(os.path.join(workdir, "theory.png"), k)
   return result
 
 
-def _plot(path, x, sims, exact, fit, lower, upper, phases):
+def _plot(path, curves):
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  plot_toy(curves, axes)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_toy(curves: dict, axes) -> None:
+  """Two panels (linear and log time) of toy_curves' output onto matplotlib axes."""
+  x, sims, exact, fit = curves["x"], curves["sims"], curves["exact"], curves["fit"]
+  lower, upper, phases = curves["lower"], curves["upper"], curves["phases"]
   for ax, logx in zip(axes, (False, True)):
     sel = x > 0 if logx else slice(None)
     ax.plot(x[sel], sims.mean(0)[sel], "o", ms=3, label="simulation (mean)")
@@ -73,6 +94,3 @@ def _plot(path, x, sims, exact, fit, lower, upper, phases):
     if logx:
       ax.set_xscale("log")
   axes[0].legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
