@@ -8,6 +8,7 @@ data seen 12.5 times). Oracle: 200B unique tokens. Baseline: the 10B repeated 20
     --config.tokenizer.path=gs://B/spm_bpe_49152.model
 """
 
+from configs.base import TPU_ENV
 from configs.eval_demo import eval_section, suite
 from configs.sbp_common import get_sbp_config
 from configs.sbp_pair_demo import pair_section
@@ -17,7 +18,26 @@ from configs.sbp_pair_demo import pair_section
 EVAL_DIR = "gs://YOUR_BUCKET/sbp/eval"
 
 
-def scale(c, *, budget: float, unique: float, synthetic: float):
+# Mesh and microbatching per v5p slice, from benchmarks/fit_table.py (AOT compile, per-chip
+# HBM 95 GiB): FSDP over every chip; pretraining fits 8 sequences of 4,096 per chip per
+# microbatch (3B: 36 GiB, 6B: 52 GiB on v5p-128); synthesizer-tuning at 8,192 fits 2 per chip
+# (3B: 30 GiB on v5p-256; 4 per chip runs out of memory: the einsum attention scores).
+# grad_accum = sequences per chip / sequences per microbatch.
+RECOMMENDED = {  # chips: (pretrain grad_accum, synthesizer-tuning grad_accum)
+    16: (16, 64), 32: (8, 32), 64: (4, 16), 128: (2, 8),
+}
+
+
+def recommended_parallelism(c, chips: int = 64):
+  """Mesh (1, chips, 1) and the accumulation that fits, for a v5p slice of `chips` chips."""
+  c.mesh.ici = (1, -1, 1)
+  c.train.grad_accum_steps, c.synth_tune.grad_accum_steps = RECOMMENDED[chips]
+  c.env = dict(TPU_ENV)
+  return c
+
+
+def scale(c, *, budget: float, unique: float, synthetic: float, chips: int = 64):
+  recommended_parallelism(c, chips)
   e = c.experiment
   e.token_budget = int(budget)
   e.real_unique_tokens = int(unique)

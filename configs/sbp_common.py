@@ -34,6 +34,7 @@ def synth_tune_section() -> ml_collections.ConfigDict:
   s.seq_len = 8192               # d1 and d2 of up to 4,096 tokens each
   s.global_batch_size = 2048     # x 8,192 = 16.8M tokens per step (thesis: 16M)
   s.num_steps = 1000             # not given in the thesis (longer tuning helped)
+  s.grad_accum_steps = 0         # 0: as train.grad_accum_steps
   return s
 
 

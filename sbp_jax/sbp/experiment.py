@@ -320,7 +320,8 @@ def run(config, workdir: str) -> dict:
         tuning.synthesizer_tuning_config(
             config, base_ckpt, stages["pair"]["pairs_files"], num_steps=int(st.num_steps),
             lr=float(st.lr), seq_len=int(st.seq_len), global_batch_size=int(st.global_batch_size),
-            warmup_frac=float(st.warmup_frac)), sub))
+            warmup_frac=float(st.warmup_frac),
+            grad_accum_steps=int(st.get("grad_accum_steps", 0))), sub))
     # A little more than the mixture will draw: the synthetic stream must not run dry.
     target = math.ceil(synthetic_tokens * (1.0 + float(e.synthesis_margin)))
     stages["synthesize"] = run_stage(workdir, "synthesize", lambda sub: synthesize_stage(
@@ -344,7 +345,8 @@ def run(config, workdir: str) -> dict:
         tuning.synthesizer_tuning_config(
             config, base_ckpt, stages["random_pairs"]["pairs_files"], num_steps=int(st.num_steps),
             lr=float(st.lr), seq_len=int(st.seq_len), global_batch_size=int(st.global_batch_size),
-            warmup_frac=float(st.warmup_frac), task_name="sbp_random_pairs"), sub))
+            warmup_frac=float(st.warmup_frac),
+            grad_accum_steps=int(st.get("grad_accum_steps", 0)), task_name="sbp_random_pairs"), sub))
     n_tok = int(e.ablation_synthetic_tokens)
     stages["synthesize_random"] = run_stage(workdir, "synthesize_random", lambda sub:
                                             synthesize_stage(

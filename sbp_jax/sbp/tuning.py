@@ -16,7 +16,8 @@ import ml_collections
 def synthesizer_tuning_config(base: ml_collections.ConfigDict, init_from: str, pairs_files, *,
                               num_steps: int, lr: float = 5e-6, seq_len: int = 8192,
                               global_batch_size: int | None = None, warmup_frac: float = 0.0,
-                              task_name: str = "sbp_pairs") -> ml_collections.ConfigDict:
+                              task_name: str = "sbp_pairs",
+                              grad_accum_steps: int | None = None) -> ml_collections.ConfigDict:
   """A `train` config: `base` (model, mesh, data vocab/eval) tuned on pairs from `init_from`.
 
   init_from: the base run's checkpoints/ dir. pairs_files: JSONL glob(s) with d1/d2.
@@ -34,6 +35,8 @@ def synthesizer_tuning_config(base: ml_collections.ConfigDict, init_from: str, p
   c.train.num_steps = int(num_steps)
   if global_batch_size:
     c.train.global_batch_size = int(global_batch_size)
+  if grad_accum_steps:  # twice the context: usually more microbatches than pretraining
+    c.train.grad_accum_steps = int(grad_accum_steps)
   c.model.max_seq_len = max(int(c.model.max_seq_len), int(seq_len))
   c.data.train = [dict(name=task_name, format="pairs", files=pairs_files, weight=1.0)]
   return c
