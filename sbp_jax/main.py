@@ -33,6 +33,7 @@ JOBS = {
     "budget_eval": "sbp_jax.reasoning.bf_eval:run",
     "s1_demo": "sbp_jax.reasoning.demo:run",
     "import_gguf": "sbp_jax.convert.gguf_import:run",
+    "budget_eval_gym": "sbp_jax.reasoning.gym_eval:run",
 }
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.",
@@ -68,6 +69,9 @@ def main(argv):
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=1))
+  if config.get("import_gguf"):  # a job on an imported GGUF model imports it first
+    from sbp_jax.convert.gguf_import import ensure_imported  # pylint: disable=g-import-not-at-top
+    ensure_imported(config.import_gguf)
   resolve_job(config.job)(config, workdir)
 
 

@@ -262,6 +262,17 @@ def import_gguf(src: str, out_dir: str, dtype: str = "bfloat16") -> ModelConfig:
   return cfg
 
 
+def ensure_imported(section) -> str:
+  """`section`: {source, workdir, dtype}. Imports the GGUF into section.workdir unless
+  its model.json exists; jobs on an imported model run this first (sbp_jax.main does,
+  for any config with an `import_gguf` section), so they work from a fresh clone."""
+  if not section.get("source") or not section.get("workdir"):
+    raise ValueError("import_gguf needs `source` (a .gguf path or package:pkg/file.gguf) and "
+                     "`workdir` (where model.json, checkpoints/ and tokenizer/ go).")
+  import_gguf(section.source, section.workdir, section.get("dtype", "bfloat16"))
+  return section.workdir
+
+
 def run(config, workdir: str) -> None:
   """Job `import_gguf`: config.convert.source -> workdir/{checkpoints, model.json, tokenizer/}."""
   cfg = import_gguf(config.convert.source, workdir, config.convert.get("dtype", "bfloat16"))

@@ -56,9 +56,10 @@ class LocalGenerator:
   """Our Sampler (an sbp_jax or imported checkpoint), in batches of `batch_size`.
   Chat conversations are rendered with the ChatML template and stop at its end token."""
 
-  def __init__(self, sampler, batch_size: int = 8, top_k: int = 0):
+  def __init__(self, sampler, batch_size: int = 8, top_k: int = 0, render=render_chat):
     self.sampler, self.batch_size, self.top_k = sampler, batch_size, top_k
     self.tokenizer = sampler.tokenizer
+    self.render = render  # messages -> prompt text (a model's own chat template, if it has one)
 
   def complete(self, prompts: Sequence[str], params: GenParams) -> list[str]:
     from sbp_jax.generate.sampler import SamplingParams  # pylint: disable=g-import-not-at-top
@@ -72,7 +73,7 @@ class LocalGenerator:
 
   def chat(self, conversations: Sequence[Messages], params: GenParams) -> list[str]:
     params = dataclasses.replace(params, stop=tuple(params.stop) + CHAT_STOP)
-    return self.complete([render_chat(m) for m in conversations], params)
+    return self.complete([self.render(m) for m in conversations], params)
 
 
 # -- HTTP --------------------------------------------------------------------------------
@@ -203,8 +204,13 @@ def make_generator(config) -> Generator:
   g = config.generator
   if g.kind == "local":
     from sbp_jax.generate.jobs import make_sampler  # pylint: disable=g-import-not-at-top
+    render = render_chat
+    if config.generate.get("chat", False):  # an imported chat model: its own template
+      from sbp_jax.generate.chat import ChatTemplate  # pylint: disable=g-import-not-at-top
+      render = ChatTemplate.load(config.generate.get("chat_template") or config.tokenizer.path,
+                                 config.generate.get("system_prompt") or None).render
     return LocalGenerator(make_sampler(config), int(g.get("batch_size", 8)),
-                          int(g.get("top_k", 0)))
+                          int(g.get("top_k", 0)), render)
   if g.kind == "http":
     h = g.http
     key = ""
