@@ -11,7 +11,8 @@ chip's 95 GiB, model FLOPs per step and the step time at an assumed MFU:
 Training cells use the paper's batches (2,048 x 4,096 = 8M tokens for
 pretraining; 2,048 x 8,192 = 16M tokens for synthesizer-tuning), FSDP over all
 chips (mesh (1, N, 1)) and gradient accumulation chosen so that each chip holds
-`--tokens_per_chip` tokens per microbatch. The decode cell is one sampling step
+`--tokens_per_chip` tokens per microbatch, doubled while the compiler reports out
+of memory (the table shows the accumulation that fits). The decode cell is one sampling step
 for `--decode_batch_per_chip` sequences with a KV cache of 8,192 tokens (the
 synthesizer's context), parameters in bfloat16. Step time = model FLOPs /
 (chips x peak x MFU); for decode it is the time to stream the weights and the
@@ -54,9 +55,14 @@ def train_cell(model: str, topology: str, seq_len: int, global_batch: int,
   per_chip_seqs = global_batch // n
   micro = max(tokens_per_chip // seq_len, 1)
   acc = max(per_chip_seqs // micro, 1)
-  argv = [f"--model={model}", f"--topology={topology}", f"--seq_len={seq_len}",
-          f"--global_batch={global_batch}", f"--grad_accum={acc}", "--probe_flops=0"]
-  r = aot_compile.compile_train_step(aot_compile.parse_args(argv))
+  while True:
+    argv = [f"--model={model}", f"--topology={topology}", f"--seq_len={seq_len}",
+            f"--global_batch={global_batch}", f"--grad_accum={acc}", "--probe_flops=0"]
+    r = aot_compile.compile_train_step(aot_compile.parse_args(argv))
+    # Out of memory: halve the microbatch (more accumulation) until one sequence per chip.
+    if r["total"] is not None or acc >= per_chip_seqs:
+      break
+    acc *= 2
   r.update(acc=acc, peak=peak, hbm=hbm, n=n)
   return r
 
