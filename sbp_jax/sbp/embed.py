@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sbp_jax.sbp.encoder import SentenceEncoder, bucket_len, masked_mean_unit
+from sbp_jax.sbp.encoder import SentenceEncoder, masked_mean_unit, padded_batches
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +74,9 @@ class LMEmbedder:
     ids = [list(self.tokenizer.encode(t))[:self.max_len] or [pad_id_of(self.tokenizer)]
            for t in texts]
     out = np.zeros((len(ids), self.dim), np.float32)
-    order = np.argsort([len(x) for x in ids], kind="stable")
+    put = lambda x: jax.device_put(x, batch_sharding(self.mesh, self.rules, x.ndim))
     with mesh_context(self.mesh, self.rules):
-      for s in range(0, len(order), self.batch_size):
-        rows = order[s:s + self.batch_size]
-        t = bucket_len(max(len(ids[r]) for r in rows))
-        tokens = np.zeros((self.batch_size, t), np.int32)
-        mask = np.zeros((self.batch_size, t), bool)
-        for j, r in enumerate(rows):
-          tokens[j, :len(ids[r])] = ids[r]
-          mask[j, :len(ids[r])] = True
-        put = lambda x: jax.device_put(x, batch_sharding(self.mesh, self.rules, x.ndim))
+      for rows, tokens, mask in padded_batches(ids, self.batch_size):
         out[rows] = np.asarray(self._fn(self.params, put(tokens), put(mask)))[:len(rows)]
     return out
 

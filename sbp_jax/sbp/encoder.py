@@ -187,6 +187,21 @@ def bucket_len(n: int, minimum: int = 16) -> int:
   return max(minimum, 1 << max(0, int(np.ceil(np.log2(max(n, 1))))))
 
 
+def padded_batches(ids, batch_size: int):
+  """Yields (rows, tokens [batch_size, t], mask) over token-id lists, length-sorted so
+  batches waste less padding; `rows` say where each batch's outputs go in input order."""
+  order = np.argsort([len(x) for x in ids], kind="stable")
+  for s in range(0, len(order), batch_size):
+    rows = order[s:s + batch_size]
+    t = bucket_len(max(len(ids[r]) for r in rows))
+    tokens = np.zeros((batch_size, t), np.int32)
+    mask = np.zeros((batch_size, t), bool)
+    for j, r in enumerate(rows):
+      tokens[j, :len(ids[r])] = ids[r]
+      mask[j, :len(ids[r])] = True
+    yield rows, tokens, mask
+
+
 class SentenceEncoder:
   """texts -> unit vectors [n, hidden_size] (float32) with a BERT checkpoint.
 
@@ -224,15 +239,6 @@ class SentenceEncoder:
   def embed(self, texts: Sequence[str]) -> np.ndarray:
     ids = self.tokenize(texts)
     out = np.zeros((len(ids), self.dim), np.float32)
-    # Length-sorted batches waste less padding; rows return to input order.
-    order = np.argsort([len(x) for x in ids], kind="stable")
-    for s in range(0, len(order), self.batch_size):
-      rows = order[s:s + self.batch_size]
-      t = bucket_len(max(len(ids[r]) for r in rows))
-      tokens = np.zeros((self.batch_size, t), np.int32)
-      mask = np.zeros((self.batch_size, t), bool)
-      for j, r in enumerate(rows):
-        tokens[j, :len(ids[r])] = ids[r]
-        mask[j, :len(ids[r])] = True
+    for rows, tokens, mask in padded_batches(ids, self.batch_size):
       out[rows] = np.asarray(self._fn(self.params, tokens, mask))[:len(rows)]
     return out
