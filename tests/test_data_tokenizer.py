@@ -117,6 +117,6 @@ def test_cli_trains_from_jsonl_gz(tmp_path):
   assert tokenizer.load_vocabulary(path).vocab_size == 400
   bad = tmp_path / "bad.jsonl"
   bad.write_text('{"text": "fine"}\n{"body": "no text field"}\n')
-  with pytest.raises(ValueError, match=r"bad.jsonl:2: field 'text' is missing"):
+  with pytest.raises(ValueError, match=r"bad.jsonl:2: needs a string field 'text', but it is mis"):
     train_tokenizer.main(["--input", str(bad), "--vocab_size", "400",
                           "--output", str(tmp_path / "never")])
