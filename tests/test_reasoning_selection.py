@@ -74,5 +74,5 @@ def test_pool_errors_name_file_line_and_field(tmp_path):
   with pytest.raises(ValueError, match=r"pool.jsonl:2: missing field\(s\) \['domain'"):
     sel.load_pool(str(p))
   p.write_text("{not json\n")
-  with pytest.raises(ValueError, match=r"pool.jsonl:1: invalid JSON"):
+  with pytest.raises(ValueError, match=r"pool.jsonl:1: not valid JSON"):
     sel.load_pool(str(p))

@@ -24,7 +24,8 @@ import os
 
 import numpy as np
 
-from sbp_jax.reasoning.sft_data import render, write_jsonl
+from sbp_jax.data.jsonl_io import write_jsonl
+from sbp_jax.reasoning.sft_data import render
 
 LIMIT = 100
 MAX_RECHECKS_PER_STEP, MAX_RECHECKS = 2, 3  # bounds the sequence length

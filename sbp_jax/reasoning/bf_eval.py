@@ -27,11 +27,12 @@ import logging
 import os
 from typing import Sequence
 
+from sbp_jax.data.jsonl_io import iter_jsonl, read_jsonl, write_jsonl
 from sbp_jax.generate.budget_forcing import BudgetConfig, _ids, budget_force
 from sbp_jax.generate.jobs import make_sampler, parse_setting
 from sbp_jax.generate.sampler import SamplingParams
 from sbp_jax.reasoning import answers
-from sbp_jax.reasoning.sft_data import budget_fields, template_from_config, write_jsonl
+from sbp_jax.reasoning.sft_data import budget_fields, template_from_config
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +44,13 @@ def load_questions(path: str, q_field: str = "question", a_field: str = "answer"
     raise FileNotFoundError(f"budget_eval.questions={path!r} does not exist; expected JSON lines "
                             f"with {q_field!r} and {a_field!r} fields.")
   rows = []
-  with open(path, encoding="utf-8") as f:
-    for n, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        r = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}).") from None
-      if not isinstance(r, dict) or not isinstance(r.get(q_field), str) or a_field not in r:
-        raise ValueError(f"{path}:{n}: needs a string {q_field!r} and a gold {a_field!r} field "
-                         "(set budget_eval.question_field / answer_field for other names).")
-      rows.append({"id": str(r.get("id", n)), "question": r[q_field], "gold": str(r[a_field])})
-      if limit and len(rows) >= limit:
-        break
+  for n, r in iter_jsonl(path):
+    if not isinstance(r.get(q_field), str) or a_field not in r:
+      raise ValueError(f"{path}:{n}: needs a string {q_field!r} and a gold {a_field!r} field "
+                       "(set budget_eval.question_field / answer_field for other names).")
+    rows.append({"id": str(r.get("id", n)), "question": r[q_field], "gold": str(r[a_field])})
+    if limit and len(rows) >= limit:
+      break
   return rows
 
 
@@ -86,11 +80,6 @@ def run_batched(sampler, rows: Sequence[dict], bc: BudgetConfig, sp: SamplingPar
   return out
 
 
-def _read_jsonl(path):
-  with open(path, encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
 def _name(spec: str) -> str:
   return spec.replace(",", "_").replace("=", "") or "none"
 
@@ -105,7 +94,7 @@ def sequential(sampler, rows, e, base: dict, out_dir: str, seed: int) -> list[di
     if not os.path.exists(path):
       write_jsonl(path, run_batched(sampler(), rows, bc, sp, e.batch_size, seed,
                                     e.answer_stops))
-    res = _read_jsonl(path)
+    res = list(read_jsonl(path))
     table.append(dict(setting=spec, max_thinking=bc.max_thinking, waits=bc.num_waits,
                       n=len(res), accuracy=sum(r["correct"] for r in res) / len(res),
                       mean_thinking_tokens=sum(r["thinking_tokens"] for r in res) / len(res),
@@ -152,7 +141,7 @@ def parallel(sampler, rows, e, base: dict, out_dir: str, seed: int) -> list[dict
                           "thinking_tokens": [x["thinking_tokens"]
                                               for x in res[i * n_max:(i + 1) * n_max]]}
                          for i, r in enumerate(chunk)])
-    samples += _read_jsonl(path)
+    samples += list(read_jsonl(path))
   return vote_table(samples, ns)
 
 

@@ -16,10 +16,10 @@ import json
 import logging
 import os
 
+from sbp_jax.data.jsonl_io import write_jsonl
 from sbp_jax.generate.chat import ChatTemplate
 from sbp_jax.reasoning import bf_eval
 from sbp_jax.reasoning.gym_questions import make_questions
-from sbp_jax.reasoning.sft_data import write_jsonl
 
 log = logging.getLogger(__name__)
 

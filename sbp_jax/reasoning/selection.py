@@ -19,12 +19,13 @@ reference_correct ({model: bool}).
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections import Counter
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from sbp_jax.data.jsonl_io import iter_jsonl
 
 REQUIRED_FIELDS = ("id", "question", "domain", "source", "thinking_tokens")
 
@@ -52,20 +53,12 @@ class Selection:
 def load_pool(path: str) -> list[dict]:
   """Reads a JSONL pool; errors name the file, line and missing field."""
   out = []
-  with open(path, encoding="utf-8") as f:
-    for n, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        rec = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{n}: invalid JSON ({e.msg}); each line must be one object.") \
-            from None
-      missing = [k for k in REQUIRED_FIELDS if k not in rec]
-      if missing:
-        raise ValueError(f"{path}:{n}: missing field(s) {missing}; every pool record needs "
-                         f"{list(REQUIRED_FIELDS)}.")
-      out.append(rec)
+  for n, rec in iter_jsonl(path):
+    missing = [k for k in REQUIRED_FIELDS if k not in rec]
+    if missing:
+      raise ValueError(f"{path}:{n}: missing field(s) {missing}; every pool record needs "
+                       f"{list(REQUIRED_FIELDS)}.")
+    out.append(rec)
   return out
 
 

@@ -21,13 +21,12 @@ never a silent truncation.
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import json
 import logging
 import os
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from sbp_jax.data import special_tokens as st
+from sbp_jax.data.jsonl_io import iter_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -101,23 +100,14 @@ def read_records(path: str) -> list[dict]:
   """JSON lines with string fields question / reasoning / answer; errors name file and line."""
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} does not exist; expected JSON lines with fields {FIELDS}.")
-  opener = gzip.open if path.endswith(".gz") else open
   out = []
-  with opener(path, "rt", encoding="utf-8") as f:
-    for n, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        rec = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}).") from None
-      bad = [k for k in FIELDS if not isinstance(rec.get(k) if isinstance(rec, dict) else None,
-                                                  str)]
-      if bad:
-        raise ValueError(f"{path}:{n}: field(s) {bad} missing or not strings; each SFT record "
-                         f"needs string fields {list(FIELDS)}.")
-      rec.setdefault("id", f"{os.path.basename(path)}:{n}")
-      out.append(rec)
+  for n, rec in iter_jsonl(path):
+    bad = [k for k in FIELDS if not isinstance(rec.get(k), str)]
+    if bad:
+      raise ValueError(f"{path}:{n}: field(s) {bad} missing or not strings; each SFT record "
+                       f"needs string fields {list(FIELDS)}.")
+    rec.setdefault("id", f"{os.path.basename(path)}:{n}")
+    out.append(rec)
   return out
 
 
@@ -134,16 +124,6 @@ def check_lengths(records: Sequence[dict], rendered: Sequence[dict], tok, seq_le
           "train.seq_len or drop the record.")
     lens.append(n)
   return lens
-
-
-def write_jsonl(path: str, rows: Iterable[dict]) -> None:
-  """Writes to a temporary name, then renames (a finished file is always complete)."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    for r in rows:
-      f.write(json.dumps(r, ensure_ascii=False) + "\n")
-  os.replace(tmp, path)
 
 
 def render_file(src: str, dst: str, t: Template, tok, seq_len: int) -> dict:
