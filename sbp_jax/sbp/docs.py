@@ -9,10 +9,11 @@ to a temporary name and renamed; a manifest written last marks the split done.
 from __future__ import annotations
 
 import glob
-import gzip
 import json
 import os
-from typing import Iterator, Sequence
+from typing import Iterator
+
+from sbp_jax.data.jsonl_io import iter_jsonl, read_jsonl, write_jsonl
 
 MANIFEST = "manifest.json"
 
@@ -32,32 +33,13 @@ def corpus_files(files) -> list[str]:
 def iter_corpus(files, text_field: str = "text", id_field: str = "id") -> Iterator[dict]:
   """Yields {"id", "text"} per line of .jsonl / .jsonl.gz files; errors name file:line."""
   for path in corpus_files(files):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-      for n, line in enumerate(f, 1):
-        if not line.strip():
-          continue
-        try:
-          row = json.loads(line)
-        except json.JSONDecodeError as e:
-          raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}).") from None
-        text = row.get(text_field) if isinstance(row, dict) else None
-        if not isinstance(text, str):
-          raise ValueError(f"{path}:{n}: needs a string field {text_field!r} "
-                           "(set pair.text_field to the field holding the document).")
-        yield {"id": str(row.get(id_field, f"{os.path.basename(path)}:{n}")), "text": text}
+    for n, row in iter_jsonl(path, (text_field,),
+                             "set pair.text_field to the field holding the document"):
+      yield {"id": str(row.get(id_field, f"{os.path.basename(path)}:{n}")), "text": row[text_field]}
 
 
 def shard_path(out_dir: str, shard: int) -> str:
   return os.path.join(out_dir, f"docs-{shard:05d}.jsonl")
-
-
-def _write_jsonl(path: str, rows: Sequence[dict]) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    for r in rows:
-      f.write(json.dumps(r, ensure_ascii=False) + "\n")
-  os.replace(tmp, path)
 
 
 def split_corpus(files, out_dir: str, shard_size: int, text_field: str = "text",
@@ -79,10 +61,10 @@ def split_corpus(files, out_dir: str, shard_size: int, text_field: str = "text",
     buf.append({"gid": gid, **doc})
     gid += 1
     if len(buf) == shard_size:
-      _write_jsonl(shard_path(out_dir, shard), buf)
+      write_jsonl(shard_path(out_dir, shard), buf)
       buf, shard = [], shard + 1
   if buf:
-    _write_jsonl(shard_path(out_dir, shard), buf)
+    write_jsonl(shard_path(out_dir, shard), buf)
     shard += 1
   if gid == 0:
     raise ValueError(f"pair.corpus={files!r} holds no documents.")
@@ -96,5 +78,4 @@ def split_corpus(files, out_dir: str, shard_size: int, text_field: str = "text",
 
 def read_shard(out_dir: str, shard: int) -> list[dict]:
   path = shard_path(out_dir, shard)
-  with open(path, encoding="utf-8") as f:
-    return [json.loads(line) for line in f]
+  return list(read_jsonl(path))

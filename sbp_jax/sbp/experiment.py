@@ -29,6 +29,7 @@ from typing import Callable
 import ml_collections
 import numpy as np
 
+from sbp_jax.data.jsonl_io import read_jsonl, write_jsonl
 from sbp_jax.sbp import joint, quality, synthesize, tuning
 
 log = logging.getLogger(__name__)
@@ -73,14 +74,6 @@ def _write_config(sub: str, c: ml_collections.ConfigDict) -> None:
     f.write(c.to_json_best_effort(indent=1))
 
 
-def _write_jsonl(path: str, rows) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    for r in rows:
-      f.write(json.dumps(r, ensure_ascii=False) + "\n")
-  os.replace(tmp, path)
-
-
 def _tokenizer(config):
   from sbp_jax.generate.tokenizer import make_tokenizer  # pylint: disable=g-import-not-at-top
   return make_tokenizer(config.tokenizer)
@@ -104,7 +97,7 @@ def prepare_data(config, sub: str) -> dict:
     oracle_docs = docs
     docs = [docs[i] for i in keep]
     real_files = os.path.join(sub, "d_pretrain.jsonl")
-    _write_jsonl(real_files, docs)
+    write_jsonl(real_files, docs)
   else:
     oracle_docs = None
   rec = dict(real_files=real_files, oracle_files=oracle_files, real_docs=len(docs),
@@ -156,7 +149,7 @@ def random_pairs_stage(real_files, num_pairs: int, seed: int, sub: str) -> dict:
   rng = np.random.default_rng([seed, 0x9A1])
   rows = [rows[i] for i in rng.permutation(len(rows))[:num_pairs]]
   path = os.path.join(sub, "random_pairs.jsonl")
-  _write_jsonl(path, rows)
+  write_jsonl(path, rows)
   return dict(pairs_files=path, num_pairs=len(rows))
 
 
@@ -226,11 +219,7 @@ def heldout_table(rows: dict[str, dict]) -> str:
 
 def _read_all(files) -> list[dict]:
   import glob  # pylint: disable=g-import-not-at-top
-  rows = []
-  for p in sorted(glob.glob(files)):
-    with open(p, encoding="utf-8") as f:
-      rows += [json.loads(line) for line in f if line.strip()]
-  return rows
+  return [r for p in sorted(glob.glob(files)) for r in read_jsonl(p)]
 
 
 def quality_stage(config, real_files, sbp_files, random_files, pairs_files, sub: str) -> dict:

@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from sbp_jax.data.jsonl_io import write_jsonl
 from sbp_jax.sbp import docs as docs_lib
 from sbp_jax.sbp.embed import embed_docs, read_embedding_shard, write_npz
 from sbp_jax.sbp.pairs import (SelectConfig, above_alpha, add_stats, finalize_stats, new_stats,
@@ -144,12 +145,9 @@ def select_shard(p, lay: Layout, q: int, rule, d2_docs) -> bool:
   stats = new_stats(sel.hist_bins)
   cands = candidates(p, lay, q, stats)
   d1_docs = {d["gid"]: d for d in docs_lib.read_shard(lay.docs, q)}
-  tmp = lay.pairs_file(q) + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    for d1_gid in sorted(cands):
-      for rec in select_for_d1(d1_docs[d1_gid], cands[d1_gid], d2_docs, rule, sel.cap, stats):
-        f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-  os.replace(tmp, lay.pairs_file(q))
+  write_jsonl(lay.pairs_file(q), (  # streamed: select_for_d1 fills `stats` as it goes
+      rec for d1_gid in sorted(cands)
+      for rec in select_for_d1(d1_docs[d1_gid], cands[d1_gid], d2_docs, rule, sel.cap, stats)))
   _atomic_json(lay.stats_file(q), stats)
   log.info("selected key shard %d: %d pairs kept", q, stats["kept"])
   return True

@@ -15,8 +15,6 @@ document is ever written twice, whatever the number of hosts or restarts.
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import io
 import json
 import logging
 import math
@@ -28,6 +26,7 @@ import numpy as np
 from etils import epath  # local paths and gs:// alike (pod jobs write to buckets)
 
 from sbp_jax.data import special_tokens
+from sbp_jax.data.jsonl_io import iter_jsonl, write_jsonl
 from sbp_jax.sbp.quality import SHINGLE, has_repeated_shingle
 
 log = logging.getLogger(__name__)
@@ -41,12 +40,6 @@ def glob_files(pattern: str) -> list[str]:
     rel = pattern[len(root) + 1:] if pattern.startswith(root + "/") else pattern
     return sorted(str(p) for p in epath.Path(root).glob(rel))
   return [pattern] if epath.Path(pattern).exists() else []
-
-
-def _open_text(path: str):
-  f = epath.Path(path).open("rb")
-  return io.TextIOWrapper(gzip.GzipFile(fileobj=f) if path.endswith(".gz") else f,
-                          encoding="utf-8")
 
 
 def write_atomic(path: str, text: str) -> None:
@@ -82,18 +75,9 @@ def read_seed_docs(files, text_field: str = "text", id_field: str = "id") -> lis
       raise FileNotFoundError(f"synthesize.seed_files: {pat!r} matches no file; point it at "
                               "the D_pretrain JSON-lines files (e.g. data/demo_corpus/train.jsonl.gz).")
     for path in paths:
-      with _open_text(path) as f:
-        for n, line in enumerate(f, 1):
-          if not line.strip():
-            continue
-          try:
-            row = json.loads(line)
-          except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}).") from None
-          if not isinstance(row, dict) or not isinstance(row.get(text_field), str):
-            raise ValueError(f"{path}:{n}: needs a string field {text_field!r}.")
-          docs.append({"id": str(row.get(id_field, f"{os.path.basename(path)}:{n}")),
-                       "text": row[text_field]})
+      for n, row in iter_jsonl(path, (text_field,)):
+        docs.append({"id": str(row.get(id_field, f"{os.path.basename(path)}:{n}")),
+                     "text": row[text_field]})
   if not docs:
     raise ValueError(f"synthesize.seed_files={files!r} holds no documents.")
   return docs
@@ -219,8 +203,7 @@ def synthesize_to_dir(docs: Sequence[dict], generate: GenerateFn, out_dir: str, 
         max_batches=max_batches_per_shard, shingle=shingle, drop_unfinished=drop_unfinished,
         on_batch=on_batch)
     write_atomic(shard_path(out_dir, s) + ".stats.json", json.dumps(stats))
-    write_atomic(shard_path(out_dir, s),
-                 "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    write_jsonl(shard_path(out_dir, s), records)
     totals["shards_written"] += 1
     for k in totals:
       if k in stats:
