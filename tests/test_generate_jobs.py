@@ -40,10 +40,10 @@ def test_bad_inputs_name_file_line_and_field(tmp_path):
   p = tmp_path / "q.jsonl"
   p.write_text('{"question": "a"}\n{"q": "b"}\n')
   with pytest.raises(ValueError, match=r"q\.jsonl:2: needs a string field 'question'"):
-    jobs.read_jsonl(str(p), "question")
+    jobs.read_prompts(str(p), "question")
   p.write_text('{"question": "a"\n')
   with pytest.raises(ValueError, match=r"q\.jsonl:1: not valid JSON"):
-    jobs.read_jsonl(str(p), "question")
+    jobs.read_prompts(str(p), "question")
   with pytest.raises(ValueError, match="max=N"):
     jobs.parse_setting("max=ten")
   assert jobs.parse_setting("min=8,wait=2") == {"min_thinking": 8, "num_waits": 2}

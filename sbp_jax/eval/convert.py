@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import os
 import re
 from typing import Callable, Iterator
 
-from sbp_jax.eval.records import RecordError, check_format, open_text
+from sbp_jax.data.jsonl_io import iter_jsonl, open_file, write_jsonl
+from sbp_jax.eval.records import RecordError, check_format
 
 Rows = Iterator[dict]
 
@@ -43,33 +43,11 @@ def _bad(path: str, where, msg: str) -> RecordError:
 
 
 def _json_lines(path: str) -> Iterator[tuple[int, dict]]:
-  with _open_any(path) as f:
-    for n, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise _bad(path, n, f"not valid JSON ({e.msg}).") from None
-      if not isinstance(row, dict):
-        raise _bad(path, n, "is not a JSON object.")
-      yield n, row
-
-
-def _open_any(path: str):
-  if path.endswith(".zst"):
-    try:
-      import zstandard  # pylint: disable=g-import-not-at-top
-    except ImportError:
-      raise ImportError(f"{path}: reading .zst needs the `zstandard` package "
-                        "(pip install zstandard), or decompress the file first.") from None
-    return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")),
-                            encoding="utf-8")
-  return open_text(path)
+  return iter_jsonl(path, error=RecordError)
 
 
 def _json_file(path: str):
-  with _open_any(path) as f:
+  with open_file(path, text=True) as f:
     try:
       return json.load(f)
     except json.JSONDecodeError as e:
@@ -137,7 +115,7 @@ def convert_lambada(path: str) -> Rows:
         raise _bad(path, n, "needs a string field 'text'.")
       yield {"text": r["text"]}
     return
-  with open_text(path) as f:
+  with open_file(path, text=True) as f:
     for line in f:
       if line.strip():
         yield {"text": line.strip()}
@@ -206,7 +184,7 @@ def convert_webqs(path: str) -> Rows:
 
 def convert_text(path: str, text_field: str = "text") -> Rows:
   if path.endswith(".txt"):
-    with open_text(path) as f:
+    with open_file(path, text=True) as f:
       text = f.read()
     if text.strip():
       yield {"text": text}
@@ -236,9 +214,8 @@ def convert(dataset: str, inputs: list[str], output: str, **kw) -> int:
     raise ValueError(f"dataset {dataset!r} has no converter; choose one of {sorted(CONVERTERS)}.")
   fmt, fn = CONVERTERS[dataset]
   check = check_format(fmt)
-  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  tmp, count = output + ".tmp", 0
-  with open(tmp, "w", encoding="utf-8") as out:
+
+  def records():
     for path in inputs:
       if not os.path.exists(path):
         raise FileNotFoundError(f"{path} does not exist.")
@@ -246,10 +223,9 @@ def convert(dataset: str, inputs: list[str], output: str, **kw) -> int:
         err = check(rec)
         if err:
           raise RecordError(f"{path}: converted record {i}: {fmt} record {err}.")
-        out.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        count += 1
-  os.replace(tmp, output)
-  return count
+        yield rec
+
+  return write_jsonl(output, records())
 
 
 def main(argv=None) -> None:

@@ -17,6 +17,7 @@ import time
 
 import jax
 
+from sbp_jax.data.jsonl_io import write_jsonl
 from sbp_jax.eval import report, tasks
 from sbp_jax.eval.records import read_records
 from sbp_jax.eval.scorer import Scorer
@@ -200,8 +201,8 @@ def run_eval(config, workdir: str) -> dict:
     res = dict(format=t["format"], label=t.get("label") or t["name"], primary=primary, kind=kind,
                metrics=metrics, seconds=time.perf_counter() - t0)
     results["tasks"][t["name"]] = res
-    _write(os.path.join(out_dir, f"{t['name']}.predictions.jsonl"),
-           "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in per))
+    if jax.process_index() == 0:  # as in _write
+      write_jsonl(os.path.join(out_dir, f"{t['name']}.predictions.jsonl"), per)
     _write(path, json.dumps(dict(key=key, result=res), indent=1))
     log.info("%s: %s", t["name"], metrics)
   if scorer is not None:

@@ -17,11 +17,10 @@ release, and `sbp_jax/eval/tfds_source.py` builds them from tensorflow-datasets.
 from __future__ import annotations
 
 import glob
-import gzip
-import io
-import json
 import os
 from typing import Callable, Sequence
+
+from sbp_jax.data.jsonl_io import iter_jsonl
 
 
 class RecordError(ValueError):
@@ -127,33 +126,19 @@ def expand_files(files: str | Sequence[str], what: str = "files") -> list[str]:
   return out
 
 
-def open_text(path: str):
-  if path.endswith(".gz"):
-    return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-  return open(path, encoding="utf-8")
-
-
 def read_records(files: str | Sequence[str], fmt: str, limit: int = 0) -> list[dict]:
   """Validated records of format `fmt`; a bad line raises RecordError naming file:line."""
   check = check_format(fmt)
   rows: list[dict] = []
   for path in expand_files(files):
-    with open_text(path) as f:
-      for n, line in enumerate(f, 1):
-        if not line.strip():
-          continue
-        try:
-          row = json.loads(line)
-        except json.JSONDecodeError as e:
-          raise RecordError(f"{path}:{n}: not valid JSON ({e.msg}); each line must be one "
-                            "JSON object.") from None
-        err = "is not a JSON object" if not isinstance(row, dict) else check(row)
-        if err:
-          raise RecordError(f"{path}:{n}: {fmt} record {err} (see sbp_jax/eval/records.py for "
-                            "the fields of each format).")
-        rows.append(row)
-        if limit and len(rows) >= limit:
-          return rows
+    for n, row in iter_jsonl(path, error=RecordError):
+      err = check(row)
+      if err:
+        raise RecordError(f"{path}:{n}: {fmt} record {err} (see sbp_jax/eval/records.py for "
+                          "the fields of each format).")
+      rows.append(row)
+      if limit and len(rows) >= limit:
+        return rows
   return rows
 
 

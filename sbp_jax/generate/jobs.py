@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sbp_jax.data.jsonl_io import read_jsonl, write_jsonl
 from sbp_jax.generate.budget_forcing import BudgetConfig, budget_force
 from sbp_jax.generate.chat import prompt_formatter
 from sbp_jax.generate.sampler import Sampler, SamplingParams
@@ -73,37 +74,17 @@ def sampling_params(g) -> SamplingParams:
                         stop_strings=tuple(g.get("stop_strings", ()) or ()))
 
 
-def read_jsonl(path: str, field: str) -> list[dict]:
+def read_prompts(path: str, field: str) -> list[dict]:
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} does not exist; expected JSON lines with a {field!r} field.")
-  rows = []
-  with open(path) as f:
-    for n, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}).") from None
-      if not isinstance(row, dict) or not isinstance(row.get(field), str):
-        raise ValueError(f"{path}:{n}: needs a string field {field!r}.")
-      rows.append(row)
-  return rows
-
-
-def _write_jsonl(path: str, rows: list[dict]) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    for r in rows:
-      f.write(json.dumps(r, ensure_ascii=False) + "\n")
-  os.replace(tmp, path)
+  return list(read_jsonl(path, (field,)))
 
 
 def run_generate(config, workdir: str) -> None:
   """Writes workdir/outputs/part-NNNNN.jsonl, one per `shard_size` prompts; a re-run
   skips finished parts."""
   g = config.generate
-  rows = read_jsonl(g.prompts, g.get("prompt_field", "prompt"))
+  rows = read_prompts(g.prompts, g.get("prompt_field", "prompt"))
   out_dir = os.path.join(workdir, "outputs")
   os.makedirs(out_dir, exist_ok=True)
   sampler, sp = None, sampling_params(g)
@@ -122,7 +103,7 @@ def run_generate(config, workdir: str) -> None:
                                    seed=config.seed + start + b)
       results += [{**r, "completion": o.text, "num_tokens": len(o.tokens),
                    "finish_reason": o.finish_reason} for r, o in zip(batch, outs)]
-    _write_jsonl(path, results)
+    write_jsonl(path, results)
     log.info("Wrote %s (%d completions)", path, len(results))
 
 
@@ -145,7 +126,7 @@ def run_budget_forcing(config, workdir: str) -> dict:
   mean / min / max thinking length (and accuracy when questions carry answers)."""
   b = config.budget
   if b.questions:
-    rows = read_jsonl(b.questions, "question")
+    rows = read_prompts(b.questions, "question")
   else:
     rows = [{"question": q} for q in b.inline_questions]
   # A reference answer moves to `reference`; `answer` is the model's.
@@ -174,9 +155,8 @@ def run_budget_forcing(config, workdir: str) -> dict:
         outs = budget_force(sampler, prompts[i:i + config.generate.batch_size], bc, sp,
                             seed=config.seed + i)
         res += [{**r, **dataclasses.asdict(o)} for r, o in zip(chunk, outs)]
-      _write_jsonl(path, res)
-    with open(path) as f:
-      res = [json.loads(line) for line in f]
+      write_jsonl(path, res)
+    res = list(read_jsonl(path))
     lens = [r["thinking_tokens"] for r in res]
     s = dict(n=len(res), mean_thinking=sum(lens) / len(lens), min_thinking=min(lens),
              max_thinking=max(lens), mean_waits=sum(r["waits"] for r in res) / len(res),
