@@ -9,11 +9,10 @@ loop (replay comes from data.kind='replay').
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import math
 
+from sbp_jax.data.jsonl_io import read_jsonl
 from sbp_jax.entigraph.sources import expand
 
 log = logging.getLogger(__name__)
@@ -21,17 +20,8 @@ log = logging.getLogger(__name__)
 
 def _text_records(files):
   for path in expand(files):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-      for n, line in enumerate(f, 1):
-        if line.strip():
-          try:
-            row = json.loads(line)
-          except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}).") from None
-          if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            raise ValueError(f"{path}:{n}: pretraining text records need a string 'text' field.")
-          yield row["text"]
+    for row in read_jsonl(path, ("text",)):
+      yield row["text"]
 
 
 def _spm_counter(vocab: str):

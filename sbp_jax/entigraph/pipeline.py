@@ -31,6 +31,7 @@ import random
 import re
 import zlib
 
+from sbp_jax.data.jsonl_io import write_jsonl
 from sbp_jax.entigraph import prompts
 from sbp_jax.entigraph.backends import GenParams, generate, make_generator
 from sbp_jax.entigraph.parsing import parse_entities
@@ -299,8 +300,7 @@ def run_pipeline(config, workdir: str, generator=None) -> dict:
     records, meta = process_document(doc, gen, style, e, tok, int(config.seed), budget)
     # meta first: a shard without its meta is never taken as finished.
     _write(os.path.join(meta_dir, name(i) + ".json"), json.dumps(meta, indent=1))
-    _write(os.path.join(shard_dir, name(i) + ".jsonl"),
-           "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    write_jsonl(os.path.join(shard_dir, name(i) + ".jsonl"), records)
     metas[i] = meta
     bar.update(1)
     bar.set_postfix(tokens=budget.used)
@@ -311,8 +311,7 @@ def run_pipeline(config, workdir: str, generator=None) -> dict:
   manifest["shards"] = os.path.join(shard_dir, "doc-*.jsonl")
   failures = [dict(doc_id=m["doc_id"], **f) for m in started
               for f in m.get("extraction", {}).get("failed_replies", [])]
-  _write(os.path.join(workdir, "failures.jsonl"),
-         "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures))
+  write_jsonl(os.path.join(workdir, "failures.jsonl"), failures)
   _write(os.path.join(workdir, "manifest.json"), json.dumps(manifest, indent=1))
   return manifest
 

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from sbp_jax.data.jsonl_io import write_jsonl
 from sbp_jax.entigraph import prompts
 from sbp_jax.entigraph.backends import GenParams
 from sbp_jax.entigraph.sources import Question, load_questions
@@ -189,9 +190,7 @@ def evaluate(config, workdir: str, generator=None, sampler=None) -> dict:
                             int(qa.get("loglik_shots", 0)))
     else:
       raise ValueError(f"qa.modes entry {mode!r}; choose 'sample' or 'loglik'.")
-    with open(os.path.join(out_dir, f"{mode}.jsonl"), "w") as f:
-      for r in rows:
-        f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    write_jsonl(os.path.join(out_dir, f"{mode}.jsonl"), rows)
     summary[mode] = s
   with open(os.path.join(out_dir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1)

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import gzip
-import json
 import os
-from typing import Iterator
+
+from sbp_jax.data.jsonl_io import iter_jsonl
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,21 +52,6 @@ def expand(files) -> list[str]:
   return out
 
 
-def read_lines(path: str) -> Iterator[tuple[int, dict]]:
-  opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "rt", encoding="utf-8") as f:
-    for n, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}).") from None
-      if not isinstance(row, dict):
-        raise ValueError(f"{path}:{n}: expected a JSON object per line.")
-      yield n, row
-
-
 def _str(row, key, path, n, required=True) -> str:
   v = row.get(key, "")
   if v is None:
@@ -80,7 +64,7 @@ def _str(row, key, path, n, required=True) -> str:
 def load_documents(files) -> list[Document]:
   docs, seen = [], set()
   for path in expand(files):
-    for n, row in read_lines(path):
+    for n, row in iter_jsonl(path):
       if "article" in row:  # QuALITY
         doc = Document(_str(row, "article_id", path, n), _str(row, "title", path, n),
                        _str(row, "article", path, n), _str(row, "author", path, n, False),
@@ -122,7 +106,7 @@ def load_questions(files) -> list[Question]:
   Questions without a known answer are kept (answer=None); evaluation skips them."""
   out, seen = [], set()
   for path in expand(files):
-    for n, row in read_lines(path):
+    for n, row in iter_jsonl(path):
       if "questions" in row:
         qs = _quality_questions(row, path, n)
       elif "question" in row:
