@@ -35,14 +35,15 @@ def section() -> ml_collections.ConfigDict:
   e.max_answer_tokens = 32
   e.batch_size = 64             # rows per budget_force call
   # (a) sequential: "max=N" rows, then "wait=K" rows (Figure 4.5a: 2/4/6 Waits).
+  # Greedy settings without a minimum share one thinking decode (bf_eval.sequential).
   e.sequential = ml_collections.ConfigDict(dict(
-      temperature=0.0, top_p=1.0,
+      temperature=0.0, top_p=1.0, shared_trace=True,
       settings=("max=512", "max=1024", "max=2048", "max=4096", "none", "wait=2", "wait=4",
                 "wait=6")))
   # (b) parallel: n_max = max(ns) samples per question at temperature 1, majority vote.
   e.parallel = ml_collections.ConfigDict(dict(
       temperature=1.0, top_p=1.0, setting="none", ns=(1, 2, 4, 8, 16, 32, 64),
-      questions_per_part=16))
+      questions_per_part=16, limit=0))  # limit: vote on the first N questions only (0: all)
   e.plot = True
   e.title = ""
   return e

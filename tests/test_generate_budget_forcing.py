@@ -73,3 +73,29 @@ def test_qwen_style_multi_token_delimiters(sampler):
   for r in budget_force(sampler, QUESTIONS, bc, _greedy(1e9, im)):
     assert r.thinking == "WaitWait"
     assert r.answer.startswith(st.IM_START + "answer")
+
+
+def test_settings_read_off_one_greedy_trace_equal_their_own_runs():
+  from tests.greedy_fake import GreedyFake  # pylint: disable=g-import-not-at-top
+  from sbp_jax.generate import budget_forcing as bf  # pylint: disable=g-import-not-at-top
+  fake = GreedyFake(end_every=12)
+  questions = [f"question {i}: {i * 7 % 13} + {i}" for i in range(80)]
+  trace_bc = BudgetConfig(num_waits=3, thinking_cap=60)
+  prefix = bf.prompt_ids(fake.tokenizer, questions, trace_bc)
+  traces = bf.think(fake, prefix, trace_bc)
+  # The fake ends early and late, so every branch of from_trace is exercised.
+  assert {len(t.ends) for t in traces} >= {1, 2, 3, 4}
+  assert any(t.forced for t in traces) and not all(t.forced for t in traces)
+  wait_len = len(fake.tokenizer.encode("Wait"))
+  for fields in (dict(), dict(max_thinking=3), dict(max_thinking=8), dict(max_thinking=17),
+                 dict(max_thinking=60), dict(num_waits=1), dict(num_waits=2),
+                 dict(num_waits=3), dict(num_waits=3, max_thinking=12),
+                 dict(thinking_cap=25, num_waits=2)):
+    bc = BudgetConfig(thinking_cap=fields.pop("thinking_cap", 60), **fields)
+    assert bf.derivable(bc, trace_bc)
+    direct = bf.think(fake, prefix, bc)
+    derived = [bf.from_trace(t, bc, wait_len) for t in traces]
+    assert derived == direct, fields
+  assert not bf.derivable(BudgetConfig(min_thinking=2), trace_bc)
+  assert not bf.derivable(BudgetConfig(num_waits=4, thinking_cap=60), trace_bc)
+  assert not bf.derivable(BudgetConfig(max_thinking=61), trace_bc)

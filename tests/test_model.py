@@ -166,3 +166,15 @@ def test_bad_config_errors_name_the_field():
     tiny(num_kv_heads=3)
   with pytest.raises(ValueError, match="nonsense"):
     ModelConfig.from_dict({"nonsense": 1})
+
+
+def test_logits_at_equals_the_full_logits_at_those_positions():
+  cfg = ModelConfig.from_dict(presets.get("tiny", dtype="float32", remat_policy="none"))
+  model = Transformer(cfg)
+  tokens = jax.random.randint(jax.random.key(3), (3, 11), 0, cfg.vocab_size)
+  params = model.init(jax.random.key(0), tokens)["params"]
+  full = model.apply({"params": params}, tokens)["logits"]
+  at = jnp.array([10, 0, 4])
+  one = model.apply({"params": params}, tokens, logits_at=at)["logits"]
+  assert one.shape == (3, 1, cfg.vocab_size)
+  np.testing.assert_allclose(one[:, 0], full[jnp.arange(3), at], atol=1e-5)

@@ -102,3 +102,34 @@ def test_questions_file_errors_name_line(tmp_path):
     bf_eval.load_questions(str(p))
   with pytest.raises(ValueError, match="'max=x' is not max=N"):
     bf_eval.parse_setting("max=x")
+
+
+def test_shared_trace_sweep_equals_one_run_per_setting(tmp_path):
+  from tests.greedy_fake import GreedyFake  # pylint: disable=g-import-not-at-top
+  c = _config(tmp_path)
+  e = c.budget_eval
+  e.questions = str(tmp_path / "q40.jsonl")
+  with open(e.questions, "w") as f:
+    f.writelines(json.dumps({"question": f"{a}*{a + 3}", "answer": str(a * (a + 3))}) + "\n"
+                 for a in range(40))
+  e.thinking_cap = 30
+  e.sequential.settings = ("max=4", "max=10", "max=45", "none", "wait=1", "wait=3", "min=5")
+  e.parallel.ns = ()
+  e.plot = False
+  fakes = {}
+  tables = {}
+  for shared in (True, False):
+    e.sequential.shared_trace = shared
+    fakes[shared] = GreedyFake(end_every=7)
+    out = str(tmp_path / f"out_{shared}")
+    tables[shared] = bf_eval.evaluate(lambda s=shared: fakes[s], c, out)["sequential"]
+    rows = {spec: open(os.path.join(out, "sequential", spec + ".jsonl")).read()
+            for spec in ("max4", "max10", "max45", "none", "wait1", "wait3", "min5")}
+    tables[shared] = (tables[shared], rows)
+  (t_shared, rows_shared), (t_direct, rows_direct) = tables[True], tables[False]
+  assert rows_shared == rows_direct  # every generation and prediction, byte for byte
+  assert [r["from_trace"] for r in t_shared] == [True] * 6 + [False]
+  strip = lambda t: [{k: v for k, v in r.items() if k != "from_trace"} for r in t]
+  assert strip(t_shared) == strip(t_direct)
+  assert {r["waits"] for r in t_shared} == {0, 1, 3} and any(r["forced"] for r in t_shared)
+  assert fakes[True].calls < fakes[False].calls

@@ -59,6 +59,86 @@ def _ids(tok, text: str) -> list[int]:
   return [one] if one is not None else tok.encode(text)
 
 
+@dataclasses.dataclass
+class Thinking:
+  """One row's thinking phase: ids, where the model tried to end it, and how it stopped."""
+  tokens: list[int]
+  ends: list[int]        # len(tokens) each time the model ended its thinking (before any "Wait")
+  waits: int
+  forced: bool           # cut by the budget
+
+
+def _check(sampler: Sampler, bc: BudgetConfig):
+  tok = sampler.tokenizer
+  if tok is None:
+    raise ValueError("budget forcing needs a sampler with a tokenizer.")
+  if not _ids(tok, bc.think_end):
+    raise ValueError(f"think_end={bc.think_end!r} encodes to no tokens.")
+  return tok
+
+
+def prompt_ids(tok, questions: Sequence[str], bc: BudgetConfig) -> list[list[int]]:
+  """Each question in the prompt template, followed by the start-of-thinking delimiter."""
+  return [tok.encode(bc.prompt_template.format(question=q)) + _ids(tok, bc.think_start)
+          for q in questions]
+
+
+def think(sampler: Sampler, prefix: Sequence[list[int]], bc: BudgetConfig,
+          sp: SamplingParams = SamplingParams(temperature=0.0), seed: int = 0) -> list[Thinking]:
+  """The thinking phase of every row, obeying the max / min budgets and extensions of `bc`."""
+  tok = _check(sampler, bc)
+  stop = tuple(dict.fromkeys((_ids(tok, bc.think_end)[0],) + eos_ids_of(tok)))
+  wait_ids = tok.encode(bc.wait)
+  budget = bc.max_thinking or bc.thinking_cap
+  rows = [Thinking([], [], 0, False) for _ in prefix]
+  active = list(range(len(prefix)))
+  rnd = 0
+  while active:
+    left = [budget - len(rows[i].tokens) for i in active]
+    outs = sampler.generate(
+        [list(prefix[i]) + rows[i].tokens for i in active],
+        dataclasses.replace(sp, stop_ids=stop, stop_strings=(), max_new_tokens=max(left),
+                            min_new_tokens=0),
+        seed=seed + rnd, max_new_tokens=left,
+        min_new_tokens=[max(0, bc.min_thinking - len(rows[i].tokens)) for i in active])
+    rnd += 1
+    still = []
+    for i, o in zip(active, outs):
+      r = rows[i]
+      ended = o.finish_reason == "stop_token"
+      r.tokens += o.tokens[:-1] if ended else o.tokens
+      if not ended:  # out of budget
+        r.forced = True
+        continue
+      r.ends.append(len(r.tokens))
+      if r.waits < bc.num_waits:
+        r.tokens += wait_ids[:budget - len(r.tokens)]
+        r.waits += 1
+        if len(r.tokens) >= budget:
+          r.forced = True
+        else:
+          still.append(i)
+    active = still
+  return rows
+
+
+def answer(sampler: Sampler, prefix: Sequence[list[int]], thoughts: Sequence[Thinking],
+           bc: BudgetConfig, sp: SamplingParams = SamplingParams(temperature=0.0),
+           seed: int = 0) -> list[BudgetResult]:
+  """Ends each row's thinking with the delimiter (and answer prefix), then answers."""
+  tok = _check(sampler, bc)
+  eos = eos_ids_of(tok)
+  suffix = _ids(tok, bc.think_end) + (tok.encode(bc.answer_prefix) if bc.answer_prefix else [])
+  outs = sampler.generate(
+      [list(p) + t.tokens + suffix for p, t in zip(prefix, thoughts)],
+      dataclasses.replace(sp, stop_ids=eos, stop_strings=(), max_new_tokens=bc.max_answer_tokens,
+                          min_new_tokens=0), seed=seed)
+  head = tok.decode(suffix)
+  return [BudgetResult(thinking=tok.decode(t.tokens), answer=head + o.text,
+                       thinking_tokens=len(t.tokens), answer_tokens=len(o.tokens),
+                       waits=t.waits, forced_end=t.forced) for t, o in zip(thoughts, outs)]
+
+
 def budget_force(sampler: Sampler, questions: Sequence[str], bc: BudgetConfig,
                  sp: SamplingParams = SamplingParams(temperature=0.0),
                  seed: int = 0) -> list[BudgetResult]:
@@ -67,53 +147,47 @@ def budget_force(sampler: Sampler, questions: Sequence[str], bc: BudgetConfig,
   `sp` sets temperature / top-k / top-p / logit bias for both phases; its
   stop ids and token limits are replaced by the budget logic.
   """
-  tok = sampler.tokenizer
-  if tok is None:
-    raise ValueError("budget forcing needs a sampler with a tokenizer.")
-  end_ids = _ids(tok, bc.think_end)
-  if not end_ids:
-    raise ValueError(f"think_end={bc.think_end!r} encodes to no tokens.")
-  eos = eos_ids_of(tok)
-  stop = tuple(dict.fromkeys((end_ids[0],) + eos))
-  wait_ids = tok.encode(bc.wait)
-  budget = bc.max_thinking or bc.thinking_cap
-  prefix = [tok.encode(bc.prompt_template.format(question=q)) + _ids(tok, bc.think_start)
-            for q in questions]
-  n = len(questions)
-  think: list[list[int]] = [[] for _ in range(n)]
-  waits, forced = [0] * n, [False] * n
-  active = list(range(n))
-  rnd = 0
-  while active:
-    left = [budget - len(think[i]) for i in active]
-    outs = sampler.generate(
-        [prefix[i] + think[i] for i in active],
-        dataclasses.replace(sp, stop_ids=stop, stop_strings=(), max_new_tokens=max(left),
-                            min_new_tokens=0),
-        seed=seed + rnd, max_new_tokens=left,
-        min_new_tokens=[max(0, bc.min_thinking - len(think[i])) for i in active])
-    rnd += 1
-    still = []
-    for i, o in zip(active, outs):
-      ended = o.finish_reason == "stop_token"
-      think[i] += o.tokens[:-1] if ended else o.tokens
-      if not ended:  # out of budget
-        forced[i] = True
-      elif waits[i] < bc.num_waits:
-        think[i] += wait_ids[:budget - len(think[i])]
-        waits[i] += 1
-        if len(think[i]) >= budget:
-          forced[i] = True
-        else:
-          still.append(i)
-    active = still
+  tok = _check(sampler, bc)
+  prefix = prompt_ids(tok, questions, bc)
+  thoughts = think(sampler, prefix, bc, sp, seed)
+  # The answer phase draws from its own stream, after the thinking rounds'.
+  return answer(sampler, prefix, thoughts, bc, sp, seed + 1 + max(
+      [len(t.ends) for t in thoughts] + [0]))
 
-  suffix = _ids(tok, bc.think_end) + (tok.encode(bc.answer_prefix) if bc.answer_prefix else [])
-  outs = sampler.generate(
-      [prefix[i] + think[i] + suffix for i in range(n)],
-      dataclasses.replace(sp, stop_ids=eos, stop_strings=(), max_new_tokens=bc.max_answer_tokens,
-                          min_new_tokens=0), seed=seed + rnd)
-  head = tok.decode(suffix)
-  return [BudgetResult(thinking=tok.decode(think[i]), answer=head + o.text,
-                       thinking_tokens=len(think[i]), answer_tokens=len(o.tokens),
-                       waits=waits[i], forced_end=forced[i]) for i, o in enumerate(outs)]
+
+def derivable(bc: BudgetConfig, trace_bc: BudgetConfig) -> bool:
+  """Whether greedy thinking under `bc` can be read off a greedy trace made under
+  `trace_bc` (see from_trace): no minimum, at most as many extensions, and a
+  budget no larger than the trace's."""
+  budget = bc.max_thinking or bc.thinking_cap
+  trace_budget = trace_bc.max_thinking or trace_bc.thinking_cap
+  return (bc.min_thinking == 0 and trace_bc.min_thinking == 0 and
+          bc.num_waits <= trace_bc.num_waits and budget <= trace_budget and
+          (bc.think_start, bc.think_end, bc.wait, bc.prompt_template) ==
+          (trace_bc.think_start, trace_bc.think_end, trace_bc.wait, trace_bc.prompt_template))
+
+
+def from_trace(trace: Thinking, bc: BudgetConfig, wait_len: int) -> Thinking:
+  """Greedy thinking under `bc`, read off a greedy trace with more extensions and budget.
+
+  Greedy decoding is a function of the prefix, so until a row's thinking leaves
+  the trace it is the trace: a run with budget B and K extensions ends at the
+  trace's (K+1)-th end if that comes before B, else it is cut at B (every
+  earlier end having been extended with the same "Wait" ids as in the trace).
+  This replays budget_force's loop on the trace's recorded ends; requires
+  derivable(bc, trace's config). One thinking decode then serves every setting.
+  """
+  budget = bc.max_thinking or bc.thinking_cap
+  waits = 0
+  for end in trace.ends:
+    if end >= budget:                           # the budget comes first
+      break
+    if waits == bc.num_waits:                   # the model's own end, not extended
+      return Thinking(trace.tokens[:end], trace.ends[:waits + 1], waits, False)
+    waits += 1
+    if end + wait_len >= budget:                # the "Wait" runs into the budget
+      break
+  if len(trace.tokens) < budget:
+    raise ValueError(f"the trace has {len(trace.tokens)} thinking tokens and no end before "
+                     f"the budget {budget}; it was not made under a larger budget.")
+  return Thinking(trace.tokens[:budget], trace.ends[:waits], waits, True)

@@ -55,7 +55,8 @@ class Transformer(nn.Module):
   @nn.compact
   def __call__(self, tokens: Array, positions: Array | None = None,
                segment_ids: Array | None = None, cache: dict | None = None,
-               cache_index: Array | None = None, return_hidden: bool = False):
+               cache_index: Array | None = None, return_hidden: bool = False,
+               logits_at: Array | None = None):
     """Returns a dict with `logits` [b, t, vocab] (float32), `cache` (when a
     cache was given) and `hidden` [layers, b, t, d] (when return_hidden).
 
@@ -63,6 +64,9 @@ class Transformer(nn.Module):
     decoding). segment_ids: [b, t], 0 = padding; None = one sequence per row.
     cache: {"k", "v"} of shape [layers, b, max_len, kv_heads, head_dim];
     cache_index: [b] slot at which the first of the t new tokens is written.
+    logits_at: [b] one position per row; logits are then [b, 1, vocab] for it
+    alone (a prefill needs only the last prompt position's, and the full
+    [b, t, vocab] tensor would dominate its memory).
     """
     cfg = self.cfg
     dtype, pdtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
@@ -99,6 +103,8 @@ class Transformer(nn.Module):
       stack = lambda xs: None if xs[0] is None else jax.tree.map(lambda *a: jnp.stack(a), *xs)
       new_cache, hidden = stack(caches), stack(hiddens)
 
+    if logits_at is not None:
+      x = jnp.take_along_axis(x, logits_at[:, None, None].astype(jnp.int32), axis=1)
     x = RMSNorm(cfg.norm_eps, dtype, pdtype, name="final_norm")(x)
     if cfg.tie_embeddings:
       logits = jnp.einsum("btd,vd->btv", x, embedding.astype(dtype),

@@ -28,6 +28,7 @@ import os
 from typing import Sequence
 
 from sbp_jax.data.jsonl_io import iter_jsonl, read_jsonl, write_jsonl
+from sbp_jax.generate import budget_forcing as bf
 from sbp_jax.generate.budget_forcing import BudgetConfig, _ids, budget_force
 from sbp_jax.generate.jobs import make_sampler, parse_setting
 from sbp_jax.generate.sampler import SamplingParams
@@ -63,20 +64,61 @@ def answer_text(res, bc: BudgetConfig, tok, stops: Sequence[str]) -> str:
   return text[:min(cuts)] if cuts else text
 
 
+def _scored(rows: Sequence[dict], results, bc: BudgetConfig, tok,
+            stops: Sequence[str]) -> list[dict]:
+  out = []
+  for r, o in zip(rows, results):
+    kind, gold = answers.normalize_gold(r["gold"])
+    text = answer_text(o, bc, tok, stops)
+    pred = answers.extract(text, kind)
+    out.append({**r, "thinking": o.thinking, "answer": text, "pred": pred,
+                "correct": pred == gold, "thinking_tokens": o.thinking_tokens,
+                "waits": o.waits, "forced_end": o.forced_end})
+  return out
+
+
+def _batches(rows: Sequence, size: int):
+  return [(b, rows[i:i + size]) for b, i in enumerate(range(0, len(rows), size))]
+
+
 def run_batched(sampler, rows: Sequence[dict], bc: BudgetConfig, sp: SamplingParams,
                 batch_size: int, seed: int, stops: Sequence[str]) -> list[dict]:
   """budget_force over rows in batches; one output dict per row, with its prediction."""
   out = []
-  for b, start in enumerate(range(0, len(rows), batch_size)):
-    chunk = rows[start:start + batch_size]
+  for b, chunk in _batches(rows, batch_size):
     res = budget_force(sampler, [r["question"] for r in chunk], bc, sp, seed=seed + 64 * b)
-    for r, o in zip(chunk, res):
-      kind, gold = answers.normalize_gold(r["gold"])
-      text = answer_text(o, bc, sampler.tokenizer, stops)
-      pred = answers.extract(text, kind)
-      out.append({**r, "thinking": o.thinking, "answer": text, "pred": pred,
-                  "correct": pred == gold, "thinking_tokens": o.thinking_tokens,
-                  "waits": o.waits, "forced_end": o.forced_end})
+    out += _scored(chunk, res, bc, sampler.tokenizer, stops)
+  return out
+
+
+def greedy_trace(sampler, rows, trace_bc: BudgetConfig, sp: SamplingParams, batch_size: int,
+                 seed: int, path: str) -> list[bf.Thinking]:
+  """The greedy thinking phase under the most generous setting, kept in `path`."""
+  if not os.path.exists(path):
+    traces = []
+    for b, chunk in _batches(rows, batch_size):
+      prefix = bf.prompt_ids(sampler.tokenizer, [r["question"] for r in chunk], trace_bc)
+      traces += bf.think(sampler, prefix, trace_bc, sp, seed + 64 * b)
+    write_jsonl(path, [{"id": r["id"], "tokens": t.tokens, "ends": t.ends, "waits": t.waits,
+                        "forced": t.forced} for r, t in zip(rows, traces)])
+  saved = list(read_jsonl(path))
+  if [t["id"] for t in saved] != [r["id"] for r in rows]:
+    raise ValueError(f"{path} holds a trace of other questions; delete it to recompute.")
+  return [bf.Thinking(t["tokens"], t["ends"], t["waits"], t["forced"]) for t in saved]
+
+
+def run_from_trace(sampler, rows, traces, bc: BudgetConfig, sp: SamplingParams,
+                   batch_size: int, seed: int, stops: Sequence[str]) -> list[dict]:
+  """Like run_batched for a greedy setting, with thinking read off the trace (bf.from_trace);
+  only the answer phase is decoded."""
+  tok = sampler.tokenizer
+  wait_len = len(tok.encode(bc.wait))
+  thoughts = [bf.from_trace(t, bc, wait_len) for t in traces]
+  out = []
+  for b, chunk in _batches(list(zip(rows, thoughts)), batch_size):
+    prefix = bf.prompt_ids(tok, [r["question"] for r, _ in chunk], bc)
+    res = bf.answer(sampler, prefix, [t for _, t in chunk], bc, sp, seed + 64 * b)
+    out += _scored([r for r, _ in chunk], res, bc, tok, stops)
   return out
 
 
@@ -85,22 +127,38 @@ def _name(spec: str) -> str:
 
 
 def sequential(sampler, rows, e, base: dict, out_dir: str, seed: int) -> list[dict]:
+  """One row per setting. Greedy settings without a minimum share one thinking decode
+  (`sequential.shared_trace`, default on): a trace under the most extensions and the
+  thinking cap, which each setting's thinking is read off before its answer phase."""
   s = e.sequential
   sp = SamplingParams(temperature=float(s.temperature), top_p=float(s.get("top_p", 1.0)))
+  bcs = {spec: BudgetConfig(**base, **parse_setting(spec)) for spec in s.settings}
+  # The trace thinks as long as the most generous setting allows.
+  trace_bc = BudgetConfig(**{**base, "thinking_cap": max(
+      bc.max_thinking or bc.thinking_cap for bc in bcs.values())},
+                          num_waits=max(bc.num_waits for bc in bcs.values()))
+  shared = bool(s.get("shared_trace", True)) and sp.temperature == 0
   table = []
-  for spec in s.settings:
-    bc = BudgetConfig(**base, **parse_setting(spec))
+  for spec, bc in bcs.items():
     path = os.path.join(out_dir, "sequential", _name(spec) + ".jsonl")
+    from_trace = shared and bf.derivable(bc, trace_bc)
     if not os.path.exists(path):
-      write_jsonl(path, run_batched(sampler(), rows, bc, sp, e.batch_size, seed,
-                                    e.answer_stops))
+      if from_trace:
+        traces = greedy_trace(sampler(), rows, trace_bc, sp, e.batch_size, seed,
+                              os.path.join(out_dir, "sequential", "trace.jsonl"))
+        res = run_from_trace(sampler(), rows, traces, bc, sp, e.batch_size, seed,
+                             e.answer_stops)
+      else:
+        res = run_batched(sampler(), rows, bc, sp, e.batch_size, seed, e.answer_stops)
+      write_jsonl(path, res)
     res = list(read_jsonl(path))
     table.append(dict(setting=spec, max_thinking=bc.max_thinking, waits=bc.num_waits,
                       n=len(res), accuracy=sum(r["correct"] for r in res) / len(res),
                       mean_thinking_tokens=sum(r["thinking_tokens"] for r in res) / len(res),
                       max_thinking_tokens=max(r["thinking_tokens"] for r in res),
                       forced=sum(r["forced_end"] for r in res),
-                      mean_waits=sum(r["waits"] for r in res) / len(res)))
+                      mean_waits=sum(r["waits"] for r in res) / len(res),
+                      from_trace=from_trace))
   return table
 
 
@@ -127,6 +185,8 @@ def parallel(sampler, rows, e, base: dict, out_dir: str, seed: int) -> list[dict
   n_max = ns[-1]
   bc = BudgetConfig(**base, **parse_setting(p.setting))
   sp = SamplingParams(temperature=float(p.temperature), top_p=float(p.get("top_p", 1.0)))
+  # `parallel.limit`: vote on the first questions only (16 samples each cost 16 runs).
+  rows = rows[:int(p.get("limit", 0))] if p.get("limit", 0) else rows
   # One part per `questions_per_part` questions, so a long run resumes where it stopped.
   per = max(1, int(p.questions_per_part))
   samples = []
@@ -225,7 +285,8 @@ def evaluate(sampler_fn, config, out_dir: str) -> dict:
     _write_csv(os.path.join(out_dir, "sequential.csv"), seq)
   if par:
     _write_csv(os.path.join(out_dir, "parallel.csv"), par)
-  results = dict(questions=e.questions, n_questions=len(rows), sequential=seq, parallel=par)
+  results = dict(questions=e.questions, n_questions=len(rows), sequential=seq, parallel=par,
+                 n_parallel_questions=min(len(rows), int(e.parallel.get("limit", 0)) or len(rows)))
   tmp = os.path.join(out_dir, "results.json.tmp")
   with open(tmp, "w") as f:
     json.dump(results, f, indent=1)
@@ -239,6 +300,8 @@ def run(config, workdir: str) -> dict:
   """Job entry: model from config.generate (checkpoint / model_json) and config.tokenizer."""
   out_dir = os.path.join(workdir, "budget_eval")
   results = evaluate(lambda: make_sampler(config), config, out_dir)
+  print(f"{results['n_questions']} questions; the parallel vote over the first "
+        f"{results['n_parallel_questions']}.")
   print(format_tables(results["sequential"], results["parallel"]))
   print(f"plot: {os.path.join(out_dir, 'scaling.png')}")
   return results
