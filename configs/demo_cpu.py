@@ -68,7 +68,7 @@ def get_config(size: str = "demo"):
   s.ici = (1, 1, 1)
 
   c.pair = pair_section()
-  c.pair.shard_size = 100          # >= search.num_value_shards doc shards
+  c.pair.shard_size = 100
 
   # Table 3.2's suite: held-out perplexity on the demo corpus' held-out split, and the eval
   # harness' hand-written fixtures (a handful of items per benchmark: they show the table's

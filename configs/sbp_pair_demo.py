@@ -55,7 +55,7 @@ def pair_section() -> ml_collections.ConfigDict:
   p.search.reorder = 0         # 0 = reorder_mult * k candidates rescored in float32
   p.search.reorder_mult = 4
   p.search.min_tree_size = 1000  # smaller value shards are scanned without a tree
-  p.search.num_value_shards = 2
+  p.search.num_value_shards = 2  # capped at the number of docs shards
   p.search.num_salts = 2
 
   p.select = ml_collections.ConfigDict()

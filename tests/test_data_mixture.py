@@ -77,6 +77,20 @@ def test_synthetic_is_never_repeated_and_the_stream_stops(corpora, spm_path, voc
   assert max(real.values()) > 1 and len(real) == corpora["n_real"]  # real data repeats
 
 
+@pytest.mark.parametrize("with_real", [False, True])
+def test_task_of_only_empty_documents_is_named_not_spun_on(corpora, spm_path, tmp_path,
+                                                            with_real):
+  # Repeated forever, a task whose every document is filtered out (empty text) never yields;
+  # building the iterator must fail, naming the task and its file, instead of next() hanging.
+  empty = write_jsonl(tmp_path / "empty.jsonl", [{"text": ""}] * 5)
+  train = [dict(name="blank", format="text", files=empty, weight=0.5)]
+  if with_real:
+    train.insert(0, dict(name="real", format="text", files=corpora["real"], weight=0.5))
+  with pytest.raises(ValueError, match=r"task 'blank' yields no training examples.*"
+                                       r"empty\.jsonl.*remove the task"):
+    make_seqio_iterator(data_config(spm_path, train), "train", SEQ, 2, seed=0)
+
+
 def _take(it, n):
   return [next(it) for _ in range(n)]
 

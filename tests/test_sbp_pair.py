@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import logging
 import os
 import random
 
@@ -236,6 +237,34 @@ def test_interrupted_run_resumes_without_duplicates(local_run, corpus, spm_model
   assert stats["kept"] == len(full)
 
 
+def test_fewer_doc_shards_than_value_shards(corpus, spm_model, tmp_path, caplog):
+  """One docs shard with 4 value shards asked for: the job searches 1 value shard, says so,
+  and keeps the pairs of the 4-docs-shard x 2-value-shard layout. Exact scoring and the
+  same embeddings in both, so only the layout differs."""
+  from sbp_jax.sbp import embed, job, stages
+  normal = str(tmp_path / "normal")
+  want = job.run_local(_config(corpus[0], spm_model, scoring="float", num_value_shards=2),
+                       normal)
+  one = _config(corpus[0], spm_model, scoring="float", num_value_shards=4)
+  one.pair.shard_size = 100  # the whole corpus in one docs shard
+  lay = stages.Layout(str(tmp_path / "one"))
+  assert stages.split(one.pair, lay)["num_shards"] == 1
+  parts = [embed.read_embedding_shard(stages.Layout(normal).emb_file(s)) for s in range(4)]
+  embed.write_embedding_shard(lay.emb_file(0), *(np.concatenate(x) for x in zip(*parts)))
+  with caplog.at_level(logging.WARNING, logger="sbp_jax.sbp.stages"):
+    got = job.run_local(one, lay.workdir)
+  assert "num_value_shards=4 but the corpus has 1 docs shard" in caplog.text
+  assert os.listdir(lay.nbr) == ["nbr-q00000-v000.npz"]
+  a, b = (sorted((r["d1_id"], r["d2_id"], r["similarity"]) for r in _read_pairs(w))
+          for w in (lay.workdir, normal))
+  assert [r[:2] for r in a] == [r[:2] for r in b]
+  # ScaNN's float32 dot products may differ in the last bit with the shard size.
+  np.testing.assert_allclose([r[2] for r in a], [r[2] for r in b], atol=2e-6)
+  for k in ("queries", "neighbours", "kept", "dropped"):
+    assert got[k] == want[k], k
+  assert got["kept"] > 0
+
+
 def test_bad_corpus_line_is_named(tmp_path):
   from sbp_jax.sbp import docs
   p = tmp_path / "bad.jsonl"
@@ -258,3 +287,18 @@ def test_beam_pipeline_equals_single_process(local_run, corpus, spm_model, tmp_p
   assert beam_stats["dropped"] == stats["dropped"] and beam_stats["kept"] == stats["kept"]
   np.testing.assert_allclose(beam_stats["mean_similarity_random"],
                              stats["mean_similarity_random"], atol=1e-6)
+
+
+@pytest.mark.slow  # two Beam worker processes each load JAX and MiniLM (~1-2 min)
+def test_beam_pipeline_with_fewer_doc_shards_than_value_shards(corpus, spm_model, tmp_path):
+  from sbp_jax.sbp import beam_pipeline, job
+  c = _config(corpus[0], spm_model, num_value_shards=4)
+  c.pair.shard_size = 100  # one docs shard
+  stats = job.run_local(c, str(tmp_path / "local"))
+  c.pair.runner = "beam"
+  beam_stats = beam_pipeline.run_beam(c, str(tmp_path / "beam"))
+  assert os.listdir(tmp_path / "beam" / "neighbors") == ["nbr-q00000-v000.npz"]
+  key = lambda r: (r["d1_id"], r["d2_id"], r["similarity"])
+  assert sorted(map(key, _read_pairs(str(tmp_path / "beam")))) == sorted(
+      map(key, _read_pairs(str(tmp_path / "local"))))
+  assert beam_stats["kept"] == stats["kept"] > 0 and beam_stats["dropped"] == stats["dropped"]

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 import os
 
 import pytest
@@ -72,6 +73,33 @@ def test_resume_after_crash_writes_each_document_once(tmp_path):
   assert rows == ref  # the resumed run equals the uninterrupted one
 
 
+@pytest.mark.parametrize("quota", [200, 210])
+def test_each_shard_stops_at_the_document_that_fills_its_quota(tmp_path, quota):
+  # Kept outputs are 20 tokens and a batch keeps ~3 of 4: a shard ends at the document that
+  # reaches the quota (exactly 200 / 220 tokens), not at the end of that document's batch.
+  kw = dict(KW, target_tokens=3 * quota, tokens_per_shard=quota)
+  out = str(tmp_path / "q")
+  syn.synthesize_to_dir(DOCS, fake_generate, out, **kw)
+  rows = _read(out)
+  for s in range(3):
+    shard = [r for r in rows if r["id"].startswith(f"syn-{s:05d}-")]
+    tokens = sum(r["num_tokens"] for r in shard)
+    assert tokens - shard[-1]["num_tokens"] < quota <= tokens == 20 * math.ceil(quota / 20)
+    stats = json.loads(open(syn.shard_path(out, s) + ".stats.json").read())
+    assert stats["kept_tokens"] == tokens and stats["kept"] == len(shard)
+    assert stats["dropped_over_quota"] > 0 or quota == 200  # the trimmed batch is counted
+    assert stats["generated"] == stats["kept"] + sum(
+        v for k, v in stats.items() if k.startswith("dropped_"))
+  # Trimming keeps determinism: each shard is the start of what a larger quota would keep.
+  big = str(tmp_path / "big")
+  syn.synthesize_to_dir(DOCS, fake_generate, big, **dict(kw, target_tokens=30 * quota,
+                                                         tokens_per_shard=10 * quota))
+  longer = _read(big)
+  for s in range(3):
+    mine = [r for r in rows if r["id"].startswith(f"syn-{s:05d}-")]
+    assert [r for r in longer if r["id"].startswith(f"syn-{s:05d}-")][:len(mine)] == mine
+
+
 def test_hosts_split_shards_without_overlap(tmp_path):
   one = str(tmp_path / "one")
   syn.synthesize_to_dir(DOCS, fake_generate, one, **KW)
@@ -91,7 +119,8 @@ def test_repetitive_outputs_are_dropped_and_counted(tmp_path):
   # The REPEAT doc is 1 of 5 seeds: about a fifth of the outputs are repetitive and dropped.
   assert 0.1 < summary["repetitive_rate"] < 0.35
   assert summary["kept"] == len(rows)
-  assert summary["kept"] + summary["dropped_repetitive"] == summary["generated"]
+  assert (summary["kept"] + summary["dropped_repetitive"] + summary["dropped_over_quota"]
+          == summary["generated"])
   assert summary["kept_tokens"] == sum(r["num_tokens"] for r in rows)
   assert {r["seed_id"] for r in rows} == {"d0", "d1", "d2", "d3"}  # uniform seeds reach all
 

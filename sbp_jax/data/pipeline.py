@@ -13,6 +13,8 @@ Config (plain data):
 Train: a seqio Mixture of the train tasks, shuffled with the run's seed, real
 tasks repeated, synthetic tasks read once; `weight` is a share of TOKENS
 (converted to seqio's per-example rates with each task's mean example length).
+A train task that yields no example at all (every document empty) is an error
+when the iterator is built: repeated, it would make the iterator spin forever.
 Eval: the eval tasks one after another, unshuffled, one pass; after the end
 every batch is all padding (weight 0), so all hosts run the same number of
 eval steps and the loss is unchanged.
@@ -118,6 +120,28 @@ def _mean_example_tokens(task, key: str, seq_len: int, n: int = 256) -> float:
   return _MEAN_TOKENS[key]
 
 
+_NONEMPTY: set[str] = set()
+
+
+def _check_has_examples(task, e: dict, key: str, seq_len: int, shard_info) -> None:
+  """Raises if the task yields no example at all (every document empty or filtered out):
+  repeated forever, such a task makes the train iterator spin without yielding. Reads
+  this host's share unshuffled, once, up to its first example (one pass at worst)."""
+  if key in _NONEMPTY:
+    return
+  ds = task.get_dataset(tasks_lib.sequence_lengths(seq_len), split="train", shuffle=False,
+                        shard_info=shard_info, num_epochs=1, try_in_mem_cache=False)
+  if next(ds.take(1).as_numpy_iterator(), None) is None:
+    host = (f" (this host's share: host {shard_info.index} of {shard_info.num_shards})"
+            if shard_info else "")
+    raise ValueError(
+        f"data.train task {e['name']!r} yields no training examples{host}: every record of "
+        f"files={e['files']!r} is empty or filtered out (format {e['format']!r}; text "
+        f"documents that tokenize to nothing are dropped). Fill the files (is the document "
+        f"in the field the format reads?) or remove the task from data.train.")
+  _NONEMPTY.add(key)
+
+
 def build_dataset(data_cfg, split: str, seq_len: int, local_batch: int, seed: int,
                   shard_info=None):
   """tf.data.Dataset of host-local batches (dicts of [local_batch, seq_len])."""
@@ -130,12 +154,15 @@ def build_dataset(data_cfg, split: str, seq_len: int, local_batch: int, seed: in
                                    max_len=e["max_len"], shuffle_buffer_size=buffer)
            for e in es]
   if split == "train":
+    keys = [json.dumps([e, data_cfg.vocab, seq_len, sources.file_stamps(e["files"])],
+                       sort_keys=True, default=str) for e in es]
+    shard_key = [shard_info.index, shard_info.num_shards] if shard_info else None
+    for t, e, key in zip(tasks, es, keys):
+      _check_has_examples(t, e, json.dumps([key, shard_key]), seq_len, shard_info)
     if len(tasks) == 1:
       rates = {tasks[0].name: 1.0}
     else:
-      means = {t.name: _mean_example_tokens(
-          t, json.dumps([e, data_cfg.vocab, seq_len, sources.file_stamps(e["files"])],
-                        sort_keys=True, default=str), seq_len) for t, e in zip(tasks, es)}
+      means = {t.name: _mean_example_tokens(t, key, seq_len) for t, key in zip(tasks, keys)}
       rates = mixture_lib.example_rates({e["name"]: float(e["weight"]) for e in es}, means)
     mix = mixture_lib.register_mixture("mix:" + "+".join(rates), list(rates.items()),
                                        never_repeat=[e["name"] for e in es if e["synthetic"]])

@@ -115,7 +115,7 @@ def _route(element):
 def build(pipeline, config, workdir: str, num_shards: int):
   cfg = config.to_dict()
   p = config.pair
-  nv, ns = stages.shard_counts(p)
+  nv, ns = stages.shard_counts(p, num_shards)
   lay = stages.Layout(workdir)
   shards = pipeline | "Shards" >> beam.Create(list(range(num_shards)))
   embedded = shards | "Embed" >> beam.ParDo(EmbedFn(cfg, workdir))
@@ -140,9 +140,9 @@ def run_beam(config, workdir: str) -> dict:
   lay = stages.Layout(workdir)
   man = stages.split(p, lay)
   opts = PipelineOptions(list(p.beam_options))
-  log.info("Beam pipeline: %d key shards, %s value shards x %s salts, options %s",
-           man["num_shards"], p.search.num_value_shards, p.search.num_salts,
-           list(p.beam_options))
+  nv, ns = stages.shard_counts(p, man["num_shards"], announce=True)
+  log.info("Beam pipeline: %d key shards, %d value shards x %d salts, options %s",
+           man["num_shards"], nv, ns, list(p.beam_options))
   with beam.Pipeline(options=opts) as pipeline:
     build(pipeline, config, workdir, man["num_shards"])
   return stages.finalize(p, lay, man["num_shards"], int(config.seed))

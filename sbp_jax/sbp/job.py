@@ -34,7 +34,7 @@ def run_local(config, workdir: str, stop_after_shards: int = 0) -> dict:
   for s in range(n):
     stages.embed_shard(embedder, lay, s)
   stages._progress("embed", n, n)  # pylint: disable=protected-access
-  nv, ns = stages.shard_counts(p)
+  nv, ns = stages.shard_counts(p, n, announce=True)
   for v in range(nv):
     for salt in range(ns):
       stages.search_salt(p, lay, n, v, salt)

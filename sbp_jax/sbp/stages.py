@@ -54,6 +54,11 @@ class Layout:
   def stats_file(self, q: int) -> str:
     return os.path.join(self.pairs, f"stats-{q:05d}.json")
 
+  def num_shards(self) -> int:
+    """Docs shards of the split (its manifest), for stages not handed the count."""
+    with open(os.path.join(self.docs, docs_lib.MANIFEST)) as f:
+      return int(json.load(f)["num_shards"])
+
 
 def _atomic_json(path: str, obj) -> None:
   tmp = path + ".tmp"
@@ -66,8 +71,17 @@ def _progress(what: str, done: int, total: int) -> None:
   log.info("%s: %d/%d shards done", what, done, total)
 
 
-def shard_counts(p) -> tuple[int, int]:
-  return int(p.search.num_value_shards), int(p.search.num_salts)
+def shard_counts(p, num_shards: int, announce: bool = False) -> tuple[int, int]:
+  """(value shards, salts) for a corpus of num_shards docs shards. A value shard is a union
+  of whole docs shards, so there are at most num_shards of them; merge_topk does not depend
+  on the split, so using fewer than pair.search.num_value_shards leaves the pairs unchanged."""
+  want = int(p.search.num_value_shards)
+  nv = max(1, min(want, num_shards))
+  if announce and nv < want:
+    log.warning("pair.search.num_value_shards=%d but the corpus has %d docs shard(s) "
+                "(pair.shard_size=%s): using %d value shard(s).", want, num_shards,
+                p.shard_size, nv)
+  return nv, int(p.search.num_salts)
 
 
 # -- stage 0: corpus -> docs shards ----------------------------------------------------
@@ -98,7 +112,7 @@ def search_salt(p, lay: Layout, num_shards: int, v: int, salt: int) -> list[int]
   """Builds value shard v's searcher (this salt's copy) and searches the key shards
   q with q % num_salts == salt; returns the key shards now done for v."""
   sc = SearchConfig.from_dict(p.search)
-  nv, ns = shard_counts(p)
+  nv, ns = shard_counts(p, num_shards)
   keys = [q for q in range(num_shards) if salt_of(q, ns) == salt]
   todo = [q for q in keys if not os.path.exists(lay.nbr_file(q, v))]
   if todo:
@@ -117,7 +131,7 @@ def search_salt(p, lay: Layout, num_shards: int, v: int, salt: int) -> list[int]
 def candidates(p, lay: Layout, q: int, stats: dict) -> dict[int, list[tuple[int, float]]]:
   """Merged global top-k of key shard q, thresholded at alpha."""
   sc, sel = SearchConfig.from_dict(p.search), SelectConfig.from_dict(p.select)
-  nv, _ = shard_counts(p)
+  nv, _ = shard_counts(p, lay.num_shards())
   parts, qg = [], None
   for v in range(nv):
     with np.load(lay.nbr_file(q, v)) as z:

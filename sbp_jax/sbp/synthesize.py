@@ -5,7 +5,9 @@ synthesizer continues `d1 <|doc_sep|>` (the synthesizer-tuning format) until
 end-of-sequence; outputs that repeat a 13-token shingle are dropped. The output
 is a set of JSONL shards in the pretraining text format, one seqio source.
 
-Work is cut into shards of a fixed synthetic-token quota. Everything a shard
+Work is cut into shards of a fixed synthetic-token quota; a shard ends with the
+document that reaches it (documents are never cut; the rest of that batch is
+dropped and counted as dropped_over_quota). Everything a shard
 draws (its seed documents and its sampling keys) is a pure function of
 (config seed, shard index), and hosts take shards round-robin, so a re-run
 skips finished shards and redoes an interrupted one identically: no synthetic
@@ -114,7 +116,9 @@ def synthesize_shard(docs: Sequence[dict], shard: int, generate: GenerateFn, *, 
                      shingle: int = SHINGLE, drop_unfinished: bool = False,
                      on_batch: Callable[[int, int], None] | None = None
                      ) -> tuple[list[dict], dict]:
-  """Generates kept documents until their tokens reach `tokens_per_shard`.
+  """Generates kept documents until their tokens reach `tokens_per_shard`: the shard ends
+  with the document that reaches it, and later outputs of that batch are dropped
+  (dropped_over_quota), so a shard overshoots by less than one document, not one batch.
 
   on_batch(kept_tokens, generated_tokens) is called after every batch (progress).
   Returns (records, stats).
@@ -122,7 +126,8 @@ def synthesize_shard(docs: Sequence[dict], shard: int, generate: GenerateFn, *, 
   rng = shard_rng(seed, shard)
   records: list[dict] = []
   stats = dict(shard=shard, generated=0, kept=0, kept_tokens=0, generated_tokens=0,
-               dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0, batches=0)
+               dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0,
+               dropped_over_quota=0, batches=0)
   for b in range(max_batches):
     if stats["kept_tokens"] >= tokens_per_shard:
       break
@@ -141,7 +146,10 @@ def synthesize_shard(docs: Sequence[dict], shard: int, generate: GenerateFn, *, 
         stats["dropped_repetitive"] += 1
       elif drop_unfinished and s.finish_reason != "stop_token":
         stats["dropped_unfinished"] += 1
-      else:  # the last batch is kept whole: a shard may overshoot its quota a little
+      elif stats["kept_tokens"] >= tokens_per_shard:
+        # Filters first, so repetitive_rate still covers every output of the batch.
+        stats["dropped_over_quota"] += 1
+      else:
         records.append({"text": s.text, "id": f"syn-{shard:05d}-{b:05d}-{j:04d}",
                         "seed_id": docs[i]["id"], "num_tokens": len(s.tokens),
                         "finish_reason": s.finish_reason})
@@ -188,7 +196,8 @@ def synthesize_to_dir(docs: Sequence[dict], generate: GenerateFn, out_dir: str, 
              disable=not progress, dynamic_ncols=True)
   t0, gen_tokens = time.perf_counter(), 0
   totals = dict(shards_written=0, kept=0, kept_tokens=0, generated=0, generated_tokens=0,
-                dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0)
+                dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0,
+                dropped_over_quota=0)
   for s in todo:
     done_before = bar.n
 
@@ -219,7 +228,7 @@ def summarize_dir(out_dir: str) -> dict:
   """Totals over every finished shard (what a seqio source over the dir will read)."""
   shards = glob_files(str(epath.Path(out_dir) / "synthetic-*.jsonl"))
   out = dict(shards=len(shards), kept=0, kept_tokens=0, generated=0, generated_tokens=0,
-             dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0)
+             dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0, dropped_over_quota=0)
   for p in shards:
     st = json.loads(epath.Path(p + ".stats.json").read_text())
     for k in out:
