@@ -99,6 +99,7 @@ def greedy_trace(sampler, rows, trace_bc: BudgetConfig, sp: SamplingParams, batc
     for b, chunk in _batches(rows, batch_size):
       prefix = bf.prompt_ids(sampler.tokenizer, [r["question"] for r in chunk], trace_bc)
       traces += bf.think(sampler, prefix, trace_bc, sp, seed + 64 * b)
+      log.info("greedy trace: %d/%d questions", len(traces), len(rows))
     write_jsonl(path, [{"id": r["id"], "tokens": t.tokens, "ends": t.ends, "waits": t.waits,
                         "forced": t.forced} for r, t in zip(rows, traces)])
   saved = list(read_jsonl(path))
@@ -151,6 +152,7 @@ def sequential(sampler, rows, e, base: dict, out_dir: str, seed: int) -> list[di
       else:
         res = run_batched(sampler(), rows, bc, sp, e.batch_size, seed, e.answer_stops)
       write_jsonl(path, res)
+      log.info("setting %s: %d questions done", spec, len(res))
     res = list(read_jsonl(path))
     table.append(dict(setting=spec, max_thinking=bc.max_thinking, waits=bc.num_waits,
                       n=len(res), accuracy=sum(r["correct"] for r in res) / len(res),
@@ -202,6 +204,7 @@ def parallel(sampler, rows, e, base: dict, out_dir: str, seed: int) -> list[dict
                                               for x in res[i * n_max:(i + 1) * n_max]]}
                          for i, r in enumerate(chunk)])
     samples += list(read_jsonl(path))
+    log.info("parallel: %d/%d questions sampled", len(samples), len(rows))
   return vote_table(samples, ns)
 
 
