@@ -33,13 +33,19 @@ class GreedyFake:
     for i, p in enumerate(prompts):
       hi = sp.max_new_tokens if max_new_tokens is None else max_new_tokens[i]
       lo = sp.min_new_tokens if min_new_tokens is None else min_new_tokens[i]
-      toks, reason = [], "length"
+      toks, reason, ext_at, queue = [], "length", [], []
       while len(toks) < hi:
-        t = self.next_token(list(p) + toks, allow_stop=len(toks) >= lo)
+        if queue:
+          t = queue.pop(0)
+        else:
+          t = self.next_token(list(p) + toks, allow_stop=len(toks) >= lo)
+          if t in stops and len(ext_at) < sp.extensions:
+            ext_at.append(len(toks))
+            t, queue = sp.extend_ids[0], list(sp.extend_ids[1:])
         toks.append(t)
         if t in stops:
           reason = "stop_token"
           break
       body = toks[:-1] if reason == "stop_token" else toks
-      out.append(Completion(toks, self.tokenizer.decode(body), reason))
+      out.append(Completion(toks, self.tokenizer.decode(body), reason, None, ext_at))
     return out

@@ -99,3 +99,52 @@ def test_settings_read_off_one_greedy_trace_equal_their_own_runs():
   assert not bf.derivable(BudgetConfig(min_thinking=2), trace_bc)
   assert not bf.derivable(BudgetConfig(num_waits=4, thinking_cap=60), trace_bc)
   assert not bf.derivable(BudgetConfig(max_thinking=61), trace_bc)
+
+
+def _rounds(sampler, prefix, bc, sp):
+  """Reference semantics: decode until the model ends, append "Wait", re-prefill, repeat."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from sbp_jax.generate import budget_forcing as bf  # pylint: disable=g-import-not-at-top
+  tok = sampler.tokenizer
+  stop = (tok.token_to_id(bc.think_end),) + tuple(tok.eos_ids)
+  wait, budget = tok.encode(bc.wait), bc.max_thinking or bc.thinking_cap
+  rows = []
+  for p in prefix:
+    r = bf.Thinking([], [], 0, False)
+    while True:
+      o = sampler.generate([list(p) + r.tokens], dataclasses.replace(
+          sp, stop_ids=stop, max_new_tokens=budget - len(r.tokens),
+          min_new_tokens=max(0, bc.min_thinking - len(r.tokens))))[0]
+      if o.finish_reason != "stop_token":
+        r.tokens += o.tokens
+        r.forced = True
+        break
+      r.tokens += o.tokens[:-1]
+      r.ends.append(len(r.tokens))
+      if r.waits == bc.num_waits:
+        break
+      r.tokens += wait[:budget - len(r.tokens)]
+      r.waits += 1
+      if len(r.tokens) >= budget:
+        r.forced = True
+        break
+    rows.append(r)
+  return rows
+
+
+def test_in_loop_extension_equals_decoding_in_rounds(sampler):
+  from sbp_jax.generate import budget_forcing as bf  # pylint: disable=g-import-not-at-top
+  # A bias that makes ending the greedy choice at some positions but not all: the
+  # median margin by which the end delimiter loses, over an unbiased generation.
+  prefix = bf.prompt_ids(TOK, QUESTIONS + ["Why is the sky blue?", "7*6"], BudgetConfig())
+  free = sampler.generate(prefix, SamplingParams(temperature=0.0, max_new_tokens=24,
+                                                 stop_ids=(-1,)), record_logits=True)
+  margins = jnp.concatenate([c.logits.max(-1) - c.logits[:, END] for c in free])
+  sp = _greedy(float(jnp.quantile(margins, 0.8)))
+  for bc in (BudgetConfig(num_waits=3, thinking_cap=24),
+             BudgetConfig(num_waits=2, min_thinking=5, max_thinking=17),
+             BudgetConfig(num_waits=6, thinking_cap=30)):
+    got = bf.think(sampler, prefix, bc, sp)
+    want = _rounds(sampler, prefix, bc, sp)
+    assert got == want, bc
+  assert {t.waits for t in got} != {0} and any(not t.forced for t in got), got

@@ -2,13 +2,14 @@
 
 Thinking runs between a start and an end delimiter. All decoding goes through
 `Sampler.generate`; this module only decides what each call may do:
-- max budget: a row gets at most N thinking tokens (its `max_new_tokens` is the
-  budget left); when it runs out, the end delimiter (plus an optional string
+- max budget: a row gets at most N thinking tokens (`max_new_tokens`); when it
+  runs out, the end delimiter (plus an optional string
   such as "Final Answer:") is appended and the answer phase starts;
 - min budget: the end delimiter's first token (and end-of-sequence) is masked
   (`min_new_tokens`) until the row has thought for the minimum;
 - extension: each time the model ends its thinking, the delimiter is dropped
-  and a string ("Wait") appended, up to K times.
+  and a string ("Wait") appended, up to K times (the sampler's `extend_ids`, so
+  thinking is one decode however often it is extended).
 A multi-token delimiter (Qwen-style "<|im_start|>answer") is detected and masked
 by its first token.
 """
@@ -85,40 +86,26 @@ def prompt_ids(tok, questions: Sequence[str], bc: BudgetConfig) -> list[list[int
 
 def think(sampler: Sampler, prefix: Sequence[list[int]], bc: BudgetConfig,
           sp: SamplingParams = SamplingParams(temperature=0.0), seed: int = 0) -> list[Thinking]:
-  """The thinking phase of every row, obeying the max / min budgets and extensions of `bc`."""
+  """The thinking phase of every row, obeying the max / min budgets and extensions of `bc`.
+
+  One decode: the end delimiter (and end-of-sequence) is masked until the minimum,
+  replaced by "Wait" while extensions are left (inside the sampler's loop), and
+  the row is cut at the budget.
+  """
   tok = _check(sampler, bc)
   stop = tuple(dict.fromkeys((_ids(tok, bc.think_end)[0],) + eos_ids_of(tok)))
-  wait_ids = tok.encode(bc.wait)
   budget = bc.max_thinking or bc.thinking_cap
-  rows = [Thinking([], [], 0, False) for _ in prefix]
-  active = list(range(len(prefix)))
-  rnd = 0
-  while active:
-    left = [budget - len(rows[i].tokens) for i in active]
-    outs = sampler.generate(
-        [list(prefix[i]) + rows[i].tokens for i in active],
-        dataclasses.replace(sp, stop_ids=stop, stop_strings=(), max_new_tokens=max(left),
-                            min_new_tokens=0),
-        seed=seed + rnd, max_new_tokens=left,
-        min_new_tokens=[max(0, bc.min_thinking - len(rows[i].tokens)) for i in active])
-    rnd += 1
-    still = []
-    for i, o in zip(active, outs):
-      r = rows[i]
-      ended = o.finish_reason == "stop_token"
-      r.tokens += o.tokens[:-1] if ended else o.tokens
-      if not ended:  # out of budget
-        r.forced = True
-        continue
-      r.ends.append(len(r.tokens))
-      if r.waits < bc.num_waits:
-        r.tokens += wait_ids[:budget - len(r.tokens)]
-        r.waits += 1
-        if len(r.tokens) >= budget:
-          r.forced = True
-        else:
-          still.append(i)
-    active = still
+  outs = sampler.generate(
+      [list(p) for p in prefix],
+      dataclasses.replace(sp, stop_ids=stop, stop_strings=(), max_new_tokens=budget,
+                          min_new_tokens=bc.min_thinking, extend_ids=tuple(tok.encode(bc.wait)),
+                          extensions=bc.num_waits), seed=seed)
+  rows = []
+  for o in outs:
+    ended = o.finish_reason == "stop_token"
+    tokens = o.tokens[:-1] if ended else o.tokens
+    rows.append(Thinking(tokens, list(o.extended_at) + ([len(tokens)] if ended else []),
+                         len(o.extended_at), not ended))
   return rows
 
 
@@ -150,9 +137,7 @@ def budget_force(sampler: Sampler, questions: Sequence[str], bc: BudgetConfig,
   tok = _check(sampler, bc)
   prefix = prompt_ids(tok, questions, bc)
   thoughts = think(sampler, prefix, bc, sp, seed)
-  # The answer phase draws from its own stream, after the thinking rounds'.
-  return answer(sampler, prefix, thoughts, bc, sp, seed + 1 + max(
-      [len(t.ends) for t in thoughts] + [0]))
+  return answer(sampler, prefix, thoughts, bc, sp, seed + 1)  # its own random stream
 
 
 def derivable(bc: BudgetConfig, trace_bc: BudgetConfig) -> bool:

@@ -27,6 +27,7 @@ from sbp_jax.model import CACHE_AXES, ModelConfig, Transformer, init_cache
 from sbp_jax.parallel import make_mesh, make_rules, mesh_context
 
 MAX_STOP_IDS = 16
+MAX_EXTEND_IDS = 16
 _NEG = -jnp.inf
 
 
@@ -40,6 +41,11 @@ class SamplingParams:
   stop_ids: tuple[int, ...] | None = None  # None: the tokenizer's end-of-sequence ids
   stop_strings: tuple[str, ...] = ()
   logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit)
+  # Suppress a stop up to `extensions` times per row: the stop token is replaced by
+  # `extend_ids` (e.g. "Wait"), which are forced, and decoding goes on (s1's budget
+  # forcing). Done inside the decode loop, so extending costs no extra prefill.
+  extend_ids: tuple[int, ...] = ()
+  extensions: int = 0
 
   def __post_init__(self):
     if self.temperature < 0:
@@ -48,6 +54,12 @@ class SamplingParams:
       raise ValueError(f"top_p={self.top_p} must be in (0, 1].")
     if self.top_k < 0 or self.max_new_tokens < 0 or self.min_new_tokens < 0:
       raise ValueError("top_k, max_new_tokens and min_new_tokens must be >= 0.")
+    if self.extensions < 0 or (self.extensions and not self.extend_ids):
+      raise ValueError(f"extensions={self.extensions} needs extend_ids (the tokens that "
+                       "replace a suppressed stop) and must be >= 0.")
+    if len(self.extend_ids) > MAX_EXTEND_IDS:
+      raise ValueError(f"extend_ids has {len(self.extend_ids)} tokens; at most "
+                       f"{MAX_EXTEND_IDS} are supported.")
 
 
 @dataclasses.dataclass
@@ -56,6 +68,7 @@ class Completion:
   text: str                # decoded, without the stop token / stop string
   finish_reason: str       # "stop_token" | "stop_string" | "length"
   logits: np.ndarray | None = None  # [len(tokens), vocab] when record_logits
+  extended_at: list[int] = dataclasses.field(default_factory=list)  # where extend_ids begin
 
 
 def filter_logits(x: jax.Array, top_k: jax.Array, top_p: jax.Array, use_top_k: bool,
@@ -153,7 +166,8 @@ class Sampler:
     return self._constrain_cache(out["cache"]), out["logits"][:, 0]
 
   def _decode_fn(self, params, state, limit, max_new, min_new, stop_ids, bias, temperature,
-                 top_k, top_p, pad_id, use_top_k: bool, use_top_p: bool):
+                 top_k, top_p, pad_id, ext_ids, ext_len, max_ext, use_top_k: bool,
+                 use_top_p: bool):
     b, g = state["out"].shape
     vocab = state["logits"].shape[-1]
     is_stop = jnp.any(jnp.arange(vocab)[None, :] == stop_ids[:, None], axis=0)  # [V]
@@ -170,9 +184,18 @@ class Sampler:
       keys = jax.vmap(jax.random.fold_in)(st["keys"], st["n"])
       tok = sample_tokens(logits, keys, temperature, top_k, top_p, use_top_k, use_top_p)
       active = ~st["done"]
+      # Extensions: a queued extension token is forced; a stop with extensions left
+      # is replaced by the first extension token and queues the rest.
+      forcing = st["ext_q"] < ext_len
+      tok = jnp.where(forcing, ext_ids[jnp.minimum(st["ext_q"], MAX_EXTEND_IDS - 1)], tok)
+      extend = active & ~forcing & is_stop[tok] & (st["ext_n"] < max_ext)
+      tok = jnp.where(extend, ext_ids[0], tok)
       tok = jnp.where(active, tok, pad_id)
       slot = jnp.where(active, st["n"], g)  # out of range -> dropped
       new = dict(st)
+      new["ext_q"] = jnp.where(extend, 1, st["ext_q"] + (forcing & active))
+      new["ext_n"] = st["ext_n"] + extend
+      new["ext_at"] = st["ext_at"].at[rows, slot].set(extend, mode="drop")
       new["out"] = st["out"].at[rows, slot].set(tok, mode="drop")
       if "rec" in st:
         new["rec"] = st["rec"].at[rows, slot].set(st["logits"], mode="drop")
@@ -243,6 +266,8 @@ class Sampler:
     min_new = np.concatenate([min_new, np.zeros(rows - n, np.int32)])
     stops = np.full((MAX_STOP_IDS,), -1, np.int32)
     stops[:len(stop_ids)] = stop_ids
+    ext = np.zeros((MAX_EXTEND_IDS,), np.int32)
+    ext[:len(sp.extend_ids)] = sp.extend_ids
     bias = np.zeros((vocab,), np.float32)
     for tid, b in sp.logit_bias:
       if not 0 <= int(tid) < vocab:
@@ -263,12 +288,15 @@ class Sampler:
       t1 = time.perf_counter()
       state = dict(cache=cache, logits=logits, index=put(lengths), n=put(np.zeros(rows, np.int32)),
                    done=put(max_new <= 0), out=put(np.full((rows, g_len), pad_id, np.int32)),
-                   keys=keys)
+                   keys=keys, ext_q=put(np.full(rows, len(sp.extend_ids), np.int32)),
+                   ext_n=put(np.zeros(rows, np.int32)),
+                   ext_at=put(np.zeros((rows, g_len), bool)))
       if record_logits:
         state["rec"] = jnp.zeros((rows, g_len, vocab), jnp.float32)
       args = (put(max_new), put(min_new), jnp.asarray(stops), jnp.asarray(bias),
               jnp.float32(sp.temperature),
-              jnp.int32(sp.top_k), jnp.float32(sp.top_p), jnp.int32(pad_id))
+              jnp.int32(sp.top_k), jnp.float32(sp.top_p), jnp.int32(pad_id),
+              jnp.asarray(ext), jnp.int32(len(sp.extend_ids)), jnp.int32(sp.extensions))
       flags = dict(use_top_k=sp.top_k > 0, use_top_p=sp.top_p < 1)
       limit = self.chunk if sp.stop_strings else g_len
       for _ in range(-(-g_len // limit)):
@@ -285,7 +313,7 @@ class Sampler:
           state["done"] = put(done | hit)
           if (done | hit).all():
             break
-      out, cnt = jax.device_get((state["out"], state["n"]))
+      out, cnt, ext_at = jax.device_get((state["out"], state["n"], state["ext_at"]))
       rec = jax.device_get(state["rec"]) if record_logits else None
     # Wall times of the last call (the first call per shape includes compilation).
     self.last_timings = dict(prefill_s=t1 - t0, decode_s=time.perf_counter() - t1,
@@ -313,7 +341,8 @@ class Sampler:
       if text is None:
         text = self.tokenizer.decode(toks) if self.tokenizer is not None else ""
       results.append(Completion(toks, text, reason,
-                                rec[i, :len(toks)] if rec is not None else None))
+                                rec[i, :len(toks)] if rec is not None else None,
+                                np.flatnonzero(ext_at[i, :len(toks)]).tolist()))
     return results
 
   def generate_text(self, prompts: Sequence[str], sp: SamplingParams, seed: int = 0,
