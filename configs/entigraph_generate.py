@@ -27,6 +27,11 @@ def entigraph_section() -> ml_collections.ConfigDict:
   e.extraction_retries = 2        # extra extraction calls when the JSON cannot be parsed
   e.extraction_fallback = "record"  # record | raw_doc | heuristic (see pipeline.py)
   e.include_summary = True        # the extracted summary is also a training text
+  # Prefill: the start of the extraction reply, e.g. '{"entities": ["' for small chat
+  # models that drift into prose; "" for API models (OpenAI's has no prefill; an
+  # HTTP endpoint needs generator.http.prefill).
+  e.extraction_reply_prefix = ""
+  e.relation_prefill_heading = False  # start relation replies with their first heading
   e.rephrase_styles = ("easy", "medium", "hard")
   e.rephrase_rounds = 1           # rewrites per style per document
   e.temperature = 1.0
@@ -49,7 +54,8 @@ def generator_section() -> ml_collections.ConfigDict:
       base_url="http://127.0.0.1:8000/v1", model="sbp_jax", api_key_env="",
       max_concurrency=8, requests_per_second=0.0, max_retries=5, backoff_s=1.0,
       max_backoff_s=60.0, timeout_s=600.0,
-      send_seed=True))  # False batches better on our own `serve` at temperature > 0
+      send_seed=True,  # False batches better on our own `serve` at temperature > 0
+      prefill=""))  # "" | "message" | "continue_final_message" (see backends.HTTPGenerator)
   return g
 
 

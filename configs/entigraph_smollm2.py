@@ -5,7 +5,11 @@ of the shipped demo corpus, through the local generator backend.
   launch/tpu_run.sh --config=configs/entigraph_smollm2.py
 
 The import runs first when runs/import_smollm2/model.json is missing. Each
-call is rendered with the model's own chat template (generate.chat). An
+call is rendered with the model's own chat template (generate.chat). The 135M
+model answers an extraction request in prose unless its reply is already begun,
+so the reply is prefilled with the opening of the JSON (entities first: a reply
+cut off or derailed later still yields entities, at the cost of the summary),
+and each relation reply with its first heading. An
 extraction reply that is not valid JSON is retried `extraction_retries` times,
 then recorded as a failure with its raw text (WORKDIR/failures.jsonl, and the
 document's meta file). WORKDIR/manifest.json reports documents, entities,
@@ -39,6 +43,8 @@ def get_config():
   e.extraction_retries = 2
   e.extraction_fallback = "record"  # a document whose extraction never parses is recorded, not guessed
   e.temperature = 0.7
+  e.extraction_reply_prefix = '{"entities": ["'  # measured: 6/8 replies parse, vs 3/8 from '{"summary": "'
+  e.relation_prefill_heading = True
   e.extraction_max_tokens = 256
   e.relation_max_tokens = 160
   e.batch_size = 8

@@ -4,6 +4,11 @@ HTTP endpoint (a hosted API, vLLM, or our `serve` job).
     gen = make_generator(config)
     texts = gen.complete(["prompt", ...], GenParams(max_tokens=256))
     texts = gen.chat([[{"role": "user", "content": "..."}], ...], GenParams())
+
+Prefill: a conversation whose last message is an assistant turn asks the model to
+continue that turn (the reply is the continuation only). Small chat models follow
+a format far more reliably when their reply is already started, e.g. with '{"'.
+LocalGenerator always can; an HTTP endpoint only where `prefill` names how.
 """
 
 from __future__ import annotations
@@ -49,12 +54,23 @@ class GenerationError(RuntimeError):
   pass
 
 
+def split_prefill(messages: Messages) -> tuple[list, str]:
+  """(messages before the reply, the reply's start): a trailing assistant message is
+  the start of the reply the model should continue ("" when there is none)."""
+  msgs = list(messages)
+  if msgs and msgs[-1].get("role") == "assistant":
+    return msgs[:-1], msgs[-1].get("content") or ""
+  return msgs, ""
+
+
 # -- local -------------------------------------------------------------------------------
 
 
 class LocalGenerator:
   """Our Sampler (an sbp_jax or imported checkpoint), in batches of `batch_size`.
-  Chat conversations are rendered with the ChatML template and stop at its end token."""
+  Chat conversations are rendered with the ChatML template (or the model's own) and
+  stop at its end token; a trailing assistant message is appended after the
+  assistant header, so the model continues it (prefill)."""
 
   def __init__(self, sampler, batch_size: int = 8, top_k: int = 0, render=render_chat):
     self.sampler, self.batch_size, self.top_k = sampler, batch_size, top_k
@@ -73,7 +89,13 @@ class LocalGenerator:
 
   def chat(self, conversations: Sequence[Messages], params: GenParams) -> list[str]:
     params = dataclasses.replace(params, stop=tuple(params.stop) + CHAT_STOP)
-    return self.complete([self.render(m) for m in conversations], params)
+    prompts = []
+    for m in conversations:
+      msgs, start = split_prefill(m)
+      # The template opens the assistant turn; rendering the partial reply as a
+      # message would close it with an end-of-turn token instead.
+      prompts.append(self.render(msgs) + start)
+    return self.complete(prompts, params)
 
 
 # -- HTTP --------------------------------------------------------------------------------
@@ -98,6 +120,7 @@ class RateLimiter:
       time.sleep(start - now)
 
 
+PREFILL_MODES = ("", "message", "continue_final_message")
 _RETRY_CODES = (408, 409, 429, 500, 502, 503, 504)
 
 
@@ -108,12 +131,18 @@ class HTTPGenerator:
   `requests_per_second` started; 429 / 5xx / connection errors are retried with
   exponential backoff and jitter (Retry-After is honoured), other errors fail
   at once with the server's message.
+
+  prefill: how the server continues a trailing assistant message. "" (default:
+  OpenAI's own API has no prefill and would answer after it as a new turn) refuses
+  such conversations with an error; "message" sends it as is (servers that
+  continue it, e.g. Anthropic-style APIs); "continue_final_message" also sends
+  vLLM's continue_final_message / add_generation_prompt fields (vLLM, our `serve`).
   """
 
   def __init__(self, base_url: str, model: str, api_key: str = "", max_concurrency: int = 8,
                requests_per_second: float = 0.0, max_retries: int = 5, backoff_s: float = 1.0,
                max_backoff_s: float = 60.0, timeout_s: float = 300.0, seed: int = 0,
-               send_seed: bool = True):
+               send_seed: bool = True, prefill: str = ""):
     self.base_url = base_url.rstrip("/")
     self.model, self.api_key = model, api_key
     self.max_concurrency, self.max_retries = max(1, max_concurrency), max_retries
@@ -122,6 +151,9 @@ class HTTPGenerator:
     # Seeds make replies reproducible where servers honour them; our `serve`
     # runs a seeded sampled request alone, so send_seed=False batches better there.
     self.send_seed = send_seed
+    if prefill not in PREFILL_MODES:
+      raise ValueError(f"generator.http.prefill={prefill!r}; choose one of {PREFILL_MODES}.")
+    self.prefill = prefill
     self._rng = random.Random(seed)
     self._lock = threading.Lock()
     self.stats = dict(requests=0, retries=0, prompt_tokens=0, completion_tokens=0)
@@ -188,9 +220,20 @@ class HTTPGenerator:
     return self._map(one, list(prompts))
 
   def chat(self, conversations: Sequence[Messages], params: GenParams) -> list[str]:
+    extra = {}
+    if any(split_prefill(m)[1] for m in conversations):
+      if not self.prefill:
+        raise GenerationError(
+            "a reply prefix (e.g. entigraph.extraction_reply_prefix) needs an endpoint that "
+            "continues a trailing assistant message; set generator.http.prefill to 'message' or "
+            "'continue_final_message' if yours does, or clear the prefix (OpenAI's API has "
+            "no prefill).")
+      if self.prefill == "continue_final_message":
+        extra = dict(continue_final_message=True, add_generation_prompt=False)
+
     def one(i, messages):
-      out = self._post("/chat/completions",
-                       {**self._payload(params, i), "messages": [dict(m) for m in messages]})
+      out = self._post("/chat/completions", {**self._payload(params, i), **extra,
+                                             "messages": [dict(m) for m in messages]})
       return out["choices"][0]["message"]["content"] or ""
     return self._map(one, list(conversations))
 
@@ -224,17 +267,26 @@ def make_generator(config) -> Generator:
     return HTTPGenerator(h.base_url, h.model, key, int(h.max_concurrency),
                          float(h.requests_per_second), int(h.max_retries), float(h.backoff_s),
                          float(h.get("max_backoff_s", 60.0)), float(h.timeout_s), config.seed,
-                         bool(h.get("send_seed", True)))
+                         bool(h.get("send_seed", True)), str(h.get("prefill", "")))
   raise ValueError(f"generator.kind={g.kind!r}; choose 'local' or 'http'.")
 
 
-def generate(gen: Generator, style: str, items: Sequence, params: GenParams) -> list[str]:
+def generate(gen: Generator, style: str, items: Sequence, params: GenParams,
+             prefixes: Sequence[str] | str = "") -> list[str]:
   """items: (system, user) pairs. style 'chat' sends them as chat messages;
-  'completion' renders one plain prompt (for base models without a chat turn)."""
+  'completion' renders one plain prompt (for base models without a chat turn).
+  prefixes (one, or one per item): the start of each reply, prefilled; the
+  returned texts include it, so they read as whole replies."""
   from sbp_jax.entigraph.prompts import plain_prompt  # pylint: disable=g-import-not-at-top
+  pre = [prefixes] * len(items) if isinstance(prefixes, str) else list(prefixes)
+  if len(pre) != len(items):
+    raise ValueError(f"{len(pre)} reply prefixes for {len(items)} prompts.")
   if style == "chat":
-    return gen.chat([[{"role": "system", "content": s}, {"role": "user", "content": u}]
-                     for s, u in items], params)
-  if style == "completion":
-    return gen.complete([plain_prompt(s, u) for s, u in items], params)
-  raise ValueError(f"generator.style={style!r}; choose 'chat' or 'completion'.")
+    out = gen.chat([[{"role": "system", "content": s}, {"role": "user", "content": u}] +
+                    ([{"role": "assistant", "content": p}] if p else [])
+                    for (s, u), p in zip(items, pre)], params)
+  elif style == "completion":
+    out = gen.complete([plain_prompt(s, u) + p for (s, u), p in zip(items, pre)], params)
+  else:
+    raise ValueError(f"generator.style={style!r}; choose 'chat' or 'completion'.")
+  return [p + t for p, t in zip(pre, out)]

@@ -120,7 +120,8 @@ def extract(gen, style: str, doc: Document, e, seed: int) -> tuple[dict, list[st
   for a in range(1 + int(e.extraction_retries)):
     params = GenParams(temperature=float(e.temperature), top_p=float(e.top_p),
                        max_tokens=int(e.extraction_max_tokens), seed=seed + 7 * a)
-    raw = generate(gen, style, [item], params)[0]
+    # The reply prefix (prefill) is part of the reply the parser sees.
+    raw = generate(gen, style, [item], params, str(e.get("extraction_reply_prefix", "")))[0]
     res = parse_entities(raw)
     if res.ok:
       ents = res.entities[:int(e.max_entities)] if int(e.max_entities) > 0 else res.entities
@@ -195,10 +196,13 @@ def process_document(doc: Document, gen, style: str, e, tok, seed: int, budget: 
       meta["complete"] = False
       break
     chunk = tasks[b:b + bs]
+    heads = [prompts.relation_heading(doc.title, ents)
+             if e.get("relation_prefill_heading", False) and k in ("pair", "triple") else ""
+             for k, ents in chunk]
     texts = generate(gen, style, [_prompt(doc, k, ents) for k, ents in chunk],
-                     dataclasses.replace(params, seed=dseed + 1000 + b))
-    for (kind, ents), text in zip(chunk, texts):
-      if text.strip():
+                     dataclasses.replace(params, seed=dseed + 1000 + b), heads)
+    for (kind, ents), text, head in zip(chunk, texts, heads):
+      if text[len(head):].strip():  # a prefilled heading alone is no text
         emit(text.strip(), kind, ents)
       else:
         meta.setdefault("empty_replies", 0)

@@ -77,6 +77,12 @@ def relation(title: str, text: str, entities: Sequence[str], author: str = "") -
   return system, f"{_article(title, text, author)}\n\n{names}"
 
 
+def relation_heading(title: str, entities: Sequence[str]) -> str:
+  """The first heading a relation reply is asked to open with; prefilled for small
+  models so the reply starts on the right entity and names the article."""
+  return f'### "{title}" through the lens of {entities[0]}\n\n'
+
+
 def rephrase(style: str, title: str, text: str, author: str = "") -> tuple[str, str]:
   if style not in REPHRASE_STYLES:
     raise ValueError(f"rephrase style {style!r}; choose from {sorted(REPHRASE_STYLES)}.")

@@ -5,7 +5,9 @@ GET /health. Requests arriving together are batched onto the sampler by one
 worker thread (the sampler is not thread-safe, and batching is what makes it
 fast). Binds 127.0.0.1 unless `serve.host` says otherwise; when
 `serve.api_key_env` names an environment variable, requests must carry
-`Authorization: Bearer <its value>`.
+`Authorization: Bearer <its value>`. A chat request with
+`"continue_final_message": true` continues its trailing assistant message
+(prefill, as vLLM does) instead of opening a new turn.
 """
 
 from __future__ import annotations
@@ -211,7 +213,12 @@ class OpenAIHandler(http.server.BaseHTTPRequestHandler):
     if not isinstance(messages, list):
       raise BadRequest("'messages' must be a list of {'role', 'content'} objects.")
     try:
-      prompt = render_chat(messages)
+      if body.get("continue_final_message") and messages and isinstance(messages[-1], dict) \
+          and messages[-1].get("role") == "assistant":
+        # vLLM's prefill extension: the reply continues the trailing assistant message.
+        prompt = render_chat(messages[:-1]) + str(messages[-1].get("content") or "")
+      else:
+        prompt = render_chat(messages)
     except ValueError as e:
       raise BadRequest(str(e)) from None
     outs, usage = self._generate([prompt], body, CHAT_STOP)
