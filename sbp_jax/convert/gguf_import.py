@@ -1,9 +1,10 @@
 """GGUF files (llama.cpp's format; Llama architecture) -> sbp_jax params + tokenizer.
 
-Read with the `gguf` package (GGUFReader), which also dequantizes; tensor names
-are mapped to Hugging Face names with gguf's own TensorNameMap, so the
-param-building and checkpoint-writing code of the safetensors importer is reused
-unchanged. Two GGUF-specific steps:
+Read with the `gguf` package (GGUFReader), which also dequantizes (SUPPORTED_TYPES:
+f32/f16/bf16, Q4_0..Q8_0, and the K-quants Q2_K..Q6_K of llama.cpp's Q*_K_* files,
+mixed per tensor); tensor names are mapped to Hugging Face names with gguf's own
+TensorNameMap, so the param-building and checkpoint-writing code of the safetensors
+importer is reused unchanged. Two GGUF-specific steps:
 - llama.cpp's converter reorders the rows of each head of the Q and K
   projections (interleaved RoPE pairs); we undo it so that our "rotate half"
   RoPE computes the same attention;
@@ -31,8 +32,11 @@ from sbp_jax.model import ModelConfig
 log = logging.getLogger(__name__)
 
 ARCHITECTURES = ("llama",)
-# Types whose gguf quantizer and dequantizer both exist, so each is tested by a round trip.
-SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1")
+# Types the gguf package dequantizes. The 32-value ones are tested by a round trip through
+# its quantizer; the K-quants (256-value super-blocks; what llama.cpp's Q*_K_* exports hold)
+# it cannot quantize, so the tests pack their blocks from llama.cpp's layout.
+SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
+                   "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
 # llama.cpp pre-tokenizer names -> extra splits before GPT-2's byte-level regex.
 # "smollm" (as llama.cpp's) isolates every digit first.
 PRE_TOKENIZERS = {"default": (), "gpt-2": (), "gpt2": (), "smollm": ("digits",)}
@@ -113,6 +117,30 @@ def model_config_from_gguf(reader, path: str, dtype: str = "bfloat16") -> ModelC
       param_dtype="float32", remat_policy="none")
 
 
+def open_gguf(path: str):
+  """gguf.GGUFReader whose row-length error names the tensor: a quantized row must hold
+  whole blocks (32 values, or 256 for K-quants), and the package's message does not say
+  which tensor breaks that."""
+  import gguf  # pylint: disable=g-import-not-at-top
+
+  class Reader(gguf.GGUFReader):
+
+    # The reader's internal step (gguf 0.19); were it renamed, this hook would go unused
+    # and the package's own (unnamed) error would show instead.
+    def _build_tensors(self, start_offs, fields):
+      try:
+        super()._build_tensors(start_offs, fields)
+      except ValueError as e:
+        for f in fields:  # the failing tensor's info field (its name is the tensor's)
+          try:
+            super()._build_tensors(start_offs, [f])
+          except ValueError:
+            raise ValueError(f"{path}: tensor {f.name!r}: {e}") from e
+        raise
+
+  return Reader(path)
+
+
 def dequantize(tensor, where: str = "") -> np.ndarray:
   """One ReaderTensor -> float32 array in numpy order (GGUF lists dims innermost first)."""
   import gguf  # pylint: disable=g-import-not-at-top
@@ -168,9 +196,8 @@ def read_tensors(reader, cfg: ModelConfig, path: str) -> dict[str, np.ndarray]:
 
 def load_gguf(path: str, dtype: str = "bfloat16") -> tuple[ModelConfig, dict, object]:
   """-> (ModelConfig, params tree of f32 numpy, the GGUFReader for the tokenizer)."""
-  import gguf  # pylint: disable=g-import-not-at-top
   path = resolve_source(path)
-  reader = gguf.GGUFReader(path)
+  reader = open_gguf(path)
   cfg = model_config_from_gguf(reader, path, dtype)
   params = si.convert_tensors(read_tensors(reader, cfg, path), cfg, where=path)
   log.info("Read %s: %d layers, d_model %d, %d/%d heads, vocab %d, tied=%s", path,
