@@ -14,7 +14,7 @@ import pytest
 
 from configs.base import get_base
 from sbp_jax.data import factory
-from sbp_jax.data.pipeline import SeqioIterator, make_seqio_iterator
+from sbp_jax.data.pipeline import DataExhausted, SeqioIterator, make_seqio_iterator
 from sbp_jax.data.sources import tf
 from sbp_jax.train import checkpoint as checkpoint_lib
 from sbp_jax.train import loop
@@ -152,6 +152,33 @@ def test_uncheckpointable_stage_is_named_and_resume_skips(cfg, tmp_path, caplog)
     assert not it.save_iterator(str(tmp_path / "host-0-of-1"))
   assert "cannot be checkpointed" in caplog.text and "PyFunc is stateful" in caplog.text
   assert not it.checkpoint_iterator and not os.path.exists(tmp_path / "host-0-of-1.index")
+
+
+def test_a_failed_write_warns_and_keeps_trying(cfg, tmp_path, caplog):
+  it = make_seqio_iterator(cfg, "train", SEQ, 2, seed=5)
+  next(it)
+  (tmp_path / "file").write_text("not a directory")
+  with caplog.at_level(logging.WARNING, "sbp_jax"):
+    assert not it.save_iterator(str(tmp_path / "file" / "host-0-of-1"))
+  assert "writing" in caplog.text and "failed" in caplog.text
+  assert it.checkpoint_iterator and it.save_iterator(str(tmp_path / "ok" / "host-0-of-1"))
+
+
+def test_an_exhausted_stream_stays_exhausted_after_restore(cfg, tmp_path):
+  syn = ml_collections.ConfigDict(cfg.to_dict())
+  syn.train = [{**dict(cfg.train[0]), "synthetic": True}]
+  it = make_seqio_iterator(syn, "train", SEQ, 2, seed=5)
+  with pytest.raises(DataExhausted):
+    while True:
+      next(it)
+  prefix = str(tmp_path / "host-0-of-1")
+  assert it.save_iterator(prefix)  # what the trainer saves before it stops
+  again = make_seqio_iterator(syn, "train", SEQ, 2, seed=5)
+  again.set_state(it.get_state())
+  assert again.restore_iterator(prefix) and not again.exhausted
+  with pytest.raises(DataExhausted):
+    next(again)
+  assert again.exhausted and again.batches == it.batches
 
 
 def test_off_by_config_and_for_eval(cfg):

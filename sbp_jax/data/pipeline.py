@@ -272,8 +272,9 @@ class SeqioIterator:
 
   def save_iterator(self, prefix: str) -> bool:
     """Writes the live tf.data iterator to the tf.train.Checkpoint `prefix`
-    (local or gs://). False (nothing written) when disabled or when the
-    pipeline cannot be checkpointed (warned once; resume then skips)."""
+    (local or gs://). False when disabled, when the pipeline cannot be
+    checkpointed (warned once, then disabled) or when the write failed (warned;
+    resuming from this step then skips)."""
     if not self.checkpoint_iterator:
       return False
     if self._it is None:
@@ -281,11 +282,16 @@ class SeqioIterator:
     try:
       tf.train.Checkpoint(iterator=self._it).write(prefix)
     except tf.errors.OpError as e:
+      if "SerializeIterator" not in str(e):  # storage trouble: this step only
+        log.warning("data.checkpoint_iterator: writing %s failed (%s: %s); resuming from this "
+                    "step will skip the batches read.", prefix, type(e).__name__, _first_line(e))
+        return False
+      # The pipeline itself cannot be serialized (e.g. "PyFunc is stateful").
       self.checkpoint_iterator = False
-      log.warning("data.checkpoint_iterator: the input pipeline cannot be checkpointed (%s: %s); "
+      log.warning("data.checkpoint_iterator: the input pipeline cannot be checkpointed (%s); "
                   "not saving iterator checkpoints any more, resume will skip the batches "
                   "read. Remove the Python stage (py_function / from_generator) from the "
-                  "pipeline to get fast resume.", type(e).__name__, _first_line(e))
+                  "pipeline to get fast resume.", _first_line(e))
       return False
     return True
 
