@@ -6,20 +6,19 @@ iterator checkpoints in step with its model checkpoints."""
 import json
 import logging
 import os
-import signal
 
 import ml_collections
 import numpy as np
 import pytest
 
-from configs.base import get_base
 from sbp_jax.data import factory
 from sbp_jax.data.pipeline import DataExhausted, SeqioIterator, make_seqio_iterator
 from sbp_jax.data.sources import tf
-from sbp_jax.train import checkpoint as checkpoint_lib
 from sbp_jax.train import loop
 from tests.seqio_helpers import (  # noqa: F401
     _record_cache, data_config, make_docs, spm_path, write_jsonl)
+from tests.test_data_e2e import _SigtermAt
+from tests.test_data_e2e import _config as e2e_config
 
 SEQ = 48
 
@@ -93,10 +92,11 @@ def test_restored_iterator_continues_exactly_without_replay(cfg, stream, tmp_pat
   assert resumed.get_state() == {**state, "batches": 14}
 
 
-def test_a_host_restores_its_own_shard(cfg, tmp_path):
+def test_a_host_restores_its_own_shard(cfg):
   kw = dict(process_index=1, process_count=2)
   full = _take(make_seqio_iterator(cfg, "train", SEQ, 2, seed=5, **kw), 7)
-  prefix = str(tmp_path / "host-1-of-2")
+  # Through TF's file systems, as gs:// is (ram:// needs no bucket).
+  prefix = "ram://itckpt/checkpoints/4/data_iterator/host-1-of-2"
   state = _saved_at(cfg, 4, prefix, **kw)
   it = make_seqio_iterator(cfg, "train", SEQ, 2, seed=5, **kw)
   it.set_state(state)
@@ -192,43 +192,24 @@ def test_off_by_config_and_for_eval(cfg):
 # Trainer level ----------------------------------------------------------------
 
 def _train_config(cfg, num_steps):
-  c = get_base("tiny")
-  c.model.vocab_size = 512
-  c.model.dtype = "float32"
-  c.model.remat_policy = "none"
-  c.data = cfg.to_dict()
-  c.train.update(seq_len=32, global_batch_size=8, num_steps=num_steps, lr=3e-3, log_every=1,
-                 eval_every=0, checkpoint_every=2, keep_checkpoints=2, async_checkpoint=True)
+  c = e2e_config(cfg.vocab, list(cfg.train), num_steps)
+  c.train.update(checkpoint_every=2, keep_checkpoints=2, async_checkpoint=True)
   return c
-
-
-class _Tracked:
-  """The trainer's train iterator; sends SIGTERM while batch `kill_at` is read."""
-
-  made = []
-
-  def __init__(self, it, kill_at):
-    self._it, self._kill_at = it, kill_at
-    _Tracked.made.append(it)
-
-  def __getattr__(self, name):
-    return getattr(self._it, name)
-
-  def __next__(self):
-    if self._it.batches == self._kill_at:
-      os.kill(os.getpid(), signal.SIGTERM)
-    return next(self._it)
 
 
 def test_trainer_resumes_from_iterator_checkpoints_and_deletes_old_ones(cfg, tmp_path,
                                                                          monkeypatch):
   full = loop.train(_train_config(cfg, 7), str(tmp_path / "full"))["loss"]
-  real = factory.make_iterator
+  real, made = factory.make_iterator, []
 
-  def tracked(kill_at):
-    monkeypatch.setattr(loop, "make_iterator", lambda c, split, *a, **kw: (
-        _Tracked(real(c, split, *a, **kw), kill_at) if split == "train"
-        else real(c, split, *a, **kw)))
+  def tracked(kill_at):  # SIGTERM while train batch kill_at is read
+    made.clear()
+
+    def make(c, split, *a, **kw):
+      it = real(c, split, *a, **kw)
+      made.append(it)
+      return _SigtermAt(it, kill_at) if split == "train" else it
+    monkeypatch.setattr(loop, "make_iterator", make)
   tracked(kill_at=4)
   part = loop.train(_train_config(cfg, 7), str(tmp_path / "cut"))["loss"]  # SIGTERM at step 5
   assert sorted(part) == [1, 2, 3, 4, 5]
@@ -241,7 +222,7 @@ def test_trainer_resumes_from_iterator_checkpoints_and_deletes_old_ones(cfg, tmp
   tracked(kill_at=-1)
   rest = loop.train(_train_config(cfg, 7), str(tmp_path / "cut"))["loss"]
   assert sorted(rest) == [6, 7]
-  it = _Tracked.made[-1]
+  it = made[0]  # the train iterator (eval_every=0: the only one)
   assert it.resumed_by == "iterator_checkpoint" and it.replayed == 0
   assert sorted(os.listdir(ckpts)) == ["6", "7"]
   for s in range(1, 8):

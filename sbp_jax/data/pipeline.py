@@ -56,6 +56,9 @@ shuffle buffers, data.shuffle_buffer examples per task; seqio's in-memory cache
 of small tasks; prefetched batches), so it can be hundreds of MB per host; and
 its layout follows the dataset graph, so it restores only into the same graph
 (the state records the `skip` the live iterator was built with for that).
+Saving is synchronous, since the iterator must be captured before the next
+batch (about 0.3 s for the demo corpus; benchmarks/data_throughput.py reports
+it with the resume times). Where the files go: sbp_jax/train/checkpoint.py.
 """
 
 from __future__ import annotations
@@ -230,7 +233,7 @@ class SeqioIterator:
     self.resumed_by, self.replayed = None, 0
     self._it = None
     self._skip = 0           # the skip(n) the live tf iterator was built with
-    self._restorable = None  # (skip, ...) of a set_state whose iterator checkpoint may be used
+    self._restorable = None  # after a matching set_state: the saved skip, for restore_iterator
     # Built now so a bad config or file fails here, not at the first batch. A
     # tf.data pipeline is only replayed exactly by a fresh build (shuffle seed
     # generators advance per iteration), hence the rebuild in set_state.
