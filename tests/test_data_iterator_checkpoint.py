@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from sbp_jax.data import factory
+from sbp_jax.data.in_memory import TokenWindowIterator
 from sbp_jax.data.pipeline import DataExhausted, SeqioIterator, make_seqio_iterator
+from sbp_jax.data.replay import ReplayIterator
 from sbp_jax.data.sources import tf
 from sbp_jax.train import loop
 from tests.seqio_helpers import (  # noqa: F401
@@ -179,6 +181,21 @@ def test_an_exhausted_stream_stays_exhausted_after_restore(cfg, tmp_path):
   with pytest.raises(DataExhausted):
     next(again)
   assert again.exhausted and again.batches == it.batches
+
+
+def test_replay_mixture_checkpoints_its_seqio_child(cfg, tmp_path):
+  def make():  # seqio main, in-memory replay corpus (no iterator checkpoint of its own)
+    return ReplayIterator(make_seqio_iterator(cfg, "train", SEQ, 2, seed=5),
+                          TokenWindowIterator(np.arange(500) % 97, SEQ, 2, seed=1), 0.3, seed=2)
+  it = make()
+  _take(it, 6)
+  prefix = str(tmp_path / "host-0-of-1")
+  assert it.checkpoint_iterator and it.save_iterator(prefix)
+  state = json.loads(json.dumps(it.get_state()))
+  again = make()
+  again.set_state(state)
+  assert again.restore_iterator(prefix) and again.main.resumed_by == "iterator_checkpoint"
+  _same(_take(it, 5), _take(again, 5))
 
 
 def test_off_by_config_and_for_eval(cfg):
