@@ -1,7 +1,7 @@
 """Is the seqio input pipeline fast enough to feed the train step on this machine?
 
   .venv/bin/python benchmarks/data_throughput.py [--config=configs/demo_corpus_train.py]
-      [--batches=100] [--steps=20] [--resume_at=200]
+      [--batches=100] [--steps=20] [--resume_at=100,400] [--parts=pipeline,resume,train]
 
 Measures, each on its own (so they do not share the CPU):
   1. the pipeline: host batches/s and tokens/s handed out by the config's
@@ -9,17 +9,21 @@ Measures, each on its own (so they do not share the CPU):
      "real" tokens exclude packing padding;
   2. the train step on the same config: tokens/s of the jitted step (after
      compilation), built as sbp_jax.train.loop builds it;
-  3. resume: seconds to restore the iterator at batch --resume_at (it replays
-     the skipped batches inside tf.data) and its skip rate.
+  3. resume at each batch K of --resume_at: seconds from a freshly built
+     iterator to its first batch after K, by skip (replays K batches inside tf.data) and by
+     the iterator checkpoint (data.checkpoint_iterator; restores the saved
+     tf.data state), plus that checkpoint's save time and size on disk.
 Prints the ratio pipeline / train step; above 1 the pipeline is not the
 bottleneck (in training it runs in tf.data threads alongside the step).
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import statistics
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -40,7 +44,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", "configs/demo_corpus_train.p
                                           "ml_collections config file with a data section.")
 _BATCHES = flags.DEFINE_integer("batches", 100, "timed pipeline batches")
 _STEPS = flags.DEFINE_integer("steps", 20, "timed train steps (after 3 warm-up steps)")
-_RESUME_AT = flags.DEFINE_integer("resume_at", 200, "batch index to restore the iterator at")
+_RESUME_AT = flags.DEFINE_list("resume_at", ["100", "400"],
+                               "batch indices to restore the iterator at")
+_PARTS = flags.DEFINE_list("parts", ["pipeline", "resume", "train"], "what to measure")
 
 
 def _table(title: str, rows: list[tuple[str, str]]) -> None:
@@ -68,14 +74,35 @@ def time_pipeline(config, n: int) -> dict:
 
 def time_resume(config, at: int) -> dict:
   tcfg = config.train
-  it = make_iterator(config.data, "train", tcfg.seq_len, tcfg.global_batch_size, config.seed)
-  state = {**it.get_state(), "batches": at}
-  t = time.perf_counter()
-  fresh = make_iterator(config.data, "train", tcfg.seq_len, tcfg.global_batch_size, config.seed)
-  fresh.set_state(state)
-  next(fresh)
-  dt = time.perf_counter() - t
-  return {"seconds": dt, "batches_s": at / dt}
+  make = lambda: make_iterator(config.data, "train", tcfg.seq_len, tcfg.global_batch_size,
+                               config.seed)
+  it = make()
+  for _ in range(at):
+    next(it)
+  state = it.get_state()
+  with tempfile.TemporaryDirectory() as d:
+    prefix = os.path.join(d, "host-0-of-1")
+    t = time.perf_counter()
+    saved = it.save_iterator(prefix)
+    save_s = time.perf_counter() - t
+    size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
+    want = next(it)["targets"]
+    out = {"save_s": save_s, "bytes": size}
+    del it  # its prefetch threads would compete with the timed iterators
+    gc.collect()
+    for how in ("skip", "checkpoint"):
+      fresh = make()  # building the pipeline costs the same either way: not timed
+      t = time.perf_counter()
+      fresh.set_state(state)
+      if how == "checkpoint" and not (saved and fresh.restore_iterator(prefix)):
+        raise RuntimeError("the iterator checkpoint was not used; see the warning above")
+      got = next(fresh)["targets"]
+      out[how] = time.perf_counter() - t
+      del fresh
+      gc.collect()
+      if not (got == want).all():
+        raise RuntimeError(f"resume by {how} at batch {at} did not continue the stream")
+  return out
 
 
 def time_train_step(config, n: int) -> dict:
@@ -109,28 +136,37 @@ def main(argv):
   del argv
   config = _CONFIG.value
   tcfg = config.train
-  pipe = time_pipeline(config, _BATCHES.value)
-  resume = time_resume(config, _RESUME_AT.value)
-  train = time_train_step(config, _STEPS.value)
-  ratio = pipe["slot_tps"] / train["tps"]
-  _table(f"Input pipeline vs train step: {flags.FLAGS['config'].config_filename}", [
-      ("machine", f"{jax.device_count()} x {jax.devices()[0].device_kind}, "
-                  f"{os.cpu_count()} host cores, load avg {os.getloadavg()[0]:.1f}"),
-      ("data", f"kind={config.data.kind}, pack={config.data.get('pack', True)}, batch x seq = "
-               f"{tcfg.global_batch_size} x {tcfg.seq_len}"),
-      ("pipeline: build + first batch", f"{pipe['first']:.2f} s"),
-      ("pipeline: batches/s", f"{pipe['batches_s']:.1f}"),
-      ("pipeline: tokens/s (row slots)", f"{pipe['slot_tps']:,.0f}"),
-      ("pipeline: tokens/s (real, no padding)", f"{pipe['real_tps']:,.0f}"),
-      ("packing efficiency", f"{100 * pipe['packing']:.1f} % of slots hold tokens"),
-      (f"resume at batch {_RESUME_AT.value}", f"{resume['seconds']:.2f} s "
-                                              f"({resume['batches_s']:.0f} batches/s skipped)"),
-      ("train step: model", f"{train['params']:,} params"),
-      ("train step: mean / median", f"{train['step_ms']:.1f} / {train['median_ms']:.1f} ms"),
-      ("train step: tokens/s", f"{train['tps']:,.0f}"),
-      ("ratio pipeline / train step", f"{ratio:.1f}x "
-                                      f"({'not the bottleneck' if ratio > 1 else 'BOTTLENECK'})"),
-  ])
+  parts = set(_PARTS.value)
+  rows = [("machine", f"{jax.device_count()} x {jax.devices()[0].device_kind}, "
+                      f"{os.cpu_count()} host cores, load avg {os.getloadavg()[0]:.1f}"),
+          ("data", f"kind={config.data.kind}, pack={config.data.get('pack', True)}, batch x seq "
+                   f"= {tcfg.global_batch_size} x {tcfg.seq_len}, shuffle_buffer="
+                   f"{config.data.get('shuffle_buffer', 10_000)}")]
+  if "pipeline" in parts:
+    pipe = time_pipeline(config, _BATCHES.value)
+    rows += [
+        ("pipeline: build + first batch", f"{pipe['first']:.2f} s"),
+        ("pipeline: batches/s", f"{pipe['batches_s']:.1f}"),
+        ("pipeline: tokens/s (row slots)", f"{pipe['slot_tps']:,.0f}"),
+        ("pipeline: tokens/s (real, no padding)", f"{pipe['real_tps']:,.0f}"),
+        ("packing efficiency", f"{100 * pipe['packing']:.1f} % of slots hold tokens")]
+  if "resume" in parts:
+    for at in map(int, _RESUME_AT.value):
+      r = time_resume(config, at)
+      rows += [(f"resume at batch {at}: skip / iterator checkpoint",
+                f"{r['skip']:.2f} s ({at / r['skip']:.0f} batches/s) / {r['checkpoint']:.2f} s "
+                f"(save {r['save_s'] * 1e3:.0f} ms, {r['bytes'] / 2**20:.1f} MiB)")]
+  if "train" in parts:
+    train = time_train_step(config, _STEPS.value)
+    rows += [
+        ("train step: model", f"{train['params']:,} params"),
+        ("train step: mean / median", f"{train['step_ms']:.1f} / {train['median_ms']:.1f} ms"),
+        ("train step: tokens/s", f"{train['tps']:,.0f}")]
+    if "pipeline" in parts:
+      ratio = pipe["slot_tps"] / train["tps"]
+      rows += [("ratio pipeline / train step",
+                f"{ratio:.1f}x ({'not the bottleneck' if ratio > 1 else 'BOTTLENECK'})")]
+  _table(f"Input pipeline vs train step: {flags.FLAGS['config'].config_filename}", rows)
 
 
 if __name__ == "__main__":

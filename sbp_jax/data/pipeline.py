@@ -8,7 +8,8 @@ Config (plain data):
                           max_len=None),     # pairs/prompt_response length cap
                      ...],
               eval=[dict(name=..., format=..., files=...)],
-              shuffle_buffer=10_000, strict_resume=True)
+              shuffle_buffer=10_000, strict_resume=True,
+              checkpoint_iterator=True)  # see "Fast resume" below
 
 Train: a seqio Mixture of the train tasks, shuffled with the run's seed, real
 tasks repeated, synthetic tasks read once; `weight` is a share of TOKENS
@@ -32,12 +33,32 @@ Exact resume. The pipeline is deterministic: fixed seeds for file order,
 shuffle buffers and mixture sampling, and tf.data's deterministic mode. The
 iterator's state is the number of batches it has handed out (plus a
 fingerprint of the pipeline's definition); restoring rebuilds the pipeline and
-skips that many batches inside tf.data. This needs no files besides the JSON
+skips that many batches inside tf.data (the fallback of the fast resume below:
+it always works). This needs no files besides the JSON
 the trainer already checkpoints and survives TF upgrades of iterator
 checkpoint formats; its cost is re-reading the skipped data once on resume
 (see benchmarks/data_throughput.py for the skip speed). A changed data config
 (or host count) makes the position meaningless: set_state raises, unless
 data.strict_resume=False, which warns and skips anyway.
+
+Fast resume (data.checkpoint_iterator, default True). Skipping re-reads,
+tokenizes and packs every skipped batch: hours at the end of a 200B-token run.
+So the trainer also saves the tf.data iterator itself (tf.train.Checkpoint, as
+t5x does) in each model checkpoint, one per host (save_iterator), and restores
+it on resume (restore_iterator) instead of skipping. The JSON position stays
+the source of truth: it is checked (fingerprint) first, and whenever the
+iterator checkpoint is missing, unreadable, from another TF version or of a
+changed pipeline, restore_iterator warns and the exact skip is used instead.
+If the pipeline holds a stage tf.data cannot checkpoint (py_function,
+from_generator: external state), save_iterator warns once naming it and the
+run keeps skip-resume. Caveats: a checkpoint holds every buffered element (the
+shuffle buffers, data.shuffle_buffer examples per task; seqio's in-memory cache
+of small tasks; prefetched batches), so it can be hundreds of MB per host; and
+its layout follows the dataset graph, so it restores only into the same graph
+(the state records the `skip` the live iterator was built with for that).
+Saving is synchronous, since the iterator must be captured before the next
+batch (about 0.3 s for the demo corpus; benchmarks/data_throughput.py reports
+it with the resume times). Where the files go: sbp_jax/train/checkpoint.py.
 """
 
 from __future__ import annotations
@@ -180,37 +201,53 @@ def build_dataset(data_cfg, split: str, seq_len: int, local_batch: int, seed: in
   ds = ds.batch(local_batch, drop_remainder=split == "train")
   options = tf.data.Options()
   options.deterministic = True
+  # An iterator checkpoint of a stage with Python state (py_function) would be
+  # silently inexact; this makes saving it fail instead (and resume skip).
+  options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.FAIL
   return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def fingerprint(data_cfg, split, seq_len, local_batch, seed, shard) -> str:
   d = {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in dict(data_cfg).items()
-       if k != "strict_resume"}
+       if k not in ("strict_resume", "checkpoint_iterator")}  # how to resume, not what
   blob = json.dumps([d, split, seq_len, local_batch, seed, shard], sort_keys=True, default=str)
   return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
 class SeqioIterator:
   """Resumable iterator of host-local numpy batches over a deterministic
-  tf.data pipeline; state = batches handed out (see the module docstring)."""
+  tf.data pipeline; state = batches handed out (see the module docstring).
+
+  `resumed_by` says how the last set_state took effect: "skip" (replays
+  `replayed` batches at the first next()) or "iterator_checkpoint" (replays
+  none); None before any set_state."""
 
   def __init__(self, make_dataset: Callable, local_batch: int, seq_len: int, fp: str, *,
-               pad_at_end: bool, never_repeat=(), strict_resume: bool = True):
+               pad_at_end: bool, never_repeat=(), strict_resume: bool = True,
+               checkpoint_iterator: bool = False):
     self._make, self.local_batch, self.seq_len, self.fp = make_dataset, local_batch, seq_len, fp
     self.pad_at_end, self.never_repeat, self.strict = pad_at_end, tuple(never_repeat), strict_resume
+    self.checkpoint_iterator = checkpoint_iterator
     self.batches = 0
     self.exhausted = False
+    self.resumed_by, self.replayed = None, 0
     self._it = None
+    self._skip = 0           # the skip(n) the live tf iterator was built with
+    self._restorable = None  # after a matching set_state: the saved skip, for restore_iterator
     # Built now so a bad config or file fails here, not at the first batch. A
     # tf.data pipeline is only replayed exactly by a fresh build (shuffle seed
     # generators advance per iteration), hence the rebuild in set_state.
     self._ds, self._fresh = make_dataset(), True
 
   def get_state(self) -> dict:
-    return {"batches": self.batches, "fingerprint": self.fp}
+    # `skip` pairs with an iterator checkpoint saved at the same time: it
+    # restores only into a pipeline built with the same skip(n) node.
+    return {"batches": self.batches, "fingerprint": self.fp,
+            "skip": self._skip if self._it is not None else self.batches}
 
   def set_state(self, state: dict) -> None:
-    if state.get("fingerprint") != self.fp:
+    matches = state.get("fingerprint") == self.fp
+    if not matches:
       msg = (f"The checkpoint's data position (fingerprint {state.get('fingerprint')}) was "
              f"recorded for a different data pipeline (now {self.fp}: data config, seq_len, "
              f"batch, seed or host count changed), so resuming would not be exact.")
@@ -221,8 +258,78 @@ class SeqioIterator:
     self.batches = int(state["batches"])
     self.exhausted = False
     self._it = None
+    # An iterator checkpoint of another pipeline cannot be trusted; skip then.
+    self._restorable = int(state.get("skip", 0)) if matches else None
+    self.resumed_by, self.replayed = "skip", self.batches
+    self._rebuild()
+
+  def _rebuild(self) -> None:
     if not self._fresh:
       self._ds, self._fresh = self._make(), True
+
+  def _start(self) -> None:
+    """Builds the live tf iterator at the current position by skipping."""
+    self._skip = self.batches
+    self._it = iter(self._ds.skip(self.batches))
+    self._fresh = False
+
+  def save_iterator(self, prefix: str) -> bool:
+    """Writes the live tf.data iterator to the tf.train.Checkpoint `prefix`
+    (local or gs://). False when disabled, when the pipeline cannot be
+    checkpointed (warned once, then disabled) or when the write failed (warned;
+    resuming from this step then skips)."""
+    if not self.checkpoint_iterator:
+      return False
+    if self._it is None:
+      self._start()
+    try:
+      tf.train.Checkpoint(iterator=self._it).write(prefix)
+    except tf.errors.OpError as e:
+      if "SerializeIterator" not in str(e):  # storage trouble: this step only
+        log.warning("data.checkpoint_iterator: writing %s failed (%s: %s); resuming from this "
+                    "step will skip the batches read.", prefix, type(e).__name__, _first_line(e))
+        return False
+      # The pipeline itself cannot be serialized (e.g. "PyFunc is stateful").
+      self.checkpoint_iterator = False
+      log.warning("data.checkpoint_iterator: the input pipeline cannot be checkpointed (%s); "
+                  "not saving iterator checkpoints any more, resume will skip the batches "
+                  "read. Remove the Python stage (py_function / from_generator) from the "
+                  "pipeline to get fast resume.", _first_line(e))
+      return False
+    return True
+
+  def restore_iterator(self, prefix: str | None) -> bool:
+    """After set_state: continues from the iterator checkpoint `prefix` instead
+    of skipping. False (with a warning; the exact skip stays in place) when
+    there is none, it is unreadable or does not fit this pipeline."""
+    if self.resumed_by is None:
+      raise RuntimeError("restore_iterator needs set_state(<the JSON state saved with it>) "
+                         "first: the position and fingerprint come from there.")
+    why = None
+    if self._restorable is None:
+      why = "the data pipeline changed (fingerprint mismatch)"
+    elif not self.checkpoint_iterator:
+      why = "data.checkpoint_iterator is off or the pipeline is not checkpointable"
+    elif prefix is None:
+      why = "the checkpoint has none (saved with data.checkpoint_iterator off, or before it)"
+    elif not tf.io.gfile.exists(prefix + ".index"):
+      why = f"{prefix}.index is missing (saved with another host count?)"
+    if why is None:
+      it = iter(self._ds.skip(self._restorable))
+      self._fresh = False
+      try:
+        tf.train.Checkpoint(iterator=it).read(prefix).assert_consumed()
+      except Exception as e:  # damaged files raise OpError, IndexError, ValueError, ...
+        why = (f"{prefix} is unreadable, or of another pipeline or TF version "
+               f"({type(e).__name__}: {_first_line(e)})")
+        self._rebuild()  # the partly used dataset would not replay exactly
+      else:
+        self._it, self._skip, self._restorable = it, self._restorable, None
+        self.resumed_by, self.replayed = "iterator_checkpoint", 0
+        return True
+    log.warning("No iterator checkpoint used: %s; resuming by skipping %d batches instead "
+                "(exact, but it re-reads them).", why, self.batches)
+    return False
 
   def __iter__(self):
     return self
@@ -235,12 +342,11 @@ class SeqioIterator:
 
   def __next__(self) -> dict[str, np.ndarray]:
     if self._it is None and not self.exhausted:
-      self._it = self._ds.skip(self.batches).as_numpy_iterator()
-      self._fresh = False
+      self._start()
     try:
       if self.exhausted:
         raise StopIteration
-      batch = next(self._it)
+      batch = {k: v.numpy() for k, v in next(self._it).items()}
     except StopIteration:
       self.exhausted = True
       if self.pad_at_end:
@@ -261,6 +367,11 @@ class SeqioIterator:
     return batch
 
 
+def _first_line(e: Exception) -> str:
+  msg = str(getattr(e, "message", "") or e).strip()
+  return msg.splitlines()[0][:300] if msg else ""
+
+
 def make_seqio_iterator(data_cfg, split: str, seq_len: int, global_batch: int, seed: int,
                         process_index: int = 0, process_count: int = 1) -> SeqioIterator:
   if split not in _SPLITS:
@@ -275,4 +386,5 @@ def make_seqio_iterator(data_cfg, split: str, seq_len: int, global_batch: int, s
   return SeqioIterator(
       lambda: build_dataset(data_cfg, split, seq_len, local, seed, shard), local, seq_len, fp,
       pad_at_end=split == "eval", never_repeat=[e["name"] for e in es if e["synthetic"]],
-      strict_resume=bool(data_cfg.get("strict_resume", True)))
+      strict_resume=bool(data_cfg.get("strict_resume", True)),
+      checkpoint_iterator=split == "train" and bool(data_cfg.get("checkpoint_iterator", True)))

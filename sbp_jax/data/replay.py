@@ -42,6 +42,23 @@ class ReplayIterator:
     self.main.set_state(state["main"])
     self.replay.set_state(state["replay"])
 
+  # Iterator checkpoints (sbp_jax.data.pipeline): each child that has them
+  # saves and restores its own, under prefix-main / prefix-replay.
+  @property
+  def checkpoint_iterator(self) -> bool:
+    return any(getattr(c, "checkpoint_iterator", False) for c in (self.main, self.replay))
+
+  def save_iterator(self, prefix: str) -> bool:
+    return any([c.save_iterator(f"{prefix}-{name}") for name, c in self._checkpointable()])
+
+  def restore_iterator(self, prefix: str | None) -> bool:
+    return all([c.restore_iterator(prefix and f"{prefix}-{name}")
+                for name, c in self._checkpointable()])
+
+  def _checkpointable(self):
+    return [(name, c) for name, c in (("main", self.main), ("replay", self.replay))
+            if getattr(c, "checkpoint_iterator", False)]
+
   def __iter__(self):
     return self
 

@@ -1,10 +1,63 @@
-"""Orbax checkpointing of the train state together with the data position."""
+"""Orbax checkpointing of the train state together with the data position.
+
+With an iterator that has them (sbp_jax.data.pipeline, data.checkpoint_iterator),
+each checkpoint also holds the tf.data iterator of every host, as the orbax item
+`data_iterator`: <directory>/<step>/data_iterator/host-<i>-of-<n>.{index,data-*}.
+Being an item of the step, it shares the step's atomicity (orbax writes into a
+temporary step directory renamed when every host is done, or, on gs://, marks
+the step committed then) and its garbage collection (max_to_keep deletes the
+whole step directory). Each host writes and reads only its own file. The JSON
+position stays in the `data` item; resuming uses the iterator checkpoint when it
+can and otherwise skips (see the pipeline's module docstring).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
+from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
+
+log = logging.getLogger("sbp_jax")
+
+ITERATOR_ITEM = "data_iterator"
+
+
+def _host_file() -> str:
+  return f"host-{jax.process_index()}-of-{jax.process_count()}"
+
+
+class IteratorHandler(ocp.CheckpointHandler):
+  """Saves a data iterator's own checkpoint (save_iterator, to a per-host path
+  prefix); synchronous, so the iterator is captured before the trainer pulls
+  the next batch. Restoring returns this host's prefix: the iterator reads it
+  after set_state (see Checkpointer.restore)."""
+
+  def save(self, directory, args: "IteratorSave"):
+    directory.mkdir(parents=True, exist_ok=True)
+    args.iterator.save_iterator(os.fspath(directory / _host_file()))
+
+  def restore(self, directory, args: "IteratorRestore") -> str:
+    return os.fspath(directory / _host_file())
+
+
+@ocp.args.register_with_handler(IteratorHandler, for_save=True)
+@dataclasses.dataclass
+class IteratorSave(ocp.args.CheckpointArgs):
+  iterator: Any
+
+
+@ocp.args.register_with_handler(IteratorHandler, for_restore=True)
+@dataclasses.dataclass
+class IteratorRestore(ocp.args.CheckpointArgs):
+  pass
+
+
+def _checkpoints_iterator(iterator) -> bool:
+  return bool(getattr(iterator, "checkpoint_iterator", False))
 
 
 class Checkpointer:
@@ -13,27 +66,50 @@ class Checkpointer:
   caller decides when to save (every `every` steps, at the end, on SIGTERM)."""
 
   def __init__(self, directory: str, every: int, keep: int, async_save: bool = True):
+    # Known up front, so restoring other items of a step holding an iterator
+    # checkpoint (restore_params, eval jobs) does not warn about it.
+    registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+    for args_type in (IteratorSave, IteratorRestore):
+      registry.add(ITERATOR_ITEM, args_type, IteratorHandler())
+    self._steps = ocp.step.standard_name_format()  # orbax's default: <directory>/<step>
     self.manager = ocp.CheckpointManager(
-        os.path.abspath(directory),
+        directory if "://" in directory else os.path.abspath(directory),  # keep gs:// intact
         options=ocp.CheckpointManagerOptions(
             save_interval_steps=max(1, every), max_to_keep=keep,
-            enable_async_checkpointing=async_save, create=True))
+            enable_async_checkpointing=async_save, create=True,
+            step_name_format=self._steps),
+        handler_registry=registry)
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
-  def save(self, step: int, state, data_state: dict, force: bool = False) -> bool:
+  def save(self, step: int, state, data_state: dict, force: bool = False,
+           iterator=None) -> bool:
+    """`iterator`: also checkpoint its tf.data state, if it supports that."""
     if step in self.manager.all_steps():  # e.g. a SIGTERM save right after a periodic one
       return False
-    return self.manager.save(
-        step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                      data=ocp.args.JsonSave(data_state)), force=force)
+    items = dict(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state))
+    if _checkpoints_iterator(iterator):
+      items[ITERATOR_ITEM] = IteratorSave(iterator)
+    return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
 
-  def restore(self, step: int, abstract_state):
-    out = self.manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
-                                      data=ocp.args.JsonRestore()))
+  def restore(self, step: int, abstract_state, iterator=None):
+    """(state, data_state). With `iterator`, also puts it at the saved
+    position: set_state, then its iterator checkpoint when there is one."""
+    items = dict(state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore())
+    use_ckpt = _checkpoints_iterator(iterator)
+    if use_ckpt and (self.step_directory(step) / ITERATOR_ITEM).exists():
+      items[ITERATOR_ITEM] = IteratorRestore()
+    out = self.manager.restore(step, args=ocp.args.Composite(**items))
+    if iterator is not None:
+      iterator.set_state(out.data)
+      if use_ckpt:  # None: an older checkpoint, or one saved with it off; skip then
+        iterator.restore_iterator(out.get(ITERATOR_ITEM))
     return out.state, out.data
+
+  def step_directory(self, step: int):
+    """The (epath) directory of a finished step."""
+    return self._steps.find_step(self.manager.directory, step).path
 
   def restore_params(self, step: int, abstract_params):
     """Only the parameters (e.g. to start fine-tuning from a pretrained run)."""

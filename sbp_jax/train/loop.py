@@ -46,8 +46,7 @@ def _initial_state(config, model, tx, mesh, rules, ckpt, train_iter):
   abstract, _ = state_shardings(model, tx, mesh, rules)
   latest = ckpt.latest_step()
   if latest is not None:
-    state, data_state = ckpt.restore(latest, abstract)
-    train_iter.set_state(data_state)
+    state, _ = ckpt.restore(latest, abstract, iterator=train_iter)
     log.info("Resumed from step %d of %s", latest, ckpt.manager.directory)
     return state
   state = init_state(model, tx, mesh, rules, jax.random.key(config.seed))
@@ -96,7 +95,7 @@ def train(config, workdir: str) -> dict:
       try:
         local = next(train_iter)
       except StopIteration as e:  # e.g. never-repeated synthetic data ran out
-        ckpt.save(step, state, train_iter.get_state(), force=True)
+        ckpt.save(step, state, train_iter.get_state(), force=True, iterator=train_iter)
         log.warning("Training data ended at step %d (%s); saved and stopping.", step, e)
         break
       batch = global_batch(local, mesh, rules)
@@ -118,9 +117,9 @@ def train(config, workdir: str) -> dict:
         history["eval"][step] = ev
         writer.write(step, ev, prefix="eval")
       if step % tcfg.checkpoint_every == 0 or last:
-        ckpt.save(step, state, train_iter.get_state(), force=True)
+        ckpt.save(step, state, train_iter.get_state(), force=True, iterator=train_iter)
       if stop.should_stop():
-        ckpt.save(step, state, train_iter.get_state(), force=True)
+        ckpt.save(step, state, train_iter.get_state(), force=True, iterator=train_iter)
         log.warning("SIGTERM: saved step %d and stopping; re-run to resume.", step)
         break
   ckpt.close()
