@@ -120,3 +120,14 @@ def test_cli_trains_from_jsonl_gz(tmp_path):
   with pytest.raises(ValueError, match=r"bad.jsonl:2: needs a string field 'text', but it is mis"):
     train_tokenizer.main(["--input", str(bad), "--vocab_size", "400",
                           "--output", str(tmp_path / "never")])
+
+
+def test_trains_when_stderr_has_no_file_descriptor(tmp_path, monkeypatch):
+  # pytest --capture=sys and notebooks replace sys.stderr with a stream without fileno().
+  import io  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from sbp_jax.data.tokenizer import train_sentencepiece  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(sys, "stderr", io.StringIO())
+  texts = [f"document {i} about rivers, bridges and {i * 7} stone halls." for i in range(300)]
+  path = train_sentencepiece(texts, str(tmp_path / "spm"), vocab_size=300)
+  assert os.path.exists(path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from typing import Iterable, Iterator
 
 import sentencepiece as spm
@@ -48,6 +49,14 @@ def _chunks(texts: Iterable[str], max_bytes: int) -> Iterator[str]:
       size += n
     if buf:
       yield "".join(buf)
+
+
+def _has_fileno(stream) -> bool:
+  try:
+    stream.fileno()
+    return True
+  except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+    return False
 
 
 def train_sentencepiece(texts: Iterable[str], model_prefix: str, vocab_size: int, *,
@@ -102,8 +111,11 @@ def train_sentencepiece(texts: Iterable[str], model_prefix: str, vocab_size: int
   try:
     try:
       with open(os.devnull, "w") as quiet:
+        # Silencing the trainer redirects sys.stderr's file descriptor, which a captured
+        # or notebook stderr may not have; then its log goes to the process's stderr.
         spm.SentencePieceTrainer.Train(sentence_iterator=sentences(), model_prefix=tmp_prefix,
-                                       logstream=quiet, **options)
+                                       logstream=quiet if _has_fileno(sys.stderr) else None,
+                                       **options)
     except RuntimeError as e:  # e.g. too little text for vocab_size
       if failure:
         raise failure[0] from e
