@@ -13,12 +13,12 @@ assistant then thinks after `<|im_start|>think` and answers after
 `<|im_start|>answer` (ChatML delimiters, as in s1).
 
 Settings: no forcing, max thinking budgets 32/64/128/256, 2/4/6 "Wait"
-extensions (greedy); parallel baseline: majority vote over 2/4/8/16 samples
-at temperature 1. The default question count (300) suits an accelerator. The
-run reported for this 2-core shared CPU (about 25 minutes) was
-  --config.gym.num_questions=8 --config.budget_eval.parallel.setting=max=128
-  --config.budget_eval.parallel.questions_per_part=2
-(parallel samples capped at 128 thinking tokens to bound the 16-sample cost).
+extensions (greedy, all read off one shared greedy decode: bf_eval.sequential);
+parallel baseline: majority vote over 2/4/8/16 samples at temperature 1. On
+an accelerator run it as above. On a 2-core CPU the reported run (300
+questions, about 75 minutes) voted over the first 100 questions with their
+samples' thinking capped at 128 tokens:
+  --config.budget_eval.parallel.limit=100 --config.budget_eval.parallel.setting=max=128
 """
 
 import ml_collections
