@@ -240,6 +240,7 @@ def plot(seq: list[dict], par: list[dict], path: str, title: str = "") -> None:
       (axes[0], seq, "(a) Sequential scaling via budget forcing", "setting", str),
       (axes[1], par, "(b) Parallel scaling via majority voting", "n", lambda n: f"n={n}")):
     if rows:
+      rows = sorted(rows, key=lambda r: r["mean_thinking_tokens"])  # a line left to right
       xs = [r["mean_thinking_tokens"] for r in rows]
       ys = [100 * r["accuracy"] for r in rows]
       ax.plot(xs, ys, "o-", color="tab:blue" if key == "setting" else "tab:orange")
