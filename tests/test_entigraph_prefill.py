@@ -3,8 +3,6 @@
 import json
 import os
 
-import jax
-import jax.numpy as jnp
 import pytest
 
 from configs import entigraph_generate
@@ -13,10 +11,10 @@ from sbp_jax.entigraph.backends import (GenerationError, GenParams, HTTPGenerato
                                         LocalGenerator, generate)
 from sbp_jax.entigraph.parsing import parse_entities
 from sbp_jax.generate.chat import ChatTemplate, render_chat
-from sbp_jax.generate.sampler import Completion, Sampler
+from sbp_jax.generate.sampler import Completion
 from sbp_jax.generate.serve import OpenAIServer
 from sbp_jax.generate.tokenizer import ByteTokenizer
-from sbp_jax.model import ModelConfig, Transformer
+from tests.test_entigraph_http import sampler  # noqa: F401  (the one-layer byte-model fixture)
 
 CHATML = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
           "{{ '<|im_start|>system\nDefault system.<|im_end|>\n' }}{% endif %}"
@@ -94,12 +92,6 @@ def test_pipeline_parses_prefix_plus_reply_and_prefills_headings(tmp_path):
   assert pair["num_tokens"] == len(pair["text"].encode())  # tokens count the whole text
 
 
-@pytest.fixture(scope="module")
-def sampler():
-  cfg = ModelConfig(vocab_size=272, num_layers=1, d_model=32, d_ffn=64, num_heads=4,
-                    num_kv_heads=2, dtype="float32", remat_policy="none", scan_layers=False)
-  params = jax.jit(Transformer(cfg).init)(jax.random.key(1), jnp.zeros((1, 8), jnp.int32))
-  return Sampler(cfg, params["params"], tokenizer=ByteTokenizer())
 
 
 def test_http_prefill_needs_the_endpoint_to_support_it(sampler):
