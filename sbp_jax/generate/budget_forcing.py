@@ -96,7 +96,7 @@ def think(sampler: Sampler, prefix: Sequence[list[int]], bc: BudgetConfig,
   stop = tuple(dict.fromkeys((_ids(tok, bc.think_end)[0],) + eos_ids_of(tok)))
   budget = bc.max_thinking or bc.thinking_cap
   outs = sampler.generate(
-      [list(p) for p in prefix],
+      prefix,
       dataclasses.replace(sp, stop_ids=stop, stop_strings=(), max_new_tokens=budget,
                           min_new_tokens=bc.min_thinking, extend_ids=tuple(tok.encode(bc.wait)),
                           extensions=bc.num_waits), seed=seed)
@@ -159,8 +159,9 @@ def from_trace(trace: Thinking, bc: BudgetConfig, wait_len: int) -> Thinking:
   the trace it is the trace: a run with budget B and K extensions ends at the
   trace's (K+1)-th end if that comes before B, else it is cut at B (every
   earlier end having been extended with the same "Wait" ids as in the trace).
-  This replays budget_force's loop on the trace's recorded ends; requires
-  derivable(bc, trace's config). One thinking decode then serves every setting.
+  This replays the extension rule of `think` on the trace's recorded ends;
+  requires derivable(bc, trace's config). One thinking decode then serves
+  every setting.
   """
   budget = bc.max_thinking or bc.thinking_cap
   waits = 0

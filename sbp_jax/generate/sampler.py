@@ -132,8 +132,7 @@ class Sampler:
   """
 
   def __init__(self, cfg: ModelConfig, params, tokenizer=None, mesh: Mesh | None = None,
-               rules=None, chunk: int = 32, min_bucket: int = 16, cache_dtype=None,
-               bucket_rows: bool = True):
+               rules=None, chunk: int = 32, min_bucket: int = 16, cache_dtype=None):
     from sbp_jax.train.state import param_logical_specs  # pylint: disable=g-import-not-at-top
     self.cfg = cfg
     self.model = Transformer(cfg)
@@ -143,7 +142,6 @@ class Sampler:
     self.chunk = chunk
     self.min_bucket = min_bucket
     self.cache_dtype = cache_dtype
-    self.bucket_rows = bucket_rows
     self.batch_multiple = _batch_shards(self.mesh, self.rules)
     self.last_timings: dict = {}
     shardings = nn.logical_to_mesh_sharding(param_logical_specs(self.model), self.mesh,
@@ -254,10 +252,7 @@ class Sampler:
     lengths = np.asarray([len(p) for p in prompts], np.int32)
     p_len = bucket(int(lengths.max()), self.min_bucket)
     g_len = bucket(int(max(max_new.max(), 1)), self.min_bucket)
-    # Rows pad to a power of two (and the batch shards): a budget-forcing round with
-    # any number of live rows then reuses one of a few compiled shapes.
-    rows = bucket(n, 1) if self.bucket_rows else n
-    rows = -(-rows // self.batch_multiple) * self.batch_multiple
+    rows = -(-n // self.batch_multiple) * self.batch_multiple
     tokens = np.full((rows, p_len), pad_id, np.int32)
     for i, p in enumerate(prompts):
       tokens[i, :len(p)] = p

@@ -139,14 +139,14 @@ def sequential(sampler, rows, e, base: dict, out_dir: str, seed: int) -> list[di
       bc.max_thinking or bc.thinking_cap for bc in bcs.values())},
                           num_waits=max(bc.num_waits for bc in bcs.values()))
   shared = bool(s.get("shared_trace", True)) and sp.temperature == 0
-  table = []
+  table, traces = [], None
   for spec, bc in bcs.items():
     path = os.path.join(out_dir, "sequential", _name(spec) + ".jsonl")
     from_trace = shared and bf.derivable(bc, trace_bc)
     if not os.path.exists(path):
       if from_trace:
-        traces = greedy_trace(sampler(), rows, trace_bc, sp, e.batch_size, seed,
-                              os.path.join(out_dir, "sequential", "trace.jsonl"))
+        traces = traces or greedy_trace(sampler(), rows, trace_bc, sp, e.batch_size, seed,
+                                        os.path.join(out_dir, "sequential", "trace.jsonl"))
         res = run_from_trace(sampler(), rows, traces, bc, sp, e.batch_size, seed,
                              e.answer_stops)
       else:
