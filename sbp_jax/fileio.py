@@ -131,7 +131,7 @@ class _Raw(io.RawIOBase):
 
   def __init__(self, f, reading: bool):
     super().__init__()
-    self._f, self._reading = f, reading
+    self._f, self._reading, self._written = f, reading, 0
 
   def readable(self) -> bool:
     return self._reading
@@ -149,14 +149,15 @@ class _Raw(io.RawIOBase):
 
   def write(self, b) -> int:
     self._f.write(bytes(b))
+    self._written += len(b)
     return len(b)
 
   def seek(self, offset: int, whence: int = 0) -> int:
     self._f.seek(offset, whence)
     return self._f.tell()
 
-  def tell(self) -> int:
-    return self._f.tell()
+  def tell(self) -> int:  # some file systems (ram://) cannot tell a write position
+    return self._f.tell() if self._reading else self._written
 
 
 _BUFFER = 1 << 20  # few, large calls into a remote file system

@@ -259,7 +259,7 @@ def save_tokenizer(reader, out_dir: str, path: str = "gguf") -> str:
   if template:
     conf["chat_template"] = template
     fileio.write_text(os.path.join(out_dir, "chat_template.jinja"), template)
-  fileio.write_json(os.path.join(out_dir, "tokenizer_config.json"), conf, ensure_ascii=False)
+  fileio.write_json(os.path.join(out_dir, "tokenizer_config.json"), conf)
   fileio.write_json(os.path.join(out_dir, "generation_config.json"),
                     {f"{n}_token_id": int(i) for n, i in ids.items() if n != "unk" and i is not None})
   return out_dir

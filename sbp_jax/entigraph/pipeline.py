@@ -294,7 +294,7 @@ def run_pipeline(config, workdir: str, generator=None) -> dict:
       gen = make_generator(config)
     records, meta = process_document(doc, gen, style, e, tok, int(config.seed), budget)
     # meta first: a shard without its meta is never taken as finished.
-    fileio.write_text(os.path.join(meta_dir, name(i) + ".json"), json.dumps(meta, indent=1))
+    fileio.write_json(os.path.join(meta_dir, name(i) + ".json"), meta)
     write_jsonl(os.path.join(shard_dir, name(i) + ".jsonl"), records)
     metas[i] = meta
     bar.update(1)
@@ -307,7 +307,7 @@ def run_pipeline(config, workdir: str, generator=None) -> dict:
   failures = [dict(doc_id=m["doc_id"], **f) for m in started
               for f in m.get("extraction", {}).get("failed_replies", [])]
   write_jsonl(os.path.join(workdir, "failures.jsonl"), failures)
-  fileio.write_text(os.path.join(workdir, "manifest.json"), json.dumps(manifest, indent=1))
+  fileio.write_json(os.path.join(workdir, "manifest.json"), manifest)
   return manifest
 
 

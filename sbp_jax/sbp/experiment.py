@@ -211,6 +211,18 @@ def heldout_table(rows: dict[str, dict]) -> str:
   return "\n".join(out)
 
 
+def _pick(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+  """k of range(n), uniformly without replacement, sorted."""
+  return np.sort(rng.permutation(n)[:k])
+
+
+def sample_records(files: str, k: int, rng: np.random.Generator) -> list[dict]:
+  """k records of JSON-lines files (a glob), uniformly without replacement, in file
+  order; read by byte offset, so the files are never loaded whole."""
+  index = fileio.JsonlIndex(fileio.glob(files))
+  return [r for _, _, r in index.take(_pick(len(index), k, rng))]
+
+
 def quality_stage(config, real_files, sbp_files, random_files, pairs_files, sub: str) -> dict:
   """Table 3.3 columns for SBP outputs, random-pair outputs and real data; Table B.1 means."""
   q = config.quality
@@ -221,35 +233,28 @@ def quality_stage(config, real_files, sbp_files, random_files, pairs_files, sub:
   embed = make_quality_embedder(config)
   rng = np.random.default_rng([config.seed, 0x0A1])
 
-  def pick(n):  # k of n items, in file order
-    return np.sort(rng.permutation(n)[:k])
-
-  def sample(files):  # k records of JSON-lines files, read by offset (not all loaded)
-    index = fileio.JsonlIndex(fileio.glob(files))
-    return [r for _, _, r in index.take(pick(len(index)))]
-
   report, b1 = {}, {}
   for name, files in (("SBP synthetic", sbp_files), ("Random-pair synthetic", random_files)):
     if not files:
       continue
-    rows = sample(files)
+    rows = sample_records(files, k, rng)
     wanted = {r["seed_id"] for r in rows}
     by_id = {d["id"]: d["text"] for d in docs if d["id"] in wanted}  # one streamed pass
     report[name] = quality.quality_report(
         [r["text"] for r in rows], [by_id[r["seed_id"]] for r in rows], embed,
         irrelevance_threshold=float(q.irrelevance_threshold), duplicate_n=int(q.duplicate_n),
         tokenize=tokenize, seed=config.seed)
-  real = docs.take(pick(len(docs)))
+  real = docs.take(_pick(len(docs), k, rng))
   report["Real data (D_pretrain)"] = quality.quality_report(
       [d["text"] for d in real], [], duplicate_n=int(q.duplicate_n), tokenize=tokenize,
       seed=config.seed)
   if pairs_files:
-    pairs = sample(pairs_files)
+    pairs = sample_records(pairs_files, k, rng)
     if pairs:
       b1["paired"] = float(np.mean(quality.pair_similarities(
           [p["d1"] for p in pairs], [p["d2"] for p in pairs], embed)))
   partner = quality.random_pairs(len(docs), config.seed)
-  idx = pick(len(docs))
+  idx = _pick(len(docs), k, rng)
   b1["random"] = float(np.mean(quality.pair_similarities(
       [d["text"] for d in docs.take(idx)], [d["text"] for d in docs.take(partner[idx])], embed)))
   for name, key in (("SBP synthetic", "generated_sbp"), ("Random-pair synthetic",
