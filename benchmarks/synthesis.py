@@ -43,7 +43,7 @@ def main():
   tok = make_tokenizer(c.tokenizer)
   sampler = Sampler(cfg, load_params(cfg, "", mesh, rules, 0), tokenizer=tok, mesh=mesh,
                     rules=rules)
-  docs = syn.read_seed_docs(c.experiment.real_files)
+  docs = syn.SeedDocs(c.experiment.real_files)
   print(f"{'batch':>6}{'new':>6}{'kept tok':>10}{'seconds':>9}{'tok/s':>9}")
   for bs in [int(b) for b in args.batch_sizes.split(",")]:
     sp = SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=args.new)

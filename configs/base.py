@@ -57,6 +57,7 @@ def get_base(model: str = "tiny") -> ml_collections.ConfigDict:
   c.train.eval_steps = 10
   c.train.eval_batch_size = 0  # 0: same as global_batch_size
   c.train.checkpoint_every = 500
+  c.train.checkpoint_dir = ""  # "" = <workdir>/checkpoints; or elsewhere (another bucket)
   c.train.keep_checkpoints = 3
   c.train.async_checkpoint = True
   c.train.peak_flops_per_device = 459e12  # TPU v5p bf16; used only for the MFU estimate

@@ -9,7 +9,6 @@ testable without one. Nothing here imports JAX.
 from __future__ import annotations
 
 import csv
-import glob
 import json
 import math
 import os
@@ -17,18 +16,16 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from sbp_jax import fileio
+
 # -- small file helpers --------------------------------------------------------------------
 
 
 def read_json(path: str, what: str = "file"):
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     raise FileNotFoundError(f"{what} {path!r} does not exist; set the notebook's parameters cell "
                             "to the run's outputs.")
-  with open(path, encoding="utf-8") as f:
-    try:
-      return json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}).") from None
+  return fileio.read_json(path)
 
 
 def _need(obj: Mapping, keys: Sequence[str], path: str, writer: str) -> None:
@@ -43,7 +40,7 @@ def _need(obj: Mapping, keys: Sequence[str], path: str, writer: str) -> None:
 def load_history(path: str) -> dict:
   """history.json of a training run (a file or its workdir) ->
   {"loss": {step: loss}, "eval": {step: {loss, perplexity, ...}}} with int steps, sorted."""
-  if os.path.isdir(path):
+  if fileio.isdir(path):
     path = os.path.join(path, "history.json")
   h = read_json(path, "training history")
   _need(h, ("loss", "eval"), path, "sbp_jax.train.loop (history.json)")
@@ -66,7 +63,7 @@ def load_tb_scalars(logdir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   flax's writer stores scalars as tensors, so both event kinds are read.
   """
   from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
-  if not glob.glob(os.path.join(logdir, "**", "events.out.tfevents.*"), recursive=True):
+  if not fileio.find(logdir, "events.out.tfevents.*"):
     raise FileNotFoundError(f"no TensorBoard event files under {logdir!r}; the trainer writes "
                             "them to <workdir>/tb.")
   acc = event_accumulator.EventAccumulator(
@@ -97,9 +94,9 @@ def training_runs(run_dir: str) -> dict[str, str]:
   """Training workdirs in a run: run_dir itself if it trained, else its sub-directories
   holding a history.json (the SBP experiment's baseline / joint / oracle / synth_tune ...),
   named by directory."""
-  if os.path.exists(os.path.join(run_dir, "history.json")):
+  if fileio.exists(os.path.join(run_dir, "history.json")):
     return {os.path.basename(os.path.normpath(run_dir)): run_dir}
-  subs = sorted(os.path.dirname(p) for p in glob.glob(os.path.join(run_dir, "*", "history.json")))
+  subs = [os.path.dirname(p) for p in fileio.glob(os.path.join(run_dir, "*", "history.json"))]
   if not subs:
     raise FileNotFoundError(f"no history.json in {run_dir!r} or its sub-directories; point the "
                             "notebook at a training run's workdir.")
@@ -131,8 +128,8 @@ def find_eval_results(run_dir: str) -> dict[str, str]:
   """{arm: results.json} of the SBP experiment's eval stage (<run>/eval/<arm>/results.json),
   baseline first and oracle last; a single eval run gives {its name: results.json}."""
   found = {os.path.basename(os.path.dirname(p)): p
-           for p in glob.glob(os.path.join(run_dir, "eval", "*", "results.json"))}
-  if not found and os.path.exists(os.path.join(run_dir, "results.json")):
+           for p in fileio.glob(os.path.join(run_dir, "eval", "*", "results.json"))}
+  if not found and fileio.exists(os.path.join(run_dir, "results.json")):
     return {os.path.basename(os.path.normpath(run_dir)): os.path.join(run_dir, "results.json")}
   rank = {a: i for i, a in enumerate(ARM_ORDER)}
   return dict(sorted(found.items(), key=lambda kv: (rank.get(kv[0], 1.5), kv[0])))
@@ -190,7 +187,7 @@ PAIR_FIELDS = ("alpha", "queries", "neighbours", "kept", "dropped", "mean_simila
 
 def load_pair_stats(path: str) -> dict:
   """stats.json of the `pair` job (a file or the job's workdir)."""
-  if os.path.isdir(path):
+  if fileio.isdir(path):
     path = os.path.join(path, "stats.json")
   s = read_json(path, "pair stats")
   _need(s, PAIR_FIELDS, path, "the pair job (sbp_jax.sbp.pairs.finalize_stats, stats.json)")
@@ -253,9 +250,9 @@ B1_COLUMNS = (("paired", "Paired docs"), ("random", "Random docs"),
 def load_quality(path: str) -> dict:
   """{"quality": {source: report}, "b1": {...}} from the SBP experiment's quality stage:
   <run>/quality/stage.json, the run's results.json, or the run directory."""
-  if os.path.isdir(path):
+  if fileio.isdir(path):
     stage = os.path.join(path, "quality", "stage.json")
-    path = stage if os.path.exists(stage) else os.path.join(path, "results.json")
+    path = stage if fileio.exists(stage) else os.path.join(path, "results.json")
   r = read_json(path, "quality report")
   if "stages" in r:  # the experiment's results.json
     if "quality" not in r["stages"]:
@@ -303,7 +300,7 @@ def plot_b1(ax, b1: Mapping[str, float]):
 def load_qa_points(path: str) -> list[dict]:
   """(tokens, accuracy[, label]) points of a token sweep: CSV with a header, or a JSON list
   of objects. Accuracy is a fraction in [0, 1]."""
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     raise FileNotFoundError(f"QA points file {path!r} does not exist; write a CSV with columns "
                             "tokens,accuracy[,label] (or a JSON list of such objects).")
   if path.endswith(".json"):
@@ -311,7 +308,7 @@ def load_qa_points(path: str) -> list[dict]:
     if not isinstance(rows, list):
       raise ValueError(f"{path}: expected a JSON list of {{tokens, accuracy}} objects.")
   else:
-    with open(path, newline="", encoding="utf-8") as f:
+    with fileio.open_file(path, text=True, newline="") as f:
       rows = list(csv.DictReader(f))
   out = []
   for i, r in enumerate(rows, 2 if not path.endswith(".json") else 0):
@@ -394,11 +391,11 @@ def plot_qa_scaling(ax, points: Sequence[dict], fit=None, unit: float = 1e6, log
 def load_budget_eval(path: str) -> dict:
   """{sequential: [...], parallel: [...]} from the budget_eval job: its results.json, or
   the directory with results.json / sequential.csv / parallel.csv (workdir/budget_eval)."""
-  if os.path.isdir(path):
+  if fileio.isdir(path):
     sub = os.path.join(path, "budget_eval")
-    path = sub if os.path.isdir(sub) else path
+    path = sub if fileio.isdir(sub) else path
     res = os.path.join(path, "results.json")
-    if not os.path.exists(res):
+    if not fileio.exists(res):
       return dict(sequential=_read_csv(os.path.join(path, "sequential.csv")),
                   parallel=_read_csv(os.path.join(path, "parallel.csv")))
     path = res
@@ -412,9 +409,9 @@ def load_budget_eval(path: str) -> dict:
 
 
 def _read_csv(path: str) -> list[dict]:
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     return []
-  with open(path, newline="", encoding="utf-8") as f:
+  with fileio.open_file(path, text=True, newline="") as f:
     rows = list(csv.DictReader(f))
   return [{k: _parse_cell(v) for k, v in r.items()} for r in rows]
 
@@ -467,7 +464,7 @@ def save_figure(fig, fig_dir: str, name: str) -> str:
   """Writes fig as <fig_dir>/<name>.png when fig_dir is set; returns the path ("" if not)."""
   if not fig_dir:
     return ""
-  os.makedirs(fig_dir, exist_ok=True)
   path = os.path.join(fig_dir, name + ".png")
-  fig.savefig(path, dpi=110, bbox_inches="tight")
+  with fileio.atomic_open(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
   return path

@@ -12,6 +12,8 @@ import os
 from absl import app, flags
 from ml_collections import config_flags
 
+from sbp_jax import fileio
+
 # Jobs are imported lazily so that, e.g., a generation job never imports Beam.
 JOBS = {
     "train": "sbp_jax.train.loop:run",
@@ -66,9 +68,7 @@ def main(argv):
   workdir = _WORKDIR.value or os.path.join(
       "runs", os.path.splitext(os.path.basename(flags.FLAGS["config"].config_filename))[0])
   apply_env(config.get("env"))
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=1))
+  fileio.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=1))
   if config.get("import_gguf"):  # a job on an imported GGUF model imports it first
     from sbp_jax.convert.gguf_import import ensure_imported  # pylint: disable=g-import-not-at-top
     ensure_imported(config.import_gguf)

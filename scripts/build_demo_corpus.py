@@ -40,7 +40,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sbp_jax.data import clean  # pylint: disable=g-import-not-at-top
-from sbp_jax.data import jsonl_io
+from sbp_jax import fileio
 from sbp_jax.data import tokenizer
 
 DOC_ROOT = "usr/share/doc/python3.11/html"
@@ -324,7 +324,7 @@ def main(argv=None):
     kept.sort(key=lambda d: d["id"])
     too_long[name] = rep["dropped"]["too_long"]
     path = os.path.join(args.out, f"{name}.jsonl.gz")
-    jsonl_io.write_jsonl(path, kept)
+    fileio.write_jsonl(path, kept)
     tokens = sum(count(d["text"]) for d in kept)
     summary["splits"][name] = {
         "documents": len(kept), "pages": len({d["id"].split("#")[0] for d in kept}),

@@ -17,13 +17,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sbp_jax.data import jsonl_io  # pylint: disable=g-import-not-at-top
+from sbp_jax import fileio  # pylint: disable=g-import-not-at-top
 from sbp_jax.data import tokenizer
 
 
 def texts(paths, field):
   for p in paths:
-    for rec in jsonl_io.read_jsonl(p, fields=(field,)):
+    for rec in fileio.read_jsonl(p, fields=(field,)):
       yield rec[field]
 
 

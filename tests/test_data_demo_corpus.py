@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from sbp_jax.data import clean, jsonl_io, special_tokens, tokenizer
+from sbp_jax import fileio
+from sbp_jax.data import clean, special_tokens, tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(ROOT, "data", "demo_corpus")
@@ -17,7 +18,7 @@ import build_demo_corpus  # pylint: disable=g-import-not-at-top,wrong-import-pos
 @pytest.fixture(scope="module")
 def splits():
   fields = ("id", "title", "text")
-  return {name: list(jsonl_io.read_jsonl(os.path.join(CORPUS, f"{name}.jsonl.gz"), fields))
+  return {name: list(fileio.read_jsonl(os.path.join(CORPUS, f"{name}.jsonl.gz"), fields))
           for name in ("train", "heldout")}
 
 

@@ -143,10 +143,13 @@ def test_prompt_is_seed_then_separator():
 def test_bad_seed_file_names_file_and_line(tmp_path):
   p = tmp_path / "d.jsonl"
   p.write_text('{"text": "a"}\n{"title": "b"}\n')
-  with pytest.raises(ValueError, match=r"d\.jsonl:2: needs a string field 'text'"):
-    syn.read_seed_docs(str(p))
-  with pytest.raises(FileNotFoundError, match="matches no file"):
-    syn.read_seed_docs(str(tmp_path / "missing*.jsonl"))
+  docs = syn.SeedDocs(str(p))  # lines are checked when read
+  assert len(docs) == 2 and docs.take([0, 0]) == [{"id": "d.jsonl:1", "text": "a"}] * 2
+  for read in (lambda: docs.take([1]), lambda: list(docs)):
+    with pytest.raises(ValueError, match=r"d\.jsonl:2: needs a string field 'text'"):
+      read()
+  with pytest.raises(FileNotFoundError, match="synthesize.seed_files: .* matches no file"):
+    syn.SeedDocs(str(tmp_path / "missing*.jsonl"))
 
 
 def test_synthesize_job_with_the_real_sampler(tmp_path):

@@ -26,6 +26,7 @@ import os
 
 import numpy as np
 
+from sbp_jax import fileio
 from sbp_jax.convert import safetensors_import as si
 from sbp_jax.model import ModelConfig
 
@@ -47,7 +48,7 @@ def resolve_source(src: str) -> str:
   """A file path, or "package:<module>/<file>" for a GGUF shipped inside an
   installed Python package (found with importlib.resources, never copied)."""
   if not src.startswith("package:"):
-    if not os.path.exists(src):
+    if not fileio.exists(src):
       raise FileNotFoundError(f"{src} does not exist; point convert.source at a .gguf file or "
                               f"at a packaged one such as {SMOLLM2_SOURCE!r}.")
     return src
@@ -248,8 +249,7 @@ def save_tokenizer(reader, out_dir: str, path: str = "gguf") -> str:
   import gguf  # pylint: disable=g-import-not-at-top
   K = gguf.Keys.Tokenizer
   tok = build_tokenizer(reader, path)
-  os.makedirs(out_dir, exist_ok=True)
-  tok.save(os.path.join(out_dir, "tokenizer.json"))
+  fileio.write_text(os.path.join(out_dir, "tokenizer.json"), tok.to_str(pretty=True))
   ids = {n: _field(reader, k, path) for n, k in (("bos", K.BOS_ID), ("eos", K.EOS_ID),
                                                  ("pad", K.PAD_ID), ("unk", K.UNK_ID))}
   template = _field(reader, K.CHAT_TEMPLATE, path)
@@ -258,13 +258,10 @@ def save_tokenizer(reader, out_dir: str, path: str = "gguf") -> str:
               add_eos_token=bool(_field(reader, K.ADD_EOS, path, default=False)))
   if template:
     conf["chat_template"] = template
-    with open(os.path.join(out_dir, "chat_template.jinja"), "w") as f:
-      f.write(template)
-  with open(os.path.join(out_dir, "tokenizer_config.json"), "w") as f:
-    json.dump(conf, f, indent=1, ensure_ascii=False)
-  with open(os.path.join(out_dir, "generation_config.json"), "w") as f:
-    json.dump({f"{n}_token_id": int(i) for n, i in ids.items() if n != "unk" and i is not None},
-              f, indent=1)
+    fileio.write_text(os.path.join(out_dir, "chat_template.jinja"), template)
+  fileio.write_json(os.path.join(out_dir, "tokenizer_config.json"), conf)
+  fileio.write_json(os.path.join(out_dir, "generation_config.json"),
+                    {f"{n}_token_id": int(i) for n, i in ids.items() if n != "unk" and i is not None})
   return out_dir
 
 
@@ -272,9 +269,8 @@ def import_gguf(src: str, out_dir: str, dtype: str = "bfloat16") -> ModelConfig:
   """The whole import: out_dir/{checkpoints, model.json, tokenizer/}. model.json is
   written last, so when it exists a re-run only reads it back."""
   done = os.path.join(out_dir, "model.json")
-  if os.path.exists(done):
-    with open(done) as f:
-      cfg = ModelConfig.from_dict(json.load(f))
+  if fileio.exists(done):
+    cfg = ModelConfig.from_dict(fileio.read_json(done))
     log.info("%s exists: %s was already imported into %s.", done, src, out_dir)
     return cfg
   import gguf  # pylint: disable=g-import-not-at-top

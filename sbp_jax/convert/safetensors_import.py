@@ -14,15 +14,14 @@ sides use the "rotate half" RoPE layout, so no row permutation is needed.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import logging
 import os
-import shutil
 
 import jax
 import numpy as np
 
+from sbp_jax import fileio
 from sbp_jax.model import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -40,11 +39,10 @@ def _fail(path: str, field: str, msg: str):
 def model_config_from_hf(path: str, dtype: str = "bfloat16") -> tuple[ModelConfig, str]:
   """config.json -> (ModelConfig, family). Unsupported features are errors."""
   file = os.path.join(path, "config.json")
-  if not os.path.exists(file):
+  if not fileio.exists(file):
     raise FileNotFoundError(f"{file} does not exist; point the import at a Hugging Face model "
                             "directory (config.json + *.safetensors).")
-  with open(file) as f:
-    hf = json.load(f)
+  hf = fileio.read_json(file)
   family = hf.get("model_type")
   if family not in FAMILIES:
     _fail(file, "model_type", f"{family!r} is not supported; supported: {FAMILIES}.")
@@ -82,15 +80,14 @@ def model_config_from_hf(path: str, dtype: str = "bfloat16") -> tuple[ModelConfi
 
 def _tensor_files(path: str) -> list[str]:
   index = os.path.join(path, "model.safetensors.index.json")
-  if os.path.exists(index):
-    with open(index) as f:
-      weight_map = json.load(f).get("weight_map")
+  if fileio.exists(index):
+    weight_map = fileio.read_json(index).get("weight_map")
     if not weight_map:
       _fail(index, "weight_map", "missing or empty.")
     return sorted({os.path.join(path, v) for v in weight_map.values()})
-  files = sorted(glob.glob(os.path.join(path, "*.safetensors")))
+  files = fileio.glob(os.path.join(path, "*.safetensors"))
   if not files:
-    pickled = glob.glob(os.path.join(path, "*.bin")) + glob.glob(os.path.join(path, "*.pt"))
+    pickled = fileio.glob(os.path.join(path, "*.bin")) + fileio.glob(os.path.join(path, "*.pt"))
     hint = (" It holds pickled weights, which we never load; convert them to safetensors "
             "first (e.g. save_pretrained(..., safe_serialization=True)).") if pickled else ""
     raise FileNotFoundError(f"{path}: no *.safetensors files.{hint}")
@@ -103,7 +100,7 @@ def read_tensors(path: str) -> dict[str, np.ndarray]:
   out: dict[str, np.ndarray] = {}
   cpu = jax.local_devices(backend="cpu")[0]
   for file in _tensor_files(path):
-    if not os.path.exists(file):
+    if not fileio.exists(file):
       raise FileNotFoundError(f"{file} is listed in the index but does not exist.")
     # framework="flax" reads bfloat16 too (numpy has no bf16); keep it on the host.
     with jax.default_device(cpu), safe_open(file, framework="flax") as f:
@@ -189,15 +186,11 @@ def save_checkpoint(params: dict, cfg: ModelConfig, out_dir: str, source: str = 
   """Writes out_dir/checkpoints (orbax, step 0, item "state" = {"params": ...}) and
   out_dir/model.json. Returns the checkpoints directory."""
   from sbp_jax.train.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
-  os.makedirs(out_dir, exist_ok=True)
   ckpt_dir = os.path.join(out_dir, "checkpoints")
   ckpt = Checkpointer(ckpt_dir, every=1, keep=1, async_save=False)
   ckpt.save(0, {"params": jax.tree.map(np.asarray, params)}, {"source": source}, force=True)
   ckpt.close()
-  tmp = os.path.join(out_dir, "model.json.tmp")
-  with open(tmp, "w") as f:
-    json.dump(dataclasses.asdict(cfg), f, indent=1)
-  os.replace(tmp, os.path.join(out_dir, "model.json"))
+  fileio.write_json(os.path.join(out_dir, "model.json"), dataclasses.asdict(cfg))
   return ckpt_dir
 
 
@@ -206,10 +199,9 @@ def import_hf(src: str, out_dir: str, dtype: str = "bfloat16") -> ModelConfig:
   cfg, params = load_hf(src, dtype)
   save_checkpoint(params, cfg, out_dir, source=os.path.abspath(src))
   tok_dir = os.path.join(out_dir, "tokenizer")
-  os.makedirs(tok_dir, exist_ok=True)
   for name in TOKENIZER_FILES:
-    if os.path.exists(os.path.join(src, name)):
-      shutil.copy(os.path.join(src, name), os.path.join(tok_dir, name))
+    if fileio.exists(os.path.join(src, name)):
+      fileio.copy(os.path.join(src, name), os.path.join(tok_dir, name))
   return cfg
 
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
 
 import jax
 
+from sbp_jax import fileio
 from sbp_jax.data.in_memory import TokenWindowIterator, byte_tokens
 
 
 def _read_text(path: str) -> str:
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     raise FileNotFoundError(f"data.path={path!r} does not exist; point it at a UTF-8 text file.")
-  with open(path, "rb") as f:
-    raw = f.read()
+  raw = fileio.read_bytes(path)
   try:
     return raw.decode("utf-8")
   except UnicodeDecodeError as e:

@@ -34,6 +34,8 @@ import os
 import uuid
 from typing import Iterator, Sequence
 
+from sbp_jax import fileio
+
 FIELDS = {"text": ("text",), "pairs": ("d1", "d2"), "prompt_response": ("prompt", "response")}
 
 
@@ -74,17 +76,8 @@ def file_kind(path: str) -> str:
 
 def list_files(files: str | Sequence[str]) -> list[str]:
   """Expands globs (local or gs://). A pattern matching nothing is an error."""
-  patterns = [files] if isinstance(files, str) else list(files)
-  if not patterns:
-    raise FileNotFoundError("No data files given; set `files` to a path, glob or list of them.")
-  out = []
-  for p in patterns:
-    matched = sorted(tf.io.gfile.glob(p))
-    if not matched:
-      raise FileNotFoundError(f"{p}: no such file (or the glob matches nothing); fix the path "
-                              f"in the data config's `files`.")
-    out.extend(matched)
-  return out
+  return fileio.expand(files, "data files", "fix the path in the data config's `files` "
+                       "(a path, glob or list of them)")
 
 
 def _utf8(path: str, where: str, field: str, raw: bytes) -> str:
@@ -263,10 +256,9 @@ def mirror(path: str, fields: Sequence[str]) -> tuple[str, int]:
   key = hashlib.sha1(json.dumps([path, *_stat(path), list(fields)]).encode()).hexdigest()
   out = os.path.join(cache_dir(), key[:2], f"{key}.tfrecord.gz")
   meta = out + ".json"
-  if tf.io.gfile.exists(out):
-    with tf.io.gfile.GFile(meta) as f:
-      return out, json.load(f)["records"]
-  tf.io.gfile.makedirs(os.path.dirname(out))
+  if fileio.exists(out):
+    return out, fileio.read_json(meta)["records"]
+  fileio.makedirs(os.path.dirname(out))
   tmp = f"{out}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
   n = 0
   try:
@@ -275,13 +267,12 @@ def mirror(path: str, fields: Sequence[str]) -> tuple[str, int]:
         w.write(_example(rec))
     if n == 0:
       raise _empty(path)
-    with tf.io.gfile.GFile(meta + ".tmp", "w") as f:
-      json.dump({"source": path, "fields": list(fields), "records": n}, f)
-    tf.io.gfile.rename(meta + ".tmp", meta, overwrite=True)
-    tf.io.gfile.rename(tmp, out, overwrite=True)  # last: its presence marks completion
+    fileio.write_json(meta, {"source": path, "fields": list(fields), "records": n})
+    # TFRecordWriter needs a path, so the file layer's rename publishes it; last, as
+    # its presence marks completion.
+    fileio.rename(tmp, out)
   finally:
-    if tf.io.gfile.exists(tmp):
-      tf.io.gfile.remove(tmp)
+    fileio.remove(tmp)
   return out, n
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import tempfile
 from typing import Iterable, Iterator
 
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as sp_pb2
 
+from sbp_jax import fileio
 from sbp_jax.data import special_tokens
 
 FIX = "retrain it with scripts/train_tokenizer.py, which reserves every required special token"
@@ -96,8 +98,6 @@ def train_sentencepiece(texts: Iterable[str], model_prefix: str, vocab_size: int
       num_threads=num_threads,
   )
   options.update(extra)
-  os.makedirs(os.path.dirname(os.path.abspath(model_prefix)), exist_ok=True)
-  tmp_prefix = f"{model_prefix}.tmp{os.getpid()}"
   failure = []
 
   def sentences():
@@ -108,7 +108,10 @@ def train_sentencepiece(texts: Iterable[str], model_prefix: str, vocab_size: int
     except Exception as e:  # pylint: disable=broad-except
       failure.append(e)
 
-  try:
+  # SentencePiece writes local files only: train into a temporary directory, then
+  # publish through the file layer (so model_prefix may be remote).
+  with tempfile.TemporaryDirectory() as tmp_dir:
+    tmp_prefix = os.path.join(tmp_dir, "spm")
     try:
       with open(os.devnull, "w") as quiet:
         # Silencing the trainer redirects sys.stderr's file descriptor, which a captured
@@ -124,16 +127,10 @@ def train_sentencepiece(texts: Iterable[str], model_prefix: str, vocab_size: int
       raise failure[0]
     # The proto records the (temporary) prefix; store the final base name so
     # the same inputs always give the same bytes.
-    proto = sp_pb2.ModelProto.FromString(open(tmp_prefix + ".model", "rb").read())
+    proto = sp_pb2.ModelProto.FromString(fileio.read_bytes(tmp_prefix + ".model"))
     proto.trainer_spec.model_prefix = os.path.basename(model_prefix)
-    with open(tmp_prefix + ".model", "wb") as f:
-      f.write(proto.SerializeToString(deterministic=True))
-    for ext in (".model", ".vocab"):  # publish only complete files
-      os.replace(tmp_prefix + ext, model_prefix + ext)
-  finally:
-    for ext in (".model", ".vocab"):
-      if os.path.exists(tmp_prefix + ext):
-        os.remove(tmp_prefix + ext)
+    fileio.write_bytes(model_prefix + ".vocab", fileio.read_bytes(tmp_prefix + ".vocab"))
+    fileio.write_bytes(model_prefix + ".model", proto.SerializeToString(deterministic=True))
   return model_prefix + ".model"
 
 
@@ -163,8 +160,7 @@ def load_vocabulary(path: str, extra_ids: int = 0) -> "seqio.SentencePieceVocabu
   checking it reserves every special token sbp_jax relies on."""
   # seqio pulls in TensorFlow; imported here so that samplers need not pay for it.
   import seqio  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  if not tf.io.gfile.exists(path):
+  if not fileio.exists(path):
     raise _missing(path)
   vocab = seqio.SentencePieceVocabulary(path, extra_ids=extra_ids)
   check_special_tokens(vocab.tokenizer, path)
@@ -175,12 +171,10 @@ class SentencePieceTokenizer:
   """The sampler's Tokenizer protocol over one of our SentencePiece models."""
 
   def __init__(self, path: str):
-    from etils import epath  # pylint: disable=g-import-not-at-top  (local or gs://)
-    p = epath.Path(path)
-    if not p.exists():
+    if not fileio.exists(path):
       raise _missing(path)
     self.path = path
-    self._sp = spm.SentencePieceProcessor(model_proto=p.read_bytes())
+    self._sp = spm.SentencePieceProcessor(model_proto=fileio.read_bytes(path))
     check_special_tokens(self._sp, path)
     self.eos_ids = (self._sp.eos_id(),)
     self.pad_id = self._sp.pad_id()

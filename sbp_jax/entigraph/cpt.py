@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import math
 
-from sbp_jax.data.jsonl_io import read_jsonl
-from sbp_jax.entigraph.sources import expand
+from sbp_jax import fileio
+from sbp_jax.fileio import read_jsonl
 
 log = logging.getLogger(__name__)
 
 
 def _text_records(files):
-  for path in expand(files):
+  for path in fileio.expand(files, "data.main.train files", "check the path (globs are allowed)"):
     for row in read_jsonl(path, ("text",)):
       yield row["text"]
 
@@ -41,8 +41,7 @@ def corpus_tokens(data_cfg) -> int:
   if main.kind == "text_bytes":
     if main.get("text"):
       return len(main.text.encode("utf-8"))
-    with open(main.path, "rb") as f:
-      n = len(f.read())
+    n = fileio.size(fileio.require(main.path, "data.path"))
     return int(n * (1 - float(main.get("eval_fraction", 0.1))))
   if main.kind == "seqio":
     count = _spm_counter(main.vocab)

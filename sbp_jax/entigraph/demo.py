@@ -17,6 +17,7 @@ import copy
 import json
 import os
 
+from sbp_jax import fileio
 from sbp_jax.entigraph import cpt, pipeline, qa
 from sbp_jax.entigraph.backends import LocalGenerator
 from sbp_jax.entigraph.sources import load_documents
@@ -41,14 +42,12 @@ def _export_corpus(shards_glob: str, docs, include_raw: bool, path: str) -> int:
   texts = list(cpt._text_records(shards_glob))  # pylint: disable=protected-access
   if include_raw:
     texts += [f"{d.title}\n\n{d.text}" for d in docs]
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    f.write("\n\n".join(texts) + "\n")
-  os.replace(path + ".tmp", path)
+  fileio.write_text(path, "\n\n".join(texts) + "\n")
   return len(texts)
 
 
 def _latest(ckpt_dir: str) -> str:
-  return ckpt_dir if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir) else ""
+  return ckpt_dir if fileio.glob(os.path.join(ckpt_dir, "*")) else ""
 
 
 def run(config, workdir: str) -> dict:
@@ -121,6 +120,5 @@ def run(config, workdir: str) -> dict:
         f"{results['cpt_final_loss']}")
   print(qa.format_summary(results["qa_before"], "before CPT: "))
   print(qa.format_summary(results["qa_after"], "after CPT:  "))
-  with open(os.path.join(workdir, "demo_summary.json"), "w") as f:
-    json.dump(results, f, indent=1, default=str)
+  fileio.write_json(os.path.join(workdir, "demo_summary.json"), results, default=str)
   return results

@@ -31,7 +31,8 @@ import random
 import re
 import zlib
 
-from sbp_jax.data.jsonl_io import write_jsonl
+from sbp_jax import fileio
+from sbp_jax.fileio import write_jsonl
 from sbp_jax.entigraph import prompts
 from sbp_jax.entigraph.backends import GenParams, generate, make_generator
 from sbp_jax.entigraph.parsing import parse_entities
@@ -219,18 +220,8 @@ def process_document(doc: Document, gen, style: str, e, tok, seed: int, budget: 
 # -- the job -----------------------------------------------------------------------------
 
 
-def _write(path: str, text: str) -> None:
-  tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
 def _read_meta(path: str):
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
+  return fileio.read_json(path) if fileio.exists(path) else None
 
 
 def summarize(metas: list[dict], e, target_tokens: int) -> dict:
@@ -272,13 +263,13 @@ def run_pipeline(config, workdir: str, generator=None) -> dict:
     docs = docs[:int(e.max_docs)]
   tok = make_tokenizer(config.tokenizer)
   shard_dir, meta_dir = os.path.join(workdir, "shards"), os.path.join(workdir, "meta")
-  os.makedirs(shard_dir, exist_ok=True)
-  os.makedirs(meta_dir, exist_ok=True)
+  fileio.makedirs(shard_dir)
+  fileio.makedirs(meta_dir)
   name = lambda i: f"doc-{i:05d}"
   metas = {i: _read_meta(os.path.join(meta_dir, name(i) + ".json")) for i in range(len(docs))}
   done = {i for i, m in metas.items()
           if m is not None and m["complete"] and m["doc_id"] == docs[i].id
-          and os.path.exists(os.path.join(shard_dir, name(i) + ".jsonl"))}
+          and fileio.exists(os.path.join(shard_dir, name(i) + ".jsonl"))}
   for i, m in metas.items():
     if m is not None and m["doc_id"] != docs[i].id:
       raise ValueError(f"{meta_dir}/{name(i)}.json belongs to document {m['doc_id']!r}, but "
@@ -303,7 +294,7 @@ def run_pipeline(config, workdir: str, generator=None) -> dict:
       gen = make_generator(config)
     records, meta = process_document(doc, gen, style, e, tok, int(config.seed), budget)
     # meta first: a shard without its meta is never taken as finished.
-    _write(os.path.join(meta_dir, name(i) + ".json"), json.dumps(meta, indent=1))
+    fileio.write_json(os.path.join(meta_dir, name(i) + ".json"), meta)
     write_jsonl(os.path.join(shard_dir, name(i) + ".jsonl"), records)
     metas[i] = meta
     bar.update(1)
@@ -316,7 +307,7 @@ def run_pipeline(config, workdir: str, generator=None) -> dict:
   failures = [dict(doc_id=m["doc_id"], **f) for m in started
               for f in m.get("extraction", {}).get("failed_replies", [])]
   write_jsonl(os.path.join(workdir, "failures.jsonl"), failures)
-  _write(os.path.join(workdir, "manifest.json"), json.dumps(manifest, indent=1))
+  fileio.write_json(os.path.join(workdir, "manifest.json"), manifest)
   return manifest
 
 

@@ -19,7 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
-from sbp_jax.data.jsonl_io import write_jsonl
+from sbp_jax import fileio
+from sbp_jax.fileio import write_jsonl
 from sbp_jax.entigraph import prompts
 from sbp_jax.entigraph.backends import GenParams
 from sbp_jax.entigraph.sources import Question, load_questions
@@ -164,7 +165,7 @@ def evaluate(config, workdir: str, generator=None, sampler=None) -> dict:
   if int(qa.get("max_questions", 0)) > 0:
     questions = questions[:int(qa.max_questions)]
   out_dir = os.path.join(workdir, "qa")
-  os.makedirs(out_dir, exist_ok=True)
+  fileio.makedirs(out_dir)
   summary = {}
   for mode in qa.modes:
     if mode == "sample":
@@ -192,8 +193,7 @@ def evaluate(config, workdir: str, generator=None, sampler=None) -> dict:
       raise ValueError(f"qa.modes entry {mode!r}; choose 'sample' or 'loglik'.")
     write_jsonl(os.path.join(out_dir, f"{mode}.jsonl"), rows)
     summary[mode] = s
-  with open(os.path.join(out_dir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=1)
+  fileio.write_json(os.path.join(out_dir, "summary.json"), summary)
   return summary
 
 

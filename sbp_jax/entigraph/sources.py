@@ -14,10 +14,10 @@ Two layouts load directly:
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 
-from sbp_jax.data.jsonl_io import iter_jsonl
+from sbp_jax import fileio
+from sbp_jax.fileio import iter_jsonl
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,17 +41,6 @@ class Question:
   year: str = ""
 
 
-def expand(files) -> list[str]:
-  pats = [files] if isinstance(files, str) else list(files)
-  out = []
-  for p in pats:
-    hits = sorted(glob.glob(p))
-    if not hits:
-      raise FileNotFoundError(f"{p!r} matches no file; check the path (globs are allowed).")
-    out += hits
-  return out
-
-
 def _str(row, key, path, n, required=True) -> str:
   v = row.get(key, "")
   if v is None:
@@ -63,7 +52,7 @@ def _str(row, key, path, n, required=True) -> str:
 
 def load_documents(files) -> list[Document]:
   docs, seen = [], set()
-  for path in expand(files):
+  for path in fileio.expand(files, "entigraph.documents", "check the path (globs are allowed)"):
     for n, row in iter_jsonl(path):
       if "article" in row:  # QuALITY
         doc = Document(_str(row, "article_id", path, n), _str(row, "title", path, n),
@@ -105,7 +94,7 @@ def load_questions(files) -> list[Question]:
   """Questions from QuALITY lines and/or our own one-question-per-line files.
   Questions without a known answer are kept (answer=None); evaluation skips them."""
   out, seen = [], set()
-  for path in expand(files):
+  for path in fileio.expand(files, "qa.questions", "check the path (globs are allowed)"):
     for n, row in iter_jsonl(path):
       if "questions" in row:
         qs = _quality_questions(row, path, n)

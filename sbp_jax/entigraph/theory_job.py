@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from sbp_jax import fileio
 from sbp_jax.entigraph import theory
 
 log = logging.getLogger("sbp_jax")
@@ -59,9 +60,8 @@ def run(config, workdir: str) -> dict:
   print(f"  simulation vs exact expectation: max |diff| {result['max_abs_sim_minus_exact']:.2e}; "
         f"share of points within Theorem 1 bounds (eps={c.eps}): "
         f"{result['within_theorem1_bounds']:.2f}")
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "theory.json"), "w") as f:
-    json.dump(result, f, indent=1)
+  fileio.makedirs(workdir)
+  fileio.write_json(os.path.join(workdir, "theory.json"), result)
   _plot(os.path.join(workdir, "theory.png"), k)
   return result
 
@@ -73,7 +73,8 @@ def _plot(path, curves):
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
   plot_toy(curves, axes)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  with fileio.atomic_open(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=110)
   plt.close(fig)
 
 

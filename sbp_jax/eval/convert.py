@@ -32,7 +32,8 @@ import os
 import re
 from typing import Callable, Iterator
 
-from sbp_jax.data.jsonl_io import iter_jsonl, open_file, write_jsonl
+from sbp_jax import fileio
+from sbp_jax.fileio import iter_jsonl, open_file, write_jsonl
 from sbp_jax.eval.records import RecordError, check_format
 
 Rows = Iterator[dict]
@@ -125,15 +126,15 @@ _MMLU_SPLIT = re.compile(r"_(dev|val|test|auxiliary_train)$")
 
 
 def _mmlu_files(path: str) -> list[str]:
-  if os.path.isdir(path):
-    return sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".csv"))
+  if fileio.isdir(path):
+    return fileio.glob(os.path.join(path, "*.csv"))
   return [path]
 
 
 def convert_mmlu(path: str) -> Rows:
   for file in _mmlu_files(path):
     subject = _MMLU_SPLIT.sub("", os.path.splitext(os.path.basename(file))[0])
-    with open(file, encoding="utf-8", newline="") as f:
+    with fileio.open_file(file, text=True, newline="") as f:
       for n, row in enumerate(csv.reader(f), 1):
         if len(row) != 6 or row[5].strip() not in ("A", "B", "C", "D"):
           raise _bad(file, n, "an MMLU row has 6 columns: question, A, B, C, D, answer letter.")
@@ -217,7 +218,7 @@ def convert(dataset: str, inputs: list[str], output: str, **kw) -> int:
 
   def records():
     for path in inputs:
-      if not os.path.exists(path):
+      if not fileio.exists(path):
         raise FileNotFoundError(f"{path} does not exist.")
       for i, rec in enumerate(fn(path, **kw)):
         err = check(rec)

@@ -17,7 +17,8 @@ import time
 
 import jax
 
-from sbp_jax.data.jsonl_io import write_jsonl
+from sbp_jax import fileio
+from sbp_jax.fileio import write_jsonl
 from sbp_jax.eval import report, tasks
 from sbp_jax.eval.records import read_records
 from sbp_jax.eval.scorer import Scorer
@@ -45,17 +46,13 @@ def plain(x):
 def _write(path: str, text: str) -> None:
   if jax.process_index() != 0:
     return
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(text)
-  os.replace(tmp, path)
+  fileio.write_text(path, text)
 
 
 def model_config(config) -> ModelConfig:
   e = config.eval
   if e.get("model_json"):  # model fields written by the import job
-    with open(e.model_json) as f:
-      return ModelConfig.from_dict({**json.load(f), "dtype": config.model.dtype})
+    return ModelConfig.from_dict({**fileio.read_json(e.model_json), "dtype": config.model.dtype})
   return ModelConfig.from_dict(config.model)
 
 
@@ -155,7 +152,6 @@ def run_eval(config, workdir: str) -> dict:
                      "evaluate with the tokenizer the model was trained with (config.tokenizer).")
   prefix = resolve_prefix(e.get("prefix", "none"), tok, cfg.vocab_size)
   out_dir = os.path.join(workdir, "eval")
-  os.makedirs(out_dir, exist_ok=True)
   # Finished tasks are reused only for the same checkpoint step and scoring setup.
   step = latest_step(e.checkpoint)
   stamp = dict(checkpoint=e.checkpoint, step=step, model_json=e.get("model_json", ""),
@@ -168,9 +164,8 @@ def run_eval(config, workdir: str) -> dict:
   for t in suite:
     path = os.path.join(out_dir, f"{t['name']}.json")
     key = dict(task=t, **stamp)
-    if os.path.exists(path):
-      with open(path) as f:
-        done = json.load(f)
+    if fileio.exists(path):
+      done = fileio.read_json(path)
       if done.get("key") == json.loads(json.dumps(key)):
         results["tasks"][t["name"]] = done["result"]
         log.info("%s: done earlier (%s)", t["name"], path)
@@ -221,14 +216,12 @@ def run_eval_table(config, workdir: str) -> dict:
   runs = []
   for r in tc.runs:
     r = plain(r)
-    if not os.path.exists(r.get("results", "")):
+    if not fileio.exists(r.get("results", "")):
       raise FileNotFoundError(f"table.runs entry {r.get('label')!r}: results={r.get('results')!r} "
                               "does not exist; point it at an eval job's results.json.")
-    with open(r["results"]) as f:
-      runs.append((r["label"], json.load(f)))
+    runs.append((r["label"], fileio.read_json(r["results"])))
   t = report.combine(runs, tc.baseline, tc.get("oracle", ""), tuple(tc.get("tasks", ()) or ()))
   text = report.format_table(t)
-  os.makedirs(workdir, exist_ok=True)
   _write(os.path.join(workdir, "table.json"), json.dumps(t, indent=1))
   _write(os.path.join(workdir, "table.txt"), text + "\n")
   print(text)

@@ -16,11 +16,11 @@ release, and `sbp_jax/eval/tfds_source.py` builds them from tensorflow-datasets.
 
 from __future__ import annotations
 
-import glob
 import os
 from typing import Callable, Sequence
 
-from sbp_jax.data.jsonl_io import iter_jsonl
+from sbp_jax import fileio
+from sbp_jax.fileio import iter_jsonl
 
 
 class RecordError(ValueError):
@@ -112,18 +112,9 @@ def check_format(fmt: str) -> Callable[[dict], str | None]:
 def expand_files(files: str | Sequence[str], what: str = "files") -> list[str]:
   """A glob, comma-separated globs or a list of them -> sorted existing paths."""
   pats = [p.strip() for p in files.split(",")] if isinstance(files, str) else list(files)
-  out = []
-  for p in pats:
-    if not p:
-      continue
-    hits = sorted(glob.glob(p)) if any(c in p for c in "*?[") else ([p] if os.path.exists(p) else [])
-    if not hits:
-      raise FileNotFoundError(f"{what}: {p!r} matches no file; give local .jsonl or .jsonl.gz "
-                              "paths (convert public releases with sbp_jax/eval/convert.py).")
-    out += hits
-  if not out:
-    raise FileNotFoundError(f"{what} is empty; give one or more .jsonl / .jsonl.gz paths.")
-  return out
+  return fileio.expand([p for p in pats if p], what,
+                       "give .jsonl or .jsonl.gz paths (convert public releases with "
+                       "sbp_jax/eval/convert.py)")
 
 
 def read_records(files: str | Sequence[str], fmt: str, limit: int = 0) -> list[dict]:

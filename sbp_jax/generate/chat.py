@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from sbp_jax import fileio
 from sbp_jax.data.special_tokens import IM_END, IM_START
 
 Message = Mapping[str, str]
@@ -49,18 +50,15 @@ def _compile(source: str) -> jinja2.Template:
 
 def find_template(path: str) -> tuple[str, dict]:
   """(template source, tokenizer_config) from a .jinja file or a tokenizer directory."""
-  if os.path.isfile(path):
-    with open(path) as f:
-      return f.read(), {}
+  if fileio.exists(path) and not fileio.isdir(path):
+    return fileio.read_text(path), {}
   conf_file = os.path.join(path, "tokenizer_config.json")
   conf = {}
-  if os.path.exists(conf_file):
-    with open(conf_file) as f:
-      conf = json.load(f)
+  if fileio.exists(conf_file):
+    conf = fileio.read_json(conf_file)
   jinja_file = os.path.join(path, "chat_template.jinja")
-  if os.path.exists(jinja_file):
-    with open(jinja_file) as f:
-      return f.read(), conf
+  if fileio.exists(jinja_file):
+    return fileio.read_text(jinja_file), conf
   template = conf.get("chat_template")
   if isinstance(template, list):  # [{"name": "default", "template": ...}, ...]
     template = {t.get("name"): t.get("template") for t in template}.get("default")

@@ -17,7 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sbp_jax.data.jsonl_io import read_jsonl, write_jsonl
+from sbp_jax import fileio
+from sbp_jax.fileio import read_jsonl, write_jsonl
 from sbp_jax.generate.budget_forcing import BudgetConfig, budget_force
 from sbp_jax.generate.chat import prompt_formatter
 from sbp_jax.generate.sampler import Sampler, SamplingParams
@@ -53,8 +54,7 @@ def load_params(cfg: ModelConfig, checkpoint: str, mesh, rules, seed: int = 0):
 def make_sampler(config) -> Sampler:
   g = config.generate
   if g.get("model_json"):  # the model fields written by the import job
-    with open(g.model_json) as f:
-      cfg = ModelConfig.from_dict({**json.load(f), "dtype": config.model.dtype})
+    cfg = ModelConfig.from_dict({**fileio.read_json(g.model_json), "dtype": config.model.dtype})
   else:
     cfg = ModelConfig.from_dict(config.model)
   mesh = mesh_from_config(config.mesh)
@@ -75,7 +75,7 @@ def sampling_params(g) -> SamplingParams:
 
 
 def read_prompts(path: str, field: str) -> list[dict]:
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     raise FileNotFoundError(f"{path} does not exist; expected JSON lines with a {field!r} field.")
   return list(read_jsonl(path, (field,)))
 
@@ -86,13 +86,13 @@ def run_generate(config, workdir: str) -> None:
   g = config.generate
   rows = read_prompts(g.prompts, g.get("prompt_field", "prompt"))
   out_dir = os.path.join(workdir, "outputs")
-  os.makedirs(out_dir, exist_ok=True)
+  fileio.makedirs(out_dir)
   sampler, sp = None, sampling_params(g)
   field = g.get("prompt_field", "prompt")
   fmt = prompt_formatter(config)
   for s, start in enumerate(range(0, len(rows), g.shard_size)):
     path = os.path.join(out_dir, f"part-{s:05d}.jsonl")
-    if os.path.exists(path):
+    if fileio.exists(path):
       continue
     sampler = sampler or make_sampler(config)
     shard = rows[start:start + g.shard_size]
@@ -133,7 +133,7 @@ def run_budget_forcing(config, workdir: str) -> dict:
   rows = [{**{k: v for k, v in r.items() if k != "answer"},
            **({"reference": str(r["answer"])} if "answer" in r else {})} for r in rows]
   out_dir = os.path.join(workdir, "budget_forcing")
-  os.makedirs(out_dir, exist_ok=True)
+  fileio.makedirs(out_dir)
   # With generate.chat the filled-in prompt_template becomes the user turn of the
   # model's chat template; thinking starts right after it.
   BudgetConfig(prompt_template=b.prompt_template)  # validates it
@@ -147,7 +147,7 @@ def run_budget_forcing(config, workdir: str) -> dict:
   for spec in b.settings:
     bc = BudgetConfig(**base, **parse_setting(spec))
     path = os.path.join(out_dir, spec.replace(",", "_").replace("=", "") + ".jsonl")
-    if not os.path.exists(path):
+    if not fileio.exists(path):
       sampler = sampler or make_sampler(config)
       res = []
       for i in range(0, len(rows), config.generate.batch_size):
@@ -166,8 +166,7 @@ def run_budget_forcing(config, workdir: str) -> dict:
     if all(isinstance(x, str) for x in refs):
       s["accuracy"] = sum(x.strip() in r["answer"] for x, r in zip(refs, res)) / len(res)
     summary[spec] = s
-  with open(os.path.join(out_dir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=1)
+  fileio.write_json(os.path.join(out_dir, "summary.json"), summary)
   head = f"{'setting':<16}{'n':>5}{'mean':>8}{'min':>6}{'max':>6}{'waits':>7}{'forced':>8}"
   lines = [head] + [f"{k:<16}{v['n']:>5}{v['mean_thinking']:>8.1f}{v['min_thinking']:>6}"
                     f"{v['max_thinking']:>6}{v['mean_waits']:>7.2f}{v['forced']:>8}"

@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 
+from sbp_jax import fileio
 from sbp_jax.generate.chat import CHAT_STOP, render_chat
 from sbp_jax.generate.sampler import SamplingParams
 
@@ -268,8 +269,7 @@ def run_serve(config, workdir: str) -> None:
                         float(s.batch_wait_s),
                         dict(temperature=float(g.temperature), top_p=float(g.top_p),
                              top_k=int(g.top_k), max_tokens=int(g.max_new_tokens)))
-  with open(os.path.join(workdir, "server.json"), "w") as f:
-    json.dump({"url": server.url, "model": s.model_name}, f)
+  fileio.write_json(os.path.join(workdir, "server.json"), {"url": server.url, "model": s.model_name})
   signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
   print(f"Serving {s.model_name} at {server.url} (completions, chat/completions)", flush=True)
   try:

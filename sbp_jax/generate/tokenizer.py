@@ -12,6 +12,7 @@ import json
 import os
 from typing import Protocol, Sequence, runtime_checkable
 
+from sbp_jax import fileio
 from sbp_jax.data import special_tokens
 
 
@@ -105,8 +106,8 @@ class HFTokenizer:
 
   def __init__(self, path: str):
     from tokenizers import Tokenizer as _Tok  # pylint: disable=g-import-not-at-top
-    file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
-    if not os.path.exists(file):
+    file = os.path.join(path, "tokenizer.json") if fileio.isdir(path) else path
+    if not fileio.exists(file):
       raise FileNotFoundError(f"{file} does not exist; point tokenizer.path at a directory "
                               "holding tokenizer.json (or at the file itself).")
     self._tok = _Tok.from_file(file)
@@ -117,15 +118,13 @@ class HFTokenizer:
   def _read_eos(self, d: str) -> tuple[int, ...]:
     for name in ("generation_config.json", "config.json"):
       f = os.path.join(d, name)
-      if os.path.exists(f):
-        with open(f) as fh:
-          e = json.load(fh).get("eos_token_id")
+      if fileio.exists(f):
+        e = fileio.read_json(f).get("eos_token_id")
         if e is not None:
           return tuple(e) if isinstance(e, list) else (int(e),)
     f = os.path.join(d, "tokenizer_config.json")
-    if os.path.exists(f):
-      with open(f) as fh:
-        e = json.load(fh).get("eos_token")
+    if fileio.exists(f):
+      e = fileio.read_json(f).get("eos_token")
       if isinstance(e, dict):
         e = e.get("content")
       if e and self._tok.token_to_id(e) is not None:

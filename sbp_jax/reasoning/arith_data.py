@@ -24,7 +24,8 @@ import os
 
 import numpy as np
 
-from sbp_jax.data.jsonl_io import write_jsonl
+from sbp_jax import fileio
+from sbp_jax.fileio import write_jsonl
 from sbp_jax.reasoning.sft_data import render
 
 LIMIT = 100
@@ -80,7 +81,7 @@ def write_splits(out_dir: str, n_train: int, n_test: int, seed: int, min_ops: in
                  max_ops: int = 5, p_recheck: float = 0.0) -> dict[str, str]:
   """Writes out_dir/{train,test}.jsonl unless both exist (a re-run reuses them)."""
   paths = {s: os.path.join(out_dir, f"{s}.jsonl") for s in ("train", "test")}
-  if not all(os.path.exists(p) for p in paths.values()):
+  if not all(fileio.exists(p) for p in paths.values()):
     splits = make_splits(n_train, n_test, seed, min_ops, max_ops, p_recheck)
     for s, p in paths.items():
       write_jsonl(p, splits[s])

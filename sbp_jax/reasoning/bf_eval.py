@@ -27,7 +27,8 @@ import logging
 import os
 from typing import Sequence
 
-from sbp_jax.data.jsonl_io import iter_jsonl, read_jsonl, write_jsonl
+from sbp_jax import fileio
+from sbp_jax.fileio import iter_jsonl, read_jsonl, write_jsonl
 from sbp_jax.generate import budget_forcing as bf
 from sbp_jax.generate.budget_forcing import BudgetConfig, _ids, budget_force
 from sbp_jax.generate.jobs import make_sampler, parse_setting
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 def load_questions(path: str, q_field: str = "question", a_field: str = "answer",
                    limit: int = 0) -> list[dict]:
   """[{id, question, gold}] from JSON lines; errors name the file, line and field."""
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     raise FileNotFoundError(f"budget_eval.questions={path!r} does not exist; expected JSON lines "
                             f"with {q_field!r} and {a_field!r} fields.")
   rows = []
@@ -94,7 +95,7 @@ def run_batched(sampler, rows: Sequence[dict], bc: BudgetConfig, sp: SamplingPar
 def greedy_trace(sampler, rows, trace_bc: BudgetConfig, sp: SamplingParams, batch_size: int,
                  seed: int, path: str) -> list[bf.Thinking]:
   """The greedy thinking phase under the most generous setting, kept in `path`."""
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     traces = []
     for b, chunk in _batches(rows, batch_size):
       prefix = bf.prompt_ids(sampler.tokenizer, [r["question"] for r in chunk], trace_bc)
@@ -143,7 +144,7 @@ def sequential(sampler, rows, e, base: dict, out_dir: str, seed: int) -> list[di
   for spec, bc in bcs.items():
     path = os.path.join(out_dir, "sequential", _name(spec) + ".jsonl")
     from_trace = shared and bf.derivable(bc, trace_bc)
-    if not os.path.exists(path):
+    if not fileio.exists(path):
       if from_trace:
         traces = traces or greedy_trace(sampler(), rows, trace_bc, sp, e.batch_size, seed,
                                         os.path.join(out_dir, "sequential", "trace.jsonl"))
@@ -194,7 +195,7 @@ def parallel(sampler, rows, e, base: dict, out_dir: str, seed: int) -> list[dict
   samples = []
   for part, start in enumerate(range(0, len(rows), per)):
     path = os.path.join(out_dir, "parallel", f"part-{part:05d}.jsonl")
-    if not os.path.exists(path):
+    if not fileio.exists(path):
       chunk = rows[start:start + per]
       flat = [r for r in chunk for _ in range(n_max)]
       res = run_batched(sampler(), flat, bc, sp, e.batch_size, seed + 100_003 * (part + 1),
@@ -209,12 +210,10 @@ def parallel(sampler, rows, e, base: dict, out_dir: str, seed: int) -> list[dict
 
 
 def _write_csv(path: str, table: list[dict]) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", newline="") as f:
+  with fileio.atomic_open(path) as f:
     w = csv.DictWriter(f, fieldnames=list(table[0]))
     w.writeheader()
     w.writerows(table)
-  os.replace(tmp, path)
 
 
 def format_tables(seq: list[dict], par: list[dict]) -> str:
@@ -256,10 +255,9 @@ def plot(seq: list[dict], par: list[dict], path: str, title: str = "") -> None:
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=120)
+  with fileio.atomic_open(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=120)
   plt.close(fig)
-  os.replace(tmp, path)
 
 
 def evaluate(sampler_fn, config, out_dir: str) -> dict:
@@ -284,17 +282,13 @@ def evaluate(sampler_fn, config, out_dir: str) -> dict:
   seed = int(config.seed)
   seq = sequential(sampler, rows, e, base, out_dir, seed) if e.sequential.settings else []
   par = parallel(sampler, rows, e, base, out_dir, seed) if e.parallel.ns else []
-  os.makedirs(out_dir, exist_ok=True)
   if seq:
     _write_csv(os.path.join(out_dir, "sequential.csv"), seq)
   if par:
     _write_csv(os.path.join(out_dir, "parallel.csv"), par)
   results = dict(questions=e.questions, n_questions=len(rows), sequential=seq, parallel=par,
                  n_parallel_questions=min(len(rows), int(e.parallel.get("limit", 0)) or len(rows)))
-  tmp = os.path.join(out_dir, "results.json.tmp")
-  with open(tmp, "w") as f:
-    json.dump(results, f, indent=1)
-  os.replace(tmp, os.path.join(out_dir, "results.json"))
+  fileio.write_json(os.path.join(out_dir, "results.json"), results)
   if e.get("plot", True):
     plot(seq, par, os.path.join(out_dir, "scaling.png"), e.get("title", ""))
   return results

@@ -18,6 +18,7 @@ import os
 
 import ml_collections
 
+from sbp_jax import fileio
 from sbp_jax.reasoning import arith_data, bf_eval, sft, sft_data
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def train_tokenizer(train_path: str, template, prefix: str, vocab_size: int) -> str:
   path = prefix + ".model"
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     from sbp_jax.data.tokenizer import train_sentencepiece  # pylint: disable=g-import-not-at-top
     recs = sft_data.read_records(train_path)
     # hard_vocab_limit off: a tiny alphabet may not support vocab_size merges.

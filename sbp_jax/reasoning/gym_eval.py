@@ -16,7 +16,8 @@ import json
 import logging
 import os
 
-from sbp_jax.data.jsonl_io import write_jsonl
+from sbp_jax import fileio
+from sbp_jax.fileio import write_jsonl
 from sbp_jax.generate.chat import ChatTemplate
 from sbp_jax.reasoning import bf_eval
 from sbp_jax.reasoning.gym_questions import make_questions
@@ -38,12 +39,11 @@ def write_questions(g, path: str) -> int:
   rows = make_questions([dict(t) for t in g.tasks], int(g.num_questions), int(g.seed),
                         g.get("suffix", ""))
   text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      if f.read() != text:
-        raise ValueError(f"{path} holds other questions than config.gym now gives (tasks, "
-                         "num_questions or seed changed); the finished settings under its "
-                         "workdir belong to those. Use a fresh --workdir.")
+  if fileio.exists(path):
+    if fileio.read_text(path) != text:
+      raise ValueError(f"{path} holds other questions than config.gym now gives (tasks, "
+                       "num_questions or seed changed); the finished settings under its "
+                       "workdir belong to those. Use a fresh --workdir.")
   else:
     write_jsonl(path, rows)
   return len(rows)

@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from sbp_jax.data.jsonl_io import iter_jsonl
+from sbp_jax.fileio import iter_jsonl
 
 REQUIRED_FIELDS = ("id", "question", "domain", "source", "thinking_tokens")
 

@@ -25,8 +25,9 @@ import logging
 import os
 from typing import Sequence
 
+from sbp_jax import fileio
 from sbp_jax.data import special_tokens as st
-from sbp_jax.data.jsonl_io import iter_jsonl, write_jsonl
+from sbp_jax.fileio import iter_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def tokenize(rendered: dict, tok, eos_id: int | None = st.EOS_ID) -> tuple[list[
 
 def read_records(path: str) -> list[dict]:
   """JSON lines with string fields question / reasoning / answer; errors name file and line."""
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     raise FileNotFoundError(f"{path} does not exist; expected JSON lines with fields {FIELDS}.")
   out = []
   for n, rec in iter_jsonl(path):

@@ -8,26 +8,19 @@ to a temporary name and renamed; a manifest written last marks the split done.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from typing import Iterator
 
-from sbp_jax.data.jsonl_io import iter_jsonl, read_jsonl, write_jsonl
+from sbp_jax import fileio
+from sbp_jax.fileio import iter_jsonl, read_jsonl, write_jsonl
 
 MANIFEST = "manifest.json"
 
 
 def corpus_files(files) -> list[str]:
-  pats = [files] if isinstance(files, str) else list(files)
-  out = []
-  for p in pats:
-    hits = sorted(glob.glob(p))
-    if not hits:
-      raise FileNotFoundError(f"pair.corpus: {p!r} matches no file; point it at JSON-lines "
-                              "files with a text field (e.g. data/demo_corpus/train.jsonl.gz).")
-    out += hits
-  return out
+  return fileio.expand(files, "pair.corpus", "point it at JSON-lines files with a text field "
+                       "(e.g. data/demo_corpus/train.jsonl.gz)")
 
 
 def iter_corpus(files, text_field: str = "text", id_field: str = "id") -> Iterator[dict]:
@@ -46,14 +39,12 @@ def split_corpus(files, out_dir: str, shard_size: int, text_field: str = "text",
                  id_field: str = "id", max_docs: int = 0) -> dict:
   """Writes docs shards once; returns the manifest {num_docs, num_shards, shard_size}."""
   man_path = os.path.join(out_dir, MANIFEST)
-  if os.path.exists(man_path):
-    with open(man_path) as f:
-      man = json.load(f)
+  if fileio.exists(man_path):
+    man = fileio.read_json(man_path)
     if man["shard_size"] != shard_size:
       raise ValueError(f"{man_path}: shards were written with shard_size={man['shard_size']}, "
                        f"but pair.shard_size={shard_size}; use a new workdir or the old size.")
     return man
-  os.makedirs(out_dir, exist_ok=True)
   buf, gid, shard = [], 0, 0
   for doc in iter_corpus(files, text_field, id_field):
     if max_docs and gid >= max_docs:
@@ -69,10 +60,7 @@ def split_corpus(files, out_dir: str, shard_size: int, text_field: str = "text",
   if gid == 0:
     raise ValueError(f"pair.corpus={files!r} holds no documents.")
   man = {"num_docs": gid, "num_shards": shard, "shard_size": shard_size}
-  tmp = man_path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(man, f)
-  os.replace(tmp, man_path)
+  fileio.write_json(man_path, man)
   return man
 
 

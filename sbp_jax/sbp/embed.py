@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Protocol, Sequence
 
 import flax.linen as nn
@@ -20,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sbp_jax import fileio
 from sbp_jax.sbp.encoder import SentenceEncoder, masked_mean_unit, padded_batches
 
 log = logging.getLogger(__name__)
@@ -94,8 +94,7 @@ def make_embedder(config) -> Embedder:
     from sbp_jax.model import ModelConfig  # pylint: disable=g-import-not-at-top
     from sbp_jax.parallel import make_rules, mesh_from_config  # pylint: disable=g-import-not-at-top
     if e.get("model_json"):
-      with open(e.model_json) as f:
-        cfg = ModelConfig.from_dict({**json.load(f), "dtype": config.model.dtype})
+      cfg = ModelConfig.from_dict({**fileio.read_json(e.model_json), "dtype": config.model.dtype})
     else:
       cfg = ModelConfig.from_dict(config.model)
     mesh, rules = mesh_from_config(config.mesh), make_rules(config.mesh.get("rules"))
@@ -111,9 +110,8 @@ def make_embedder(config) -> Embedder:
 
 def write_npz(path: str, **arrays) -> None:
   """Atomic: a temporary file renamed into place."""
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, **arrays)
-  os.replace(tmp, path)
+  with fileio.atomic_open(path, "wb") as f:
+    np.savez(f, **arrays)
 
 
 def write_embedding_shard(path: str, vectors: np.ndarray, gids: np.ndarray,
@@ -124,15 +122,15 @@ def write_embedding_shard(path: str, vectors: np.ndarray, gids: np.ndarray,
 
 def read_embedding_shard(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """-> (vectors [n, d] float32, gids [n] int64, ids [n] str)."""
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     raise FileNotFoundError(f"{path} does not exist; run the embedding stage first.")
-  with np.load(path) as z:
+  with fileio.open_file(path) as f, np.load(f) as z:
     return z["vectors"], z["gids"], z["ids"]
 
 
 def embed_docs(embedder: Embedder, docs: Sequence[dict], path: str) -> bool:
   """Embeds one docs shard (records with gid/id/text) into `path`; False if it existed."""
-  if os.path.exists(path):
+  if fileio.exists(path):
     return False
   vecs = embedder.embed([d["text"] for d in docs])
   write_embedding_shard(path, vecs, [d["gid"] for d in docs], [d["id"] for d in docs])

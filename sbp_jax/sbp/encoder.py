@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sbp_jax import fileio
+
 _ACTS = {"gelu": lambda x: nn.gelu(x, approximate=False),
          "gelu_new": lambda x: nn.gelu(x, approximate=True),
          "gelu_pytorch_tanh": lambda x: nn.gelu(x, approximate=True),
@@ -55,11 +57,10 @@ class BertConfig:
   @classmethod
   def from_hf(cls, path: str) -> "BertConfig":
     file = os.path.join(path, "config.json")
-    if not os.path.exists(file):
+    if not fileio.exists(file):
       raise FileNotFoundError(f"{file} does not exist; the encoder needs a Hugging Face BERT "
                               "directory (config.json, model.safetensors, tokenizer.json).")
-    with open(file) as f:
-      hf = json.load(f)
+    hf = fileio.read_json(file)
     if hf.get("model_type") != "bert":
       raise ValueError(f"{file}: model_type={hf.get('model_type')!r}; only 'bert' checkpoints "
                        "(e.g. all-MiniLM-L6-v2, bge, e5) are supported by this encoder.")
@@ -144,7 +145,7 @@ def load_bert_params(path: str, cfg: BertConfig) -> dict:
   """model.safetensors -> our param tree; a wrong shape or missing tensor is named."""
   from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
   file = os.path.join(path, "model.safetensors")
-  if not os.path.exists(file):
+  if not fileio.exists(file):
     raise FileNotFoundError(f"{file} does not exist; export the checkpoint as safetensors.")
   tensors = load_file(file)
   # Checkpoints saved from BertForXxx carry a "bert." prefix.
@@ -170,10 +171,7 @@ def load_bert_params(path: str, cfg: BertConfig) -> dict:
 
 
 def _read_json(path: str) -> dict:
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    return json.load(f)
+  return fileio.read_json(path) if fileio.exists(path) else {}
 
 
 def masked_mean_unit(hidden: jax.Array, mask: jax.Array) -> jax.Array:
@@ -216,7 +214,7 @@ class SentenceEncoder:
     self.cfg = BertConfig.from_hf(path)
     self.params = load_bert_params(path, self.cfg)
     tok_file = os.path.join(path, "tokenizer.json")
-    if not os.path.exists(tok_file):
+    if not fileio.exists(tok_file):
       raise FileNotFoundError(f"{tok_file} does not exist; the encoder needs the checkpoint's "
                               "tokenizer.json.")
     self.max_len = int(max_len or _read_json(os.path.join(path, "sentence_bert_config.json"))

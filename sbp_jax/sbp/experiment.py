@@ -19,7 +19,6 @@ the Table 3.3-style quality report and the Table B.1 similarities.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -29,7 +28,8 @@ from typing import Callable
 import ml_collections
 import numpy as np
 
-from sbp_jax.data.jsonl_io import read_jsonl, write_jsonl
+from sbp_jax import fileio
+from sbp_jax.fileio import write_jsonl
 from sbp_jax.sbp import joint, quality, synthesize, tuning
 
 log = logging.getLogger(__name__)
@@ -43,12 +43,11 @@ def run_stage(workdir: str, name: str, fn: Callable[[str], dict]) -> dict:
   """fn(stage_dir) -> JSON-able result, run once: a finished stage returns its record."""
   sub = os.path.join(workdir, name)
   path = os.path.join(sub, STAGE_FILE)
-  if os.path.exists(path):
-    with open(path) as f:
-      rec = json.load(f)
+  if fileio.exists(path):
+    rec = fileio.read_json(path)
     log.info("stage %-18s done earlier (%.0f s); skipping.", name, rec.get("seconds", 0))
     return rec
-  os.makedirs(sub, exist_ok=True)
+  fileio.makedirs(sub)
   log.info("stage %-18s starting in %s", name, sub)
   t0 = time.perf_counter()
   rec = dict(fn(sub))
@@ -58,9 +57,7 @@ def run_stage(workdir: str, name: str, fn: Callable[[str], dict]) -> dict:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices(f"sbp_stage_{name}")
   if jax.process_index() == 0:
-    with open(path + ".tmp", "w") as f:
-      json.dump(rec, f, indent=1)
-    os.replace(path + ".tmp", path)
+    fileio.write_json(path, rec)
   log.info("stage %-18s finished in %.0f s", name, rec["seconds"])
   return rec
 
@@ -70,8 +67,7 @@ def _copy(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def _write_config(sub: str, c: ml_collections.ConfigDict) -> None:
-  with open(os.path.join(sub, "config.json"), "w") as f:
-    f.write(c.to_json_best_effort(indent=1))
+  fileio.write_text(os.path.join(sub, "config.json"), c.to_json_best_effort(indent=1))
 
 
 def _tokenizer(config):
@@ -85,7 +81,7 @@ def prepare_data(config, sub: str) -> dict:
   """D_pretrain (optionally a seeded subset of the real files, as in the demo, where
   the oracle gets the whole corpus) and its unique-token count."""
   e = config.experiment
-  docs = synthesize.read_seed_docs(e.real_files)
+  docs = synthesize.SeedDocs(e.real_files, key="experiment.real_files")
   oracle_files = e.oracle_files or e.real_files
   real_files = e.real_files
   if e.real_subset_docs:
@@ -95,7 +91,7 @@ def prepare_data(config, sub: str) -> dict:
     rng = np.random.default_rng([config.seed, 0xD0C])
     keep = np.sort(rng.choice(len(docs), int(e.real_subset_docs), replace=False))
     oracle_docs = docs
-    docs = [docs[i] for i in keep]
+    docs = docs.take(keep)
     real_files = os.path.join(sub, "d_pretrain.jsonl")
     write_jsonl(real_files, docs)
   else:
@@ -139,15 +135,14 @@ def pair_stage(config, real_files, sub: str) -> dict:
 
 def random_pairs_stage(real_files, num_pairs: int, seed: int, sub: str) -> dict:
   """The B.1 ablation's training data: each d1 with a random other document."""
-  docs = synthesize.read_seed_docs(real_files)
-  rows, rnd = [], 0
-  while len(rows) < num_pairs:
-    partner = quality.random_pairs(len(docs), seed + rnd)
-    rows += [{"d1": docs[i]["text"], "d2": docs[j]["text"], "d1_id": docs[i]["id"],
-              "d2_id": docs[j]["id"]} for i, j in enumerate(partner)]
-    rnd += 1
-  rng = np.random.default_rng([seed, 0x9A1])
-  rows = [rows[i] for i in rng.permutation(len(rows))[:num_pairs]]
+  docs = synthesize.SeedDocs(real_files, key="experiment.real_files")
+  n = len(docs)
+  rounds = max(1, math.ceil(num_pairs / n))  # pairing rounds until num_pairs pairs exist
+  d1 = np.tile(np.arange(n), rounds)
+  d2 = np.concatenate([quality.random_pairs(n, seed + r) for r in range(rounds)])
+  pick = np.random.default_rng([seed, 0x9A1]).permutation(len(d1))[:num_pairs]
+  rows = [{"d1": a["text"], "d2": b["text"], "d1_id": a["id"], "d2_id": b["id"]}
+          for a, b in zip(docs.take(d1[pick]), docs.take(d2[pick]))]
   path = os.path.join(sub, "random_pairs.jsonl")
   write_jsonl(path, rows)
   return dict(pairs_files=path, num_pairs=len(rows))
@@ -194,8 +189,7 @@ def heldout_stage(arms: dict[str, dict]) -> dict:
   """Held-out perplexity of each arm at its last step (the trainer's eval over data.eval)."""
   rows = {}
   for name, rec in arms.items():
-    with open(os.path.join(os.path.dirname(rec["checkpoints"]), "history.json")) as f:
-      ev = json.load(f)["eval"]
+    ev = fileio.read_json(os.path.join(os.path.dirname(rec["checkpoints"]), "history.json"))["eval"]
     last = ev[max(ev, key=int)]
     rows[name] = dict(heldout_loss=last["loss"], heldout_perplexity=last["perplexity"])
   return dict(columns=list(rows), arms=rows, table=heldout_table(rows))
@@ -217,46 +211,52 @@ def heldout_table(rows: dict[str, dict]) -> str:
   return "\n".join(out)
 
 
-def _read_all(files) -> list[dict]:
-  import glob  # pylint: disable=g-import-not-at-top
-  return [r for p in sorted(glob.glob(files)) for r in read_jsonl(p)]
+def _pick(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+  """k of range(n), uniformly without replacement, sorted."""
+  return np.sort(rng.permutation(n)[:k])
+
+
+def sample_records(files: str, k: int, rng: np.random.Generator) -> list[dict]:
+  """k records of JSON-lines files (a glob), uniformly without replacement, in file
+  order; read by byte offset, so the files are never loaded whole."""
+  index = fileio.JsonlIndex(fileio.glob(files))
+  return [r for _, _, r in index.take(_pick(len(index), k, rng))]
 
 
 def quality_stage(config, real_files, sbp_files, random_files, pairs_files, sub: str) -> dict:
   """Table 3.3 columns for SBP outputs, random-pair outputs and real data; Table B.1 means."""
   q = config.quality
-  docs = synthesize.read_seed_docs(real_files)
-  by_id = {d["id"]: d["text"] for d in docs}
+  k = int(q.sample_docs)
+  docs = synthesize.SeedDocs(real_files, key="experiment.real_files")
   tok = _tokenizer(config)
   tokenize = lambda t: tok.encode(quality.normalize(t))  # the thesis: normalise, then tokenize
   embed = make_quality_embedder(config)
   rng = np.random.default_rng([config.seed, 0x0A1])
 
-  def sample(rows, k):
-    return [rows[i] for i in np.sort(rng.permutation(len(rows))[:k])]
-
   report, b1 = {}, {}
   for name, files in (("SBP synthetic", sbp_files), ("Random-pair synthetic", random_files)):
     if not files:
       continue
-    rows = sample(_read_all(files), int(q.sample_docs))
+    rows = sample_records(files, k, rng)
+    wanted = {r["seed_id"] for r in rows}
+    by_id = {d["id"]: d["text"] for d in docs if d["id"] in wanted}  # one streamed pass
     report[name] = quality.quality_report(
         [r["text"] for r in rows], [by_id[r["seed_id"]] for r in rows], embed,
         irrelevance_threshold=float(q.irrelevance_threshold), duplicate_n=int(q.duplicate_n),
         tokenize=tokenize, seed=config.seed)
-  real = sample(docs, int(q.sample_docs))
+  real = docs.take(_pick(len(docs), k, rng))
   report["Real data (D_pretrain)"] = quality.quality_report(
       [d["text"] for d in real], [], duplicate_n=int(q.duplicate_n), tokenize=tokenize,
       seed=config.seed)
   if pairs_files:
-    pairs = sample(_read_all(pairs_files), int(q.sample_docs))
+    pairs = sample_records(pairs_files, k, rng)
     if pairs:
       b1["paired"] = float(np.mean(quality.pair_similarities(
           [p["d1"] for p in pairs], [p["d2"] for p in pairs], embed)))
   partner = quality.random_pairs(len(docs), config.seed)
-  idx = np.sort(rng.permutation(len(docs))[:int(q.sample_docs)])
+  idx = _pick(len(docs), k, rng)
   b1["random"] = float(np.mean(quality.pair_similarities(
-      [docs[i]["text"] for i in idx], [docs[partner[i]]["text"] for i in idx], embed)))
+      [d["text"] for d in docs.take(idx)], [d["text"] for d in docs.take(partner[idx])], embed)))
   for name, key in (("SBP synthetic", "generated_sbp"), ("Random-pair synthetic",
                                                           "generated_random")):
     if name in report:
@@ -283,6 +283,9 @@ def format_b1(b1: dict) -> str:
 
 def run(config, workdir: str) -> dict:
   e = config.experiment
+  if config.train.get("checkpoint_dir"):
+    raise ValueError("train.checkpoint_dir is set, but the experiment keeps each training "
+                     "stage's checkpoints in that stage's directory; leave it empty.")
   t0 = time.perf_counter()
   tcfg = config.train
   steps = joint.pretraining_steps(int(e.token_budget), int(tcfg.global_batch_size),
@@ -355,10 +358,8 @@ def run(config, workdir: str) -> dict:
 
   text = format_results(stages)
   results = dict(stages=stages, wall_seconds=time.perf_counter() - t0)
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(results, f, indent=1)
-  with open(os.path.join(workdir, "results.txt"), "w") as f:
-    f.write(text + "\n")
+  fileio.write_json(os.path.join(workdir, "results.json"), results)
+  fileio.write_text(os.path.join(workdir, "results.txt"), text + "\n")
   print(text)
   return results
 

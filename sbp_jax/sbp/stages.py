@@ -19,7 +19,8 @@ import os
 
 import numpy as np
 
-from sbp_jax.data.jsonl_io import write_jsonl
+from sbp_jax import fileio
+from sbp_jax.fileio import write_jsonl
 from sbp_jax.sbp import docs as docs_lib
 from sbp_jax.sbp.embed import embed_docs, read_embedding_shard, write_npz
 from sbp_jax.sbp.pairs import (SelectConfig, above_alpha, add_stats, finalize_stats, new_stats,
@@ -40,7 +41,7 @@ class Layout:
 
   def makedirs(self):
     for d in (self.docs, self.emb, self.nbr, self.pairs):
-      os.makedirs(d, exist_ok=True)
+      fileio.makedirs(d)
 
   def emb_file(self, s: int) -> str:
     return os.path.join(self.emb, f"emb-{s:05d}.npz")
@@ -56,15 +57,7 @@ class Layout:
 
   def num_shards(self) -> int:
     """Docs shards of the split (its manifest), for stages not handed the count."""
-    with open(os.path.join(self.docs, docs_lib.MANIFEST)) as f:
-      return int(json.load(f)["num_shards"])
-
-
-def _atomic_json(path: str, obj) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)
+    return int(fileio.read_json(os.path.join(self.docs, docs_lib.MANIFEST))["num_shards"])
 
 
 def _progress(what: str, done: int, total: int) -> None:
@@ -96,7 +89,7 @@ def split(p, lay: Layout) -> dict:
 
 def embed_shard(embedder_factory, lay: Layout, s: int) -> bool:
   """embedder_factory() is called only when the shard is missing (model loads are slow)."""
-  if os.path.exists(lay.emb_file(s)):
+  if fileio.exists(lay.emb_file(s)):
     return False
   return embed_docs(embedder_factory(), docs_lib.read_shard(lay.docs, s), lay.emb_file(s))
 
@@ -114,7 +107,7 @@ def search_salt(p, lay: Layout, num_shards: int, v: int, salt: int) -> list[int]
   sc = SearchConfig.from_dict(p.search)
   nv, ns = shard_counts(p, num_shards)
   keys = [q for q in range(num_shards) if salt_of(q, ns) == salt]
-  todo = [q for q in keys if not os.path.exists(lay.nbr_file(q, v))]
+  todo = [q for q in keys if not fileio.exists(lay.nbr_file(q, v))]
   if todo:
     vecs, gids = load_value_shard(lay, value_shard_members(num_shards, nv)[v])
     searcher = build_searcher(vecs, sc, k=min(sc.k + 1, len(gids)))
@@ -134,7 +127,7 @@ def candidates(p, lay: Layout, q: int, stats: dict) -> dict[int, list[tuple[int,
   nv, _ = shard_counts(p, lay.num_shards())
   parts, qg = [], None
   for v in range(nv):
-    with np.load(lay.nbr_file(q, v)) as z:
+    with fileio.open_file(lay.nbr_file(q, v)) as f, np.load(f) as z:
       parts.append((z["gids"], z["scores"]))
       qg = z["query_gids"]
   g, s, self_hits = merge_topk(parts, sc.k, qg)
@@ -144,7 +137,7 @@ def candidates(p, lay: Layout, q: int, stats: dict) -> dict[int, list[tuple[int,
 
 def needed_gids(p, lay: Layout, q: int) -> list[int]:
   """The d2 documents key shard q's selection will read (empty if q is finished)."""
-  if os.path.exists(lay.stats_file(q)):
+  if fileio.exists(lay.stats_file(q)):
     return []
   c = candidates(p, lay, q, new_stats(SelectConfig.from_dict(p.select).hist_bins))
   return sorted({d2 for lst in c.values() for d2, _ in lst})
@@ -153,7 +146,7 @@ def needed_gids(p, lay: Layout, q: int) -> list[int]:
 def select_shard(p, lay: Layout, q: int, rule, d2_docs) -> bool:
   """Writes pairs-q.jsonl then stats-q.json (the completion marker). d2_docs maps
   gid -> {"id", "text"} for every gid of needed_gids(q)."""
-  if os.path.exists(lay.stats_file(q)):
+  if fileio.exists(lay.stats_file(q)):
     return False
   sel = SelectConfig.from_dict(p.select)
   stats = new_stats(sel.hist_bins)
@@ -162,7 +155,7 @@ def select_shard(p, lay: Layout, q: int, rule, d2_docs) -> bool:
   write_jsonl(lay.pairs_file(q), (  # streamed: select_for_d1 fills `stats` as it goes
       rec for d1_gid in sorted(cands)
       for rec in select_for_d1(d1_docs[d1_gid], cands[d1_gid], d2_docs, rule, sel.cap, stats)))
-  _atomic_json(lay.stats_file(q), stats)
+  fileio.write_json(lay.stats_file(q), stats)
   log.info("selected key shard %d: %d pairs kept", q, stats["kept"])
   return True
 
@@ -173,8 +166,7 @@ def finalize(p, lay: Layout, num_shards: int, seed: int) -> dict:
   sel = SelectConfig.from_dict(p.select)
   total = new_stats(sel.hist_bins)
   for q in range(num_shards):
-    with open(lay.stats_file(q)) as f:
-      total = add_stats(total, json.load(f))
+    total = add_stats(total, fileio.read_json(lay.stats_file(q)))
   # Random pairs come from up to 16 random shards, so this reads a bounded amount of
   # embeddings however large the corpus (shards are arbitrary slices of it).
   rng = np.random.default_rng(seed)
@@ -184,7 +176,7 @@ def finalize(p, lay: Layout, num_shards: int, seed: int) -> dict:
   rand = (random_pair_similarity(lambda g: vecs[g], len(vecs), n_rand, seed)
           if len(vecs) > 1 else None)
   stats = finalize_stats(total, sel.alpha, rand, n_rand)
-  _atomic_json(os.path.join(lay.workdir, "stats.json"), stats)
+  fileio.write_json(os.path.join(lay.workdir, "stats.json"), stats)
   return stats
 
 

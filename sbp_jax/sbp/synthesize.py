@@ -12,43 +12,25 @@ draws (its seed documents and its sampling keys) is a pure function of
 (config seed, shard index), and hosts take shards round-robin, so a re-run
 skips finished shards and redoes an interrupted one identically: no synthetic
 document is ever written twice, whatever the number of hosts or restarts.
+Seeds are read by byte offset (SeedDocs), so no host holds D_pretrain in memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
 import time
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
-from etils import epath  # local paths and gs:// alike (pod jobs write to buckets)
 
+from sbp_jax import fileio
 from sbp_jax.data import special_tokens
-from sbp_jax.data.jsonl_io import iter_jsonl, write_jsonl
 from sbp_jax.sbp.quality import SHINGLE, has_repeated_shingle
 
 log = logging.getLogger(__name__)
-
-
-def glob_files(pattern: str) -> list[str]:
-  """Sorted matches of a local or gs:// glob (a plain path matches itself if it exists)."""
-  if any(ch in pattern for ch in "*?["):
-    i = min(pattern.index(ch) for ch in "*?[" if ch in pattern)
-    root = pattern[:i].rsplit("/", 1)[0] or "."
-    rel = pattern[len(root) + 1:] if pattern.startswith(root + "/") else pattern
-    return sorted(str(p) for p in epath.Path(root).glob(rel))
-  return [pattern] if epath.Path(pattern).exists() else []
-
-
-def write_atomic(path: str, text: str) -> None:
-  """Writes a temporary file next to `path` and renames it into place."""
-  tmp = epath.Path(f"{path}.tmp{os.getpid()}")
-  tmp.write_text(text, encoding="utf-8")
-  tmp.replace(path)
 
 
 SHARD_PATTERN = "synthetic-{:05d}.jsonl"
@@ -67,22 +49,48 @@ GenerateFn = Callable[[Sequence[str], int], list[Sample]]
 
 # -- inputs --------------------------------------------------------------------------------
 
-def read_seed_docs(files, text_field: str = "text", id_field: str = "id") -> list[dict]:
-  """All {"id", "text"} records of .jsonl / .jsonl.gz files (globs), in file order."""
-  pats = [files] if isinstance(files, str) else list(files)
-  docs = []
-  for pat in pats:
-    paths = glob_files(pat)
-    if not paths:
-      raise FileNotFoundError(f"synthesize.seed_files: {pat!r} matches no file; point it at "
-                              "the D_pretrain JSON-lines files (e.g. data/demo_corpus/train.jsonl.gz).")
-    for path in paths:
-      for n, row in iter_jsonl(path, (text_field,)):
-        docs.append({"id": str(row.get(id_field, f"{os.path.basename(path)}:{n}")),
-                     "text": row[text_field]})
-  if not docs:
-    raise ValueError(f"synthesize.seed_files={files!r} holds no documents.")
-  return docs
+class SeedDocs:
+  """D_pretrain as {"id", "text"} records numbered 0.. in file order, read by index.
+
+  Only an index of byte offsets (12 bytes a document) stays in memory, so every host
+  can draw seeds from a corpus far larger than its RAM. A record without `id_field`
+  is named "<file name>:<line>". A bad line raises an error naming file:line when it
+  is read.
+  """
+
+  def __init__(self, files, text_field: str = "text", id_field: str = "id",
+               key: str = "synthesize.seed_files"):
+    self.text_field, self.id_field, self.key = text_field, id_field, key
+    self._hint = f"check {key} and its text_field setting"
+    self.files = fileio.expand(files, key, "point it at the D_pretrain JSON-lines files "
+                               "(e.g. data/demo_corpus/train.jsonl.gz)")
+    self._index = fileio.JsonlIndex(self.files)
+    if not len(self._index):
+      raise ValueError(f"{key}={files!r} holds no documents.")
+
+  def __len__(self) -> int:
+    return len(self._index)
+
+  def _doc(self, path: str, n: int, row: dict) -> dict:
+    return {"id": str(row.get(self.id_field, f"{os.path.basename(path)}:{n}")),
+            "text": row[self.text_field]}
+
+  def take(self, indices) -> list[dict]:
+    """The documents at `indices`, in that order (repeats allowed)."""
+    return [self._doc(*r) for r in self._index.take(indices, (self.text_field,), self._hint)]
+
+  def __iter__(self) -> Iterator[dict]:
+    """Every document in order, streamed."""
+    for path in self.files:
+      for n, row in fileio.iter_jsonl(path, (self.text_field,), self._hint):
+        yield self._doc(path, n, row)
+
+
+def take_docs(docs: SeedDocs | Sequence[dict], indices) -> list[dict]:
+  """docs[i] for each index; a SeedDocs reads them in one pass per file."""
+  if isinstance(docs, SeedDocs):
+    return docs.take(indices)
+  return [docs[i] for i in indices]
 
 
 # -- pure planning -------------------------------------------------------------------------
@@ -111,8 +119,8 @@ def batch_seed(seed: int, shard: int, batch: int) -> int:
 
 # -- one shard -----------------------------------------------------------------------------
 
-def synthesize_shard(docs: Sequence[dict], shard: int, generate: GenerateFn, *, seed: int,
-                     tokens_per_shard: int, batch_size: int, max_batches: int,
+def synthesize_shard(docs: SeedDocs | Sequence[dict], shard: int, generate: GenerateFn, *,
+                     seed: int, tokens_per_shard: int, batch_size: int, max_batches: int,
                      shingle: int = SHINGLE, drop_unfinished: bool = False,
                      on_batch: Callable[[int, int], None] | None = None
                      ) -> tuple[list[dict], dict]:
@@ -132,12 +140,13 @@ def synthesize_shard(docs: Sequence[dict], shard: int, generate: GenerateFn, *, 
     if stats["kept_tokens"] >= tokens_per_shard:
       break
     idx = rng.integers(0, len(docs), size=batch_size)
-    outs = generate([docs[i]["text"] for i in idx], batch_seed(seed, shard, b))
+    seeds = take_docs(docs, idx)
+    outs = generate([d["text"] for d in seeds], batch_seed(seed, shard, b))
     if len(outs) != len(idx):
       raise RuntimeError(f"generator returned {len(outs)} samples for {len(idx)} seeds.")
     stats["batches"] += 1
     batch_tokens = 0
-    for j, (i, s) in enumerate(zip(idx, outs)):
+    for j, (d, s) in enumerate(zip(seeds, outs)):
       stats["generated"] += 1
       batch_tokens += len(s.tokens)
       if not s.tokens or not s.text.strip():
@@ -151,7 +160,7 @@ def synthesize_shard(docs: Sequence[dict], shard: int, generate: GenerateFn, *, 
         stats["dropped_over_quota"] += 1
       else:
         records.append({"text": s.text, "id": f"syn-{shard:05d}-{b:05d}-{j:04d}",
-                        "seed_id": docs[i]["id"], "num_tokens": len(s.tokens),
+                        "seed_id": d["id"], "num_tokens": len(s.tokens),
                         "finish_reason": s.finish_reason})
         stats["kept"] += 1
         stats["kept_tokens"] += len(s.tokens)
@@ -167,15 +176,11 @@ def synthesize_shard(docs: Sequence[dict], shard: int, generate: GenerateFn, *, 
 
 
 def shard_path(out_dir: str, shard: int) -> str:
-  return str(epath.Path(out_dir) / SHARD_PATTERN.format(shard))
+  return os.path.join(out_dir, SHARD_PATTERN.format(shard))
 
 
-def _exists(path: str) -> bool:
-  return epath.Path(path).exists()
-
-
-def synthesize_to_dir(docs: Sequence[dict], generate: GenerateFn, out_dir: str, *, seed: int,
-                      target_tokens: int, tokens_per_shard: int, batch_size: int,
+def synthesize_to_dir(docs: SeedDocs | Sequence[dict], generate: GenerateFn, out_dir: str, *,
+                      seed: int, target_tokens: int, tokens_per_shard: int, batch_size: int,
                       max_batches_per_shard: int, shingle: int = SHINGLE,
                       drop_unfinished: bool = False, process_index: int = 0,
                       process_count: int = 1, progress: bool = True) -> dict:
@@ -185,10 +190,9 @@ def synthesize_to_dir(docs: Sequence[dict], generate: GenerateFn, out_dir: str, 
   into place, so an existing shard always has its stats.
   """
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  epath.Path(out_dir).mkdir(parents=True, exist_ok=True)
   total = num_shards(target_tokens, tokens_per_shard)
   mine = host_shards(total, process_index, process_count)
-  todo = [s for s in mine if not _exists(shard_path(out_dir, s))]
+  todo = [s for s in mine if not fileio.exists(shard_path(out_dir, s))]
   if len(todo) < len(mine):
     log.info("synthesize: %d of this host's %d shards already done; skipping them.",
              len(mine) - len(todo), len(mine))
@@ -211,8 +215,8 @@ def synthesize_to_dir(docs: Sequence[dict], generate: GenerateFn, out_dir: str, 
         docs, s, generate, seed=seed, tokens_per_shard=tokens_per_shard, batch_size=batch_size,
         max_batches=max_batches_per_shard, shingle=shingle, drop_unfinished=drop_unfinished,
         on_batch=on_batch)
-    write_atomic(shard_path(out_dir, s) + ".stats.json", json.dumps(stats))
-    write_jsonl(shard_path(out_dir, s), records)
+    fileio.write_json(shard_path(out_dir, s) + ".stats.json", stats, indent=None)
+    fileio.write_jsonl(shard_path(out_dir, s), records)
     totals["shards_written"] += 1
     for k in totals:
       if k in stats:
@@ -226,11 +230,11 @@ def synthesize_to_dir(docs: Sequence[dict], generate: GenerateFn, out_dir: str, 
 
 def summarize_dir(out_dir: str) -> dict:
   """Totals over every finished shard (what a seqio source over the dir will read)."""
-  shards = glob_files(str(epath.Path(out_dir) / "synthetic-*.jsonl"))
+  shards = fileio.glob(os.path.join(out_dir, "synthetic-*.jsonl"))
   out = dict(shards=len(shards), kept=0, kept_tokens=0, generated=0, generated_tokens=0,
              dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0, dropped_over_quota=0)
   for p in shards:
-    st = json.loads(epath.Path(p + ".stats.json").read_text())
+    st = fileio.read_json(p + ".stats.json")
     for k in out:
       if k in st and k != "shards":
         out[k] += st[k]
@@ -301,14 +305,14 @@ def run(config, workdir: str) -> dict:
   from sbp_jax.parallel import maybe_initialize_distributed  # pylint: disable=g-import-not-at-top
   maybe_initialize_distributed(config.get("distributed"))
   s = config.synthesize
-  out_dir = s.get("output_dir", "") or str(epath.Path(workdir) / "synthetic")
+  out_dir = s.get("output_dir", "") or os.path.join(workdir, "synthetic")
   total = num_shards(int(s.target_tokens), int(s.tokens_per_shard))
   mine = host_shards(total, jax.process_index(), jax.process_count())
-  if all(_exists(shard_path(out_dir, k)) for k in mine):
+  if all(fileio.exists(shard_path(out_dir, k)) for k in mine):
     log.info("synthesize: all %d shards of this host exist in %s.", len(mine), out_dir)
     totals = {"shards_written": 0}
   else:
-    docs = read_seed_docs(s.seed_files, s.get("text_field", "text"), s.get("id_field", "id"))
+    docs = SeedDocs(s.seed_files, s.get("text_field", "text"), s.get("id_field", "id"))
     sampler = make_sampler(config)
     gen = sampler_generate_fn(sampler, sampling_params(s), int(s.max_prompt_tokens))
     totals = synthesize_to_dir(
@@ -324,7 +328,7 @@ def run(config, workdir: str) -> dict:
   summary = summarize_dir(out_dir)
   summary["this_host"] = totals
   if jax.process_index() == 0:
-    write_atomic(str(epath.Path(workdir) / "synthesize_summary.json"), json.dumps(summary, indent=1))
+    fileio.write_json(os.path.join(workdir, "synthesize_summary.json"), summary)
   log.info("synthesize: %d docs, %d tokens in %d shards; %.1f%% of outputs dropped as repetitive.",
            summary["kept"], summary["kept_tokens"], summary["shards"],
            100 * summary["repetitive_rate"])

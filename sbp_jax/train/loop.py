@@ -6,7 +6,6 @@ loss weights), the schedule, and where the initial parameters come from.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -14,6 +13,7 @@ import os
 import jax
 import numpy as np
 
+from sbp_jax import fileio
 from sbp_jax.data.factory import make_iterator
 from sbp_jax.model import ModelConfig, Transformer, flops_per_token
 from sbp_jax.parallel import global_batch, make_rules, maybe_initialize_distributed, mesh_from_config
@@ -64,6 +64,11 @@ def _initial_state(config, model, tx, mesh, rules, ckpt, train_iter):
   return state
 
 
+def checkpoint_dir(config, workdir: str) -> str:
+  """Where a run keeps its checkpoints: train.checkpoint_dir, else <workdir>/checkpoints."""
+  return config.train.get("checkpoint_dir", "") or os.path.join(workdir, "checkpoints")
+
+
 def train(config, workdir: str) -> dict:
   """Runs (or resumes) training; returns the per-step loss history and evals."""
   maybe_initialize_distributed(config.get("distributed"))
@@ -76,7 +81,7 @@ def train(config, workdir: str) -> dict:
   tx = make_optimizer(tcfg, schedule)
   train_iter = make_iterator(config.data, "train", tcfg.seq_len, tcfg.global_batch_size,
                              config.seed)
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), tcfg.checkpoint_every,
+  ckpt = Checkpointer(checkpoint_dir(config, workdir), tcfg.checkpoint_every,
                       tcfg.keep_checkpoints, tcfg.get("async_checkpoint", True))
   state = _initial_state(config, model, tx, mesh, rules, ckpt, train_iter)
   step_fn = make_train_step(model, tx, schedule, mesh, rules, tcfg.grad_accum_steps)
@@ -132,16 +137,10 @@ def train(config, workdir: str) -> dict:
 
 def _append_history(path: str, history: dict) -> None:
   """Merges this run's metrics into history.json (a resumed run adds to it)."""
-  old = {"loss": {}, "eval": {}}
-  if os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f)
+  old = fileio.read_json(path) if fileio.exists(path) else {"loss": {}, "eval": {}}
   for key in ("loss", "eval"):
     old[key].update({str(k): v for k, v in history[key].items()})
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(old, f, indent=1)
-  os.replace(tmp, path)
+  fileio.write_json(path, old)
 
 
 def run(config, workdir: str) -> None:
