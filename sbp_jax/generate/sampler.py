@@ -12,7 +12,6 @@ cache). Stop strings are checked on the host between chunks of steps.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from typing import Sequence
 
@@ -24,7 +23,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from sbp_jax.generate.tokenizer import eos_ids_of, pad_id_of
 from sbp_jax.model import CACHE_AXES, ModelConfig, Transformer, init_cache
-from sbp_jax.parallel import make_mesh, make_rules, mesh_context
+from sbp_jax.parallel import (batch_shards, bucket, make_mesh, make_rules, mesh_context, place_params,
+                              round_up)
 
 MAX_STOP_IDS = 16
 MAX_EXTEND_IDS = 16
@@ -107,17 +107,6 @@ def sample_tokens(logits: jax.Array, keys: jax.Array, temperature, top_k, top_p,
   return jnp.where(temperature <= 0, greedy, sampled)
 
 
-def bucket(n: int, minimum: int = 16) -> int:
-  """The length bucket (next power of two, at least `minimum`) holding n."""
-  return max(minimum, 1 << max(0, math.ceil(math.log2(max(n, 1)))))
-
-
-def _batch_shards(mesh: Mesh, rules) -> int:
-  spec = nn.logical_to_mesh_axes(("activation_batch",), rules)[0]
-  axes = () if spec is None else (spec if isinstance(spec, tuple) else (spec,))
-  return math.prod(mesh.shape[a] for a in axes)
-
-
 def _find_stop(text: str, stops: Sequence[str]) -> int:
   hits = [text.find(s) for s in stops if s and s in text]
   return min(hits) if hits else -1
@@ -133,7 +122,6 @@ class Sampler:
 
   def __init__(self, cfg: ModelConfig, params, tokenizer=None, mesh: Mesh | None = None,
                rules=None, chunk: int = 32, min_bucket: int = 16, cache_dtype=None):
-    from sbp_jax.train.state import param_logical_specs  # pylint: disable=g-import-not-at-top
     self.cfg = cfg
     self.model = Transformer(cfg)
     self.tokenizer = tokenizer
@@ -142,11 +130,9 @@ class Sampler:
     self.chunk = chunk
     self.min_bucket = min_bucket
     self.cache_dtype = cache_dtype
-    self.batch_multiple = _batch_shards(self.mesh, self.rules)
+    self.batch_multiple = batch_shards(self.mesh, self.rules)
     self.last_timings: dict = {}
-    shardings = nn.logical_to_mesh_sharding(param_logical_specs(self.model), self.mesh,
-                                            self.rules)
-    self.params = jax.device_put(params, shardings)
+    self.params = place_params(params, cfg, self.mesh, self.rules)
     self._prefill = jax.jit(self._prefill_fn, static_argnames=("cache_len",))
     self._decode = jax.jit(self._decode_fn, static_argnames=("use_top_k", "use_top_p"),
                            donate_argnames=("state",))
@@ -252,7 +238,7 @@ class Sampler:
     lengths = np.asarray([len(p) for p in prompts], np.int32)
     p_len = bucket(int(lengths.max()), self.min_bucket)
     g_len = bucket(int(max(max_new.max(), 1)), self.min_bucket)
-    rows = -(-n // self.batch_multiple) * self.batch_multiple
+    rows = round_up(n, self.batch_multiple)
     tokens = np.full((rows, p_len), pad_id, np.int32)
     for i, p in enumerate(prompts):
       tokens[i, :len(p)] = p
