@@ -37,9 +37,9 @@ from jax.experimental import topologies  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
 from configs.base import get_base  # noqa: E402
-from sbp_jax.model import CACHE_AXES, ModelConfig, Transformer, count_params, flops_per_token  # noqa: E402
+from sbp_jax.model import (CACHE_AXES, ModelConfig, Transformer, count_params, flops_per_token,  # noqa: E402
+                           param_logical_specs)
 from sbp_jax.parallel import make_mesh, make_rules, mesh_context  # noqa: E402
-from sbp_jax.train.state import param_logical_specs  # noqa: E402
 
 GiB = 1024 ** 3
 # v5p-N counts TensorCores: N/2 chips. libtpu topology names (chips, x*y*z).

@@ -32,7 +32,16 @@ def sampler(tiny):
 
 @pytest.mark.parametrize("lengths", [(5,), (3, 9, 1, 6)])
 def test_cached_decode_matches_full_recompute(tiny, sampler, lengths):
-  cfg, params = tiny
+  _check_against_recompute(*tiny, sampler, lengths)
+
+
+def test_cached_decode_matches_full_recompute_with_unscanned_layers():
+  # The layer loop in Python (layer_i params) writes the same cache in place.
+  cfg, params = _model(scan_layers=False)
+  _check_against_recompute(cfg, params, Sampler(cfg, params), (3, 9, 1, 6))
+
+
+def _check_against_recompute(cfg, params, sampler, lengths):
   rng = np.random.default_rng(len(lengths))
   prompts = [rng.integers(3, 256, size=n).tolist() for n in lengths]
   sp = SamplingParams(temperature=0.0, max_new_tokens=12, stop_ids=())

@@ -108,8 +108,7 @@ class Scorer:
     self._fn = jax.jit(f)
 
   def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-    from sbp_jax.generate.sampler import bucket  # pylint: disable=g-import-not-at-top
-    from sbp_jax.parallel import mesh_context  # pylint: disable=g-import-not-at-top
+    from sbp_jax.parallel import bucket, mesh_context, round_up  # pylint: disable=g-import-not-at-top
     tok, s = self.sampler.tokenizer, self.sampler
     out = []
     for b in range(0, len(pairs), self.batch_size):
@@ -121,7 +120,7 @@ class Scorer:
           raise ValueError(f"empty prompt or continuation in scoring: {p[-40:]!r} / {c!r}")
         seqs.append((pi + ci, len(pi)))
       length = bucket(max(len(x) for x, _ in seqs) - 1, s.min_bucket)
-      rows = -(-len(seqs) // s.batch_multiple) * s.batch_multiple
+      rows = round_up(len(seqs), s.batch_multiple)
       tokens = np.zeros((rows, length), np.int32)
       targets = np.zeros((rows, length), np.int32)
       mask = np.zeros((rows, length), np.float32)

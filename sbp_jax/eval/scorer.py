@@ -13,18 +13,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import math
 import time
 from typing import Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
 from sbp_jax.model import ModelConfig, Transformer
-from sbp_jax.parallel import batch_sharding, make_mesh, make_rules, mesh_context, replicated
+from sbp_jax.parallel import (batch_sharding, batch_shards, bucket, make_mesh, make_rules, mesh_context,
+                              place_params, replicated, round_up)
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +44,6 @@ class Score:
   logprob: float  # sum of log p(token | prefix) over the scored tokens
   n_tokens: int
   greedy: bool    # every scored token is the model's argmax
-
-
-def next_pow2(n: int, minimum: int) -> int:
-  return max(minimum, 1 << max(0, math.ceil(math.log2(max(n, 1)))))
 
 
 def _score_rows(model: Transformer, params, inputs, targets, mask):
@@ -84,22 +79,17 @@ class Scorer:
   def __init__(self, cfg: ModelConfig, params, mesh: Mesh | None = None, rules=None,
                batch_size: int = 16, max_len: int | None = None, min_bucket: int = 16,
                pad_id: int = 0):
-    from sbp_jax.train.state import param_logical_specs  # pylint: disable=g-import-not-at-top
     self.cfg = cfg
     self.model = Transformer(cfg)
     self.mesh = mesh if mesh is not None else make_mesh((1, 1, 1), devices=jax.devices()[:1])
     self.rules = rules if rules is not None else make_rules()
-    spec = nn.logical_to_mesh_axes(("activation_batch",), self.rules)[0]
-    axes = () if spec is None else (spec if isinstance(spec, tuple) else (spec,))
-    shards = math.prod(self.mesh.shape[a] for a in axes)
-    self.batch_size = -(-max(1, batch_size) // shards) * shards
+    self.batch_size = round_up(max(1, batch_size), batch_shards(self.mesh, self.rules))
     self.max_len = int(max_len or cfg.max_seq_len)
     self.min_bucket = min(min_bucket, self.max_len)
     if not 0 <= pad_id < cfg.vocab_size:
       raise ValueError(f"pad_id={pad_id} is outside the vocabulary [0, {cfg.vocab_size}).")
     self.pad_id = pad_id
-    shardings = nn.logical_to_mesh_sharding(param_logical_specs(self.model), self.mesh, self.rules)
-    self.params = jax.device_put(params, shardings)
+    self.params = place_params(params, cfg, self.mesh, self.rules)
     self._rows = batch_sharding(self.mesh, self.rules, 2)
     self._fn = _jitted(cfg, self.mesh, tuple(self.rules))
     self.buckets_compiled: set[tuple[int, int]] = set()
@@ -107,7 +97,7 @@ class Scorer:
                       seconds=0.0)
 
   def bucket_of(self, n_inputs: int) -> int:
-    return min(next_pow2(n_inputs, self.min_bucket), self.max_len)
+    return min(bucket(n_inputs, self.min_bucket), self.max_len)
 
   def _put(self, x: np.ndarray):
     # Every host holds the whole batch; each device takes its rows.

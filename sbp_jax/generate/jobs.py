@@ -9,13 +9,11 @@ demos) and the tokenizer from `config.tokenizer`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from sbp_jax import fileio
 from sbp_jax.fileio import read_jsonl, write_jsonl
@@ -23,8 +21,8 @@ from sbp_jax.generate.budget_forcing import BudgetConfig, budget_force
 from sbp_jax.generate.chat import prompt_formatter
 from sbp_jax.generate.sampler import Sampler, SamplingParams
 from sbp_jax.generate.tokenizer import make_tokenizer
-from sbp_jax.model import ModelConfig, Transformer
-from sbp_jax.parallel import make_rules, mesh_context, mesh_from_config
+from sbp_jax.model import ModelConfig, Transformer, boxed_params
+from sbp_jax.parallel import make_rules, mesh_context, mesh_from_config, param_shardings
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +30,9 @@ log = logging.getLogger(__name__)
 def load_params(cfg: ModelConfig, checkpoint: str, mesh, rules, seed: int = 0):
   """Params from a checkpoints dir (latest step), sharded for `mesh`; random if empty."""
   from sbp_jax.train.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
-  from sbp_jax.train.state import param_logical_specs  # pylint: disable=g-import-not-at-top
   model = Transformer(cfg)
-  shardings = nn.logical_to_mesh_sharding(param_logical_specs(model), mesh, rules)
-  init = lambda r: nn.meta.unbox(model.init(r, jnp.zeros((1, 8), jnp.int32))["params"])
+  shardings = param_shardings(cfg, mesh, rules)
+  init = lambda r: nn.meta.unbox(boxed_params(model, r))
   if not checkpoint:
     log.warning("generate.checkpoint is empty: using randomly initialised weights (seed %d).",
                 seed)
@@ -51,25 +48,34 @@ def load_params(cfg: ModelConfig, checkpoint: str, mesh, rules, seed: int = 0):
   return ckpt.restore_params(step, abstract)
 
 
-def make_sampler(config) -> Sampler:
-  g = config.generate
+def make_sampler(config, checkpoint: str | None = None, mesh=None) -> Sampler:
+  """The sampler of config.model (or generate.model_json) with config.tokenizer.
+
+  checkpoint: default generate.checkpoint. mesh: default config.mesh (synthesis
+  passes one over this host's own devices: hosts synthesize independently).
+  """
+  g = config.get("generate") or {}
   if g.get("model_json"):  # the model fields written by the import job
-    cfg = ModelConfig.from_dict({**fileio.read_json(g.model_json), "dtype": config.model.dtype})
+    cfg = ModelConfig.from_dict({**fileio.read_json(g["model_json"]), "dtype": config.model.dtype})
   else:
     cfg = ModelConfig.from_dict(config.model)
-  mesh = mesh_from_config(config.mesh)
+  mesh = mesh if mesh is not None else mesh_from_config(config.mesh)
   rules = make_rules(config.mesh.get("rules"))
   tok = make_tokenizer(config.tokenizer)
   vocab = getattr(tok, "vocab_size", None)
   if vocab is not None and vocab > cfg.vocab_size:
     raise ValueError(f"tokenizer has {vocab} ids but model.vocab_size={cfg.vocab_size}; use the "
                      "model's own tokenizer (config.tokenizer) or a larger vocab.")
-  params = load_params(cfg, config.generate.checkpoint, mesh, rules, config.seed)
+  if checkpoint is None:
+    checkpoint = g["checkpoint"]
+  params = load_params(cfg, checkpoint, mesh, rules, config.seed)
   return Sampler(cfg, params, tokenizer=tok, mesh=mesh, rules=rules)
 
 
 def sampling_params(g) -> SamplingParams:
-  return SamplingParams(temperature=float(g.temperature), top_k=int(g.top_k),
+  """From a config section (generate or synthesize) with temperature, top_p,
+  max_new_tokens and optionally top_k and stop_strings."""
+  return SamplingParams(temperature=float(g.temperature), top_k=int(g.get("top_k", 0)),
                         top_p=float(g.top_p), max_new_tokens=int(g.max_new_tokens),
                         stop_strings=tuple(g.get("stop_strings", ()) or ()))
 

@@ -11,12 +11,13 @@ cache). Stop strings are checked on the host between chunks of steps.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
-import math
 import time
 from typing import Sequence
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,7 +25,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from sbp_jax.generate.tokenizer import eos_ids_of, pad_id_of
 from sbp_jax.model import CACHE_AXES, ModelConfig, Transformer, init_cache
-from sbp_jax.parallel import make_mesh, make_rules, mesh_context
+from sbp_jax.parallel import (batch_shards, bucket, make_mesh, make_rules, mesh_context, place_params,
+                              round_up)
 
 MAX_STOP_IDS = 16
 MAX_EXTEND_IDS = 16
@@ -107,20 +109,76 @@ def sample_tokens(logits: jax.Array, keys: jax.Array, temperature, top_k, top_p,
   return jnp.where(temperature <= 0, greedy, sampled)
 
 
-def bucket(n: int, minimum: int = 16) -> int:
-  """The length bucket (next power of two, at least `minimum`) holding n."""
-  return max(minimum, 1 << max(0, math.ceil(math.log2(max(n, 1)))))
-
-
-def _batch_shards(mesh: Mesh, rules) -> int:
-  spec = nn.logical_to_mesh_axes(("activation_batch",), rules)[0]
-  axes = () if spec is None else (spec if isinstance(spec, tuple) else (spec,))
-  return math.prod(mesh.shape[a] for a in axes)
-
-
 def _find_stop(text: str, stops: Sequence[str]) -> int:
   hits = [text.find(s) for s in stops if s and s in text]
   return min(hits) if hits else -1
+
+
+def _stop_prefix(tokenizer, toks: list[int], stops: Sequence[str]) -> int:
+  """The fewest leading tokens whose text contains a stop string (toks' text does).
+
+  Binary search: a prefix that contains a stop string stays containing it as
+  tokens are appended, so O(log n) decodes instead of one per prefix.
+  """
+  hit = lambda k: _find_stop(tokenizer.decode(toks[:k]), stops) >= 0
+  return bisect.bisect_left(range(len(toks) + 1), True, lo=1, key=hit)
+
+
+@flax.struct.dataclass
+class DecodeControls:
+  """What the decode loop obeys; fixed for one call (static flags pick the compilation)."""
+  max_new: jax.Array      # [b] token limit of each row
+  min_new: jax.Array      # [b] stop ids are masked until a row has this many
+  stop_ids: jax.Array     # [MAX_STOP_IDS], -1 = unused
+  bias: jax.Array         # [vocab] added to the logits
+  temperature: jax.Array
+  top_k: jax.Array
+  top_p: jax.Array
+  pad_id: jax.Array       # written after a row is done
+  ext_ids: jax.Array      # [MAX_EXTEND_IDS] tokens that replace a suppressed stop
+  ext_len: jax.Array      # how many of ext_ids are used
+  max_ext: jax.Array      # suppressions allowed per row
+  use_top_k: bool = flax.struct.field(pytree_node=False, default=False)
+  use_top_p: bool = flax.struct.field(pytree_node=False, default=False)
+
+
+@flax.struct.dataclass
+class DecodeState:
+  """The decode loop's carry: KV cache, the next logits, and what has been generated."""
+  cache: dict             # {"k", "v"} [layers, b, cache_len, kv_heads, head_dim]
+  logits: jax.Array       # [b, vocab] for the next token
+  index: jax.Array        # [b] cache slot of the next token
+  n: jax.Array            # [b] tokens generated
+  done: jax.Array         # [b]
+  out: jax.Array          # [b, g] generated ids (pad after the end)
+  keys: jax.Array         # [b] typed PRNG keys, one stream per row
+  ext_q: jax.Array        # [b] position in ext_ids of the next forced token (ext_len: none)
+  ext_n: jax.Array        # [b] extensions used
+  ext_at: jax.Array       # [b, g] True where an extension begins
+  rec: jax.Array | None   # [b, g, vocab] logits of each generated token (record_logits)
+
+
+@dataclasses.dataclass
+class Plan:
+  """A generate call laid out for the device: padded host arrays and the loop's settings."""
+  n: int                  # real rows (the rest pad the batch to the mesh)
+  tokens: np.ndarray      # [rows, p_len] right-padded prompts
+  lengths: np.ndarray     # [rows]
+  g_len: int              # generation bucket
+  controls: DecodeControls  # of host arrays
+  stop_ids: tuple[int, ...]
+  stop_strings: tuple[str, ...]
+  seed: int
+  record_logits: bool
+
+
+@dataclasses.dataclass
+class Decoded:
+  """A finished decode, on the host."""
+  out: np.ndarray         # [rows, g]
+  n: np.ndarray           # [rows]
+  ext_at: np.ndarray      # [rows, g]
+  rec: np.ndarray | None
 
 
 class Sampler:
@@ -129,11 +187,12 @@ class Sampler:
   mesh/rules: the training mesh and logical rules (default: one device);
   parameters are placed with the model's logical shardings, the KV cache with
   CACHE_AXES, prompts over the batch axes (rows are padded to fill them).
+  `generate` is prepare (validate and pad, on the host) -> run (prefill and the
+  decode loop, on the device) -> finish (detokenize and trim, on the host).
   """
 
   def __init__(self, cfg: ModelConfig, params, tokenizer=None, mesh: Mesh | None = None,
                rules=None, chunk: int = 32, min_bucket: int = 16, cache_dtype=None):
-    from sbp_jax.train.state import param_logical_specs  # pylint: disable=g-import-not-at-top
     self.cfg = cfg
     self.model = Transformer(cfg)
     self.tokenizer = tokenizer
@@ -142,14 +201,11 @@ class Sampler:
     self.chunk = chunk
     self.min_bucket = min_bucket
     self.cache_dtype = cache_dtype
-    self.batch_multiple = _batch_shards(self.mesh, self.rules)
+    self.batch_multiple = batch_shards(self.mesh, self.rules)
     self.last_timings: dict = {}
-    shardings = nn.logical_to_mesh_sharding(param_logical_specs(self.model), self.mesh,
-                                            self.rules)
-    self.params = jax.device_put(params, shardings)
+    self.params = place_params(params, cfg, self.mesh, self.rules)
     self._prefill = jax.jit(self._prefill_fn, static_argnames=("cache_len",))
-    self._decode = jax.jit(self._decode_fn, static_argnames=("use_top_k", "use_top_p"),
-                           donate_argnames=("state",))
+    self._decode = jax.jit(self._decode_fn, donate_argnames=("state",))
 
   # -- jitted pieces -----------------------------------------------------------------
 
@@ -163,48 +219,45 @@ class Sampler:
                            cache_index=jnp.zeros((b,), jnp.int32), logits_at=lengths - 1)
     return self._constrain_cache(out["cache"]), out["logits"][:, 0]
 
-  def _decode_fn(self, params, state, limit, max_new, min_new, stop_ids, bias, temperature,
-                 top_k, top_p, pad_id, ext_ids, ext_len, max_ext, use_top_k: bool,
-                 use_top_p: bool):
-    b, g = state["out"].shape
-    vocab = state["logits"].shape[-1]
-    is_stop = jnp.any(jnp.arange(vocab)[None, :] == stop_ids[:, None], axis=0)  # [V]
+  def _decode_fn(self, params, state: DecodeState, ctl: DecodeControls, limit) -> DecodeState:
+    """Up to `limit` steps of the decode loop (fewer if every row is done)."""
+    b, g = state.out.shape
+    vocab = state.logits.shape[-1]
+    is_stop = jnp.any(jnp.arange(vocab)[None, :] == ctl.stop_ids[:, None], axis=0)  # [V]
     rows = jnp.arange(b)
 
     def cond(carry):
       step, st = carry
-      return (step < limit) & ~jnp.all(st["done"])
+      return (step < limit) & ~jnp.all(st.done)
 
     def body(carry):
       step, st = carry
-      logits = st["logits"] + bias[None, :]
-      logits = jnp.where(is_stop[None, :] & (st["n"] < min_new)[:, None], _NEG, logits)
-      keys = jax.vmap(jax.random.fold_in)(st["keys"], st["n"])
-      tok = sample_tokens(logits, keys, temperature, top_k, top_p, use_top_k, use_top_p)
-      active = ~st["done"]
+      logits = st.logits + ctl.bias[None, :]
+      logits = jnp.where(is_stop[None, :] & (st.n < ctl.min_new)[:, None], _NEG, logits)
+      keys = jax.vmap(jax.random.fold_in)(st.keys, st.n)
+      tok = sample_tokens(logits, keys, ctl.temperature, ctl.top_k, ctl.top_p, ctl.use_top_k,
+                          ctl.use_top_p)
+      active = ~st.done
       # Extensions: a queued extension token is forced; a stop with extensions left
       # is replaced by the first extension token and queues the rest.
-      forcing = st["ext_q"] < ext_len
-      tok = jnp.where(forcing, ext_ids[jnp.minimum(st["ext_q"], MAX_EXTEND_IDS - 1)], tok)
-      extend = active & ~forcing & is_stop[tok] & (st["ext_n"] < max_ext)
-      tok = jnp.where(extend, ext_ids[0], tok)
-      tok = jnp.where(active, tok, pad_id)
-      slot = jnp.where(active, st["n"], g)  # out of range -> dropped
-      new = dict(st)
-      new["ext_q"] = jnp.where(extend, 1, st["ext_q"] + (forcing & active))
-      new["ext_n"] = st["ext_n"] + extend
-      new["ext_at"] = st["ext_at"].at[rows, slot].set(extend, mode="drop")
-      new["out"] = st["out"].at[rows, slot].set(tok, mode="drop")
-      if "rec" in st:
-        new["rec"] = st["rec"].at[rows, slot].set(st["logits"], mode="drop")
-      n = st["n"] + active
-      new["n"] = n
-      new["done"] = st["done"] | (active & (is_stop[tok] | (n >= max_new)))
-      res = self.model.apply({"params": params}, tok[:, None], cache=st["cache"],
-                             cache_index=st["index"])
-      new["cache"] = self._constrain_cache(res["cache"])
-      new["logits"] = res["logits"][:, 0]
-      new["index"] = st["index"] + active
+      forcing = st.ext_q < ctl.ext_len
+      tok = jnp.where(forcing, ctl.ext_ids[jnp.minimum(st.ext_q, MAX_EXTEND_IDS - 1)], tok)
+      extend = active & ~forcing & is_stop[tok] & (st.ext_n < ctl.max_ext)
+      tok = jnp.where(extend, ctl.ext_ids[0], tok)
+      tok = jnp.where(active, tok, ctl.pad_id)
+      slot = jnp.where(active, st.n, g)  # out of range -> dropped
+      n = st.n + active
+      res = self.model.apply({"params": params}, tok[:, None], cache=st.cache,
+                             cache_index=st.index)
+      new = st.replace(
+          cache=self._constrain_cache(res["cache"]), logits=res["logits"][:, 0],
+          index=st.index + active, n=n,
+          done=st.done | (active & (is_stop[tok] | (n >= ctl.max_new))),
+          out=st.out.at[rows, slot].set(tok, mode="drop"),
+          ext_q=jnp.where(extend, 1, st.ext_q + (forcing & active)),
+          ext_n=st.ext_n + extend,
+          ext_at=st.ext_at.at[rows, slot].set(extend, mode="drop"),
+          rec=None if st.rec is None else st.rec.at[rows, slot].set(st.logits, mode="drop"))
       return step + 1, new
 
     _, state = jax.lax.while_loop(cond, body, (jnp.int32(0), state))
@@ -222,9 +275,17 @@ class Sampler:
     Row i draws from its own stream (seed, i), so results do not depend on how
     rows are padded to fill the mesh.
     """
-    n = len(prompts)
-    if n == 0:
+    if len(prompts) == 0:
       return []
+    plan = self.prepare(prompts, sp, seed, max_new_tokens, min_new_tokens, record_logits)
+    return self.finish(plan, self.run(plan))
+
+  def prepare(self, prompts: Sequence[Sequence[int]], sp: SamplingParams, seed: int = 0,
+              max_new_tokens: Sequence[int] | None = None,
+              min_new_tokens: Sequence[int] | None = None,
+              record_logits: bool = False) -> Plan:
+    """Validates a call and pads it into the bucketed, mesh-filling host arrays."""
+    n = len(prompts)
     for i, p in enumerate(prompts):
       if len(p) == 0:
         raise ValueError(f"prompt {i} is empty; every prompt needs at least one token "
@@ -247,97 +308,115 @@ class Sampler:
     if bad:
       raise ValueError(f"prompt token id {bad[0]} is outside the model's vocabulary "
                        f"[0, {vocab}); is the tokenizer the model's?")
-    pad_id = pad_id_of(self.tokenizer) if self.tokenizer is not None else 0
-
-    lengths = np.asarray([len(p) for p in prompts], np.int32)
-    p_len = bucket(int(lengths.max()), self.min_bucket)
-    g_len = bucket(int(max(max_new.max(), 1)), self.min_bucket)
-    rows = -(-n // self.batch_multiple) * self.batch_multiple
-    tokens = np.full((rows, p_len), pad_id, np.int32)
-    for i, p in enumerate(prompts):
-      tokens[i, :len(p)] = p
-    lengths = np.concatenate([lengths, np.ones(rows - n, np.int32)])
-    max_new = np.concatenate([max_new, np.zeros(rows - n, np.int32)])
-    min_new = np.concatenate([min_new, np.zeros(rows - n, np.int32)])
-    stops = np.full((MAX_STOP_IDS,), -1, np.int32)
-    stops[:len(stop_ids)] = stop_ids
-    ext = np.zeros((MAX_EXTEND_IDS,), np.int32)
-    ext[:len(sp.extend_ids)] = sp.extend_ids
     bias = np.zeros((vocab,), np.float32)
     for tid, b in sp.logit_bias:
       if not 0 <= int(tid) < vocab:
         raise ValueError(f"logit_bias names token id {tid}, outside the vocabulary [0, {vocab}).")
       bias[int(tid)] += float(b)
+    pad_id = pad_id_of(self.tokenizer) if self.tokenizer is not None else 0
 
-    bsh = lambda nd: NamedSharding(self.mesh, P(*nn.logical_to_mesh_axes(
-        ("activation_batch",) + (None,) * (nd - 1), self.rules)))
-    put = lambda x: jax.device_put(x, bsh(np.ndim(x)))
-    base = jax.random.key(seed)
-    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(rows))
+    lengths = np.asarray([len(p) for p in prompts], np.int32)
+    p_len = bucket(int(lengths.max()), self.min_bucket)
+    rows = round_up(n, self.batch_multiple)
+    tokens = np.full((rows, p_len), pad_id, np.int32)
+    for i, p in enumerate(prompts):
+      tokens[i, :len(p)] = p
+    fill = lambda x, v: np.concatenate([x, np.full(rows - n, v, np.int32)])
+    stops = np.full((MAX_STOP_IDS,), -1, np.int32)
+    stops[:len(stop_ids)] = stop_ids
+    ext = np.zeros((MAX_EXTEND_IDS,), np.int32)
+    ext[:len(sp.extend_ids)] = sp.extend_ids
+    controls = DecodeControls(
+        max_new=fill(max_new, 0), min_new=fill(min_new, 0), stop_ids=stops, bias=bias,
+        temperature=np.float32(sp.temperature), top_k=np.int32(sp.top_k),
+        top_p=np.float32(sp.top_p), pad_id=np.int32(pad_id), ext_ids=ext,
+        ext_len=np.int32(len(sp.extend_ids)), max_ext=np.int32(sp.extensions),
+        use_top_k=sp.top_k > 0, use_top_p=sp.top_p < 1)
+    return Plan(n=n, tokens=tokens, lengths=fill(lengths, 1),
+                g_len=bucket(int(max(max_new.max(), 1)), self.min_bucket), controls=controls,
+                stop_ids=tuple(int(s) for s in stop_ids), stop_strings=tuple(sp.stop_strings),
+                seed=seed, record_logits=record_logits)
 
+  def _put(self, x):
+    """A host array sharded over the batch axes (its first dimension)."""
+    spec = nn.logical_to_mesh_axes(("activation_batch",) + (None,) * (np.ndim(x) - 1),
+                                   self.rules)
+    return jax.device_put(x, NamedSharding(self.mesh, P(*spec)))
+
+  def run(self, plan: Plan) -> Decoded:
+    """Prefill, then the decode loop; with stop strings, it runs in chunks of
+    `self.chunk` steps and rows whose new text holds one are ended between chunks."""
+    rows, p_len = plan.tokens.shape
+    g_len, c = plan.g_len, plan.controls
+    base = jax.random.key(plan.seed)
+    ctl = c.replace(max_new=self._put(c.max_new), min_new=self._put(c.min_new))
     t0 = time.perf_counter()
     with mesh_context(self.mesh, self.rules):
-      cache, logits = self._prefill(self.params, put(tokens), put(lengths),
+      cache, logits = self._prefill(self.params, self._put(plan.tokens), self._put(plan.lengths),
                                     cache_len=p_len + g_len)
       logits.block_until_ready()
       t1 = time.perf_counter()
-      state = dict(cache=cache, logits=logits, index=put(lengths), n=put(np.zeros(rows, np.int32)),
-                   done=put(max_new <= 0), out=put(np.full((rows, g_len), pad_id, np.int32)),
-                   keys=keys, ext_q=put(np.full(rows, len(sp.extend_ids), np.int32)),
-                   ext_n=put(np.zeros(rows, np.int32)),
-                   ext_at=put(np.zeros((rows, g_len), bool)))
-      if record_logits:
-        state["rec"] = jnp.zeros((rows, g_len, vocab), jnp.float32)
-      args = (put(max_new), put(min_new), jnp.asarray(stops), jnp.asarray(bias),
-              jnp.float32(sp.temperature),
-              jnp.int32(sp.top_k), jnp.float32(sp.top_p), jnp.int32(pad_id),
-              jnp.asarray(ext), jnp.int32(len(sp.extend_ids)), jnp.int32(sp.extensions))
-      flags = dict(use_top_k=sp.top_k > 0, use_top_p=sp.top_p < 1)
-      limit = self.chunk if sp.stop_strings else g_len
+      zeros = lambda *shape, dt=np.int32: self._put(np.zeros((rows,) + shape, dt))
+      state = DecodeState(
+          cache=cache, logits=logits, index=self._put(plan.lengths), n=zeros(),
+          done=self._put(c.max_new <= 0),
+          out=self._put(np.full((rows, g_len), c.pad_id, np.int32)),
+          keys=jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(rows)),
+          ext_q=self._put(np.full(rows, c.ext_len, np.int32)), ext_n=zeros(),
+          ext_at=zeros(g_len, dt=bool),
+          rec=(jnp.zeros((rows, g_len, self.cfg.vocab_size), jnp.float32)
+               if plan.record_logits else None))
+      stops = plan.stop_strings
+      limit = self.chunk if stops else g_len
+      checked = np.zeros(rows, np.int32)  # per row, tokens whose text was searched
+      # Only text near the new tokens is searched: a stop string of m characters spans
+      # at most 4m tokens (byte-level tokens of UTF-8), plus one whose leading space a
+      # detokenizer may drop. `finish` cuts at the first stop in the whole text.
+      margin = 4 * max((len(s) for s in stops), default=0) + 1
       for _ in range(-(-g_len // limit)):
-        state = self._decode(self.params, state, jnp.int32(limit), *args, **flags)
-        if not sp.stop_strings:
+        state = self._decode(self.params, state, ctl, jnp.int32(limit))
+        if not stops:
           break
-        done, out, cnt = jax.device_get((state["done"], state["out"], state["n"]))
+        done, out, cnt = jax.device_get((state.done, state.out, state.n))
         if done.all():
           break
-        hit = np.array([not done[i] and _find_stop(
-            self.tokenizer.decode(out[i, :cnt[i]].tolist()), sp.stop_strings) >= 0
-                        for i in range(rows)])
+        hit = np.zeros(rows, bool)
+        for i in np.flatnonzero(~done):
+          lo = max(0, int(checked[i]) - margin)
+          hit[i] = _find_stop(self.tokenizer.decode(out[i, lo:cnt[i]].tolist()), stops) >= 0
+        checked = cnt
         if hit.any():
-          state["done"] = put(done | hit)
+          state = state.replace(done=self._put(done | hit))
           if (done | hit).all():
             break
-      out, cnt, ext_at = jax.device_get((state["out"], state["n"], state["ext_at"]))
-      rec = jax.device_get(state["rec"]) if record_logits else None
+      out, cnt, ext_at = jax.device_get((state.out, state.n, state.ext_at))
+      rec = jax.device_get(state.rec) if plan.record_logits else None
     # Wall times of the last call (the first call per shape includes compilation).
     self.last_timings = dict(prefill_s=t1 - t0, decode_s=time.perf_counter() - t1,
-                             decode_steps=int(cnt.max()), rows=n)
+                             decode_steps=int(cnt.max()), rows=plan.n)
+    return Decoded(out=out, n=cnt, ext_at=ext_at, rec=rec)
 
+  def finish(self, plan: Plan, dec: Decoded) -> list[Completion]:
+    """Completions of the real rows: ids cut at the end, text, and why each ended."""
     results = []
-    stop_set = set(int(s) for s in stop_ids)
-    for i in range(n):
-      toks = out[i, :cnt[i]].tolist()
-      reason = "length"
-      text = None
-      if sp.stop_strings:
-        text = self.tokenizer.decode(toks)
-        cut = _find_stop(text, sp.stop_strings)
+    stop_set = set(plan.stop_ids)
+    decode = self.tokenizer.decode if self.tokenizer is not None else (lambda _: "")
+    for i in range(plan.n):
+      toks = dec.out[i, :dec.n[i]].tolist()
+      reason, text = "length", None
+      if plan.stop_strings:
+        text = decode(toks)
+        cut = _find_stop(text, plan.stop_strings)
         if cut >= 0:
           reason, text = "stop_string", text[:cut]
-          # Keep the fewest tokens whose text already contains the stop string.
-          for k in range(1, len(toks) + 1):
-            if _find_stop(self.tokenizer.decode(toks[:k]), sp.stop_strings) >= 0:
-              toks = toks[:k]
-              break
+          toks = toks[:_stop_prefix(self.tokenizer, toks, plan.stop_strings)]
       if reason == "length" and toks and toks[-1] in stop_set:
-        reason = "stop_token"
-        text = self.tokenizer.decode(toks[:-1]) if self.tokenizer is not None else ""
+        reason, text = "stop_token", decode(toks[:-1])
       if text is None:
-        text = self.tokenizer.decode(toks) if self.tokenizer is not None else ""
+        text = decode(toks)
       results.append(Completion(toks, text, reason,
-                                rec[i, :len(toks)] if rec is not None else None,
-                                np.flatnonzero(ext_at[i, :len(toks)]).tolist()))
+                                dec.rec[i, :len(toks)] if dec.rec is not None else None,
+                                np.flatnonzero(dec.ext_at[i, :len(toks)]).tolist()))
     return results
 
   def generate_text(self, prompts: Sequence[str], sp: SamplingParams, seed: int = 0,

@@ -129,3 +129,14 @@ def init_cache(cfg: ModelConfig, batch: int, max_len: int, dtype=None) -> dict:
 
 
 CACHE_AXES = ("layers", "cache_batch", "cache_length", "cache_kv_heads", None)
+
+
+def boxed_params(model: Transformer, rng) -> dict:
+  """Initialised params, still boxed with their logical axis names."""
+  return model.init(rng, jnp.zeros((1, 8), jnp.int32))["params"]
+
+
+def param_logical_specs(model: Transformer):
+  """The parameter tree's logical PartitionSpecs (shapes only; nothing is allocated)."""
+  return nn.get_partition_spec(jax.eval_shape(lambda r: boxed_params(model, r),
+                                              jax.random.key(0)))

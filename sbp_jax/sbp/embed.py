@@ -14,7 +14,6 @@ import json
 import logging
 from typing import Protocol, Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,8 +42,7 @@ class LMEmbedder:
   def __init__(self, cfg, params, tokenizer, layer: int = -1, max_len: int = 512,
                batch_size: int = 16, mesh=None, rules=None):
     from sbp_jax.model import Transformer  # pylint: disable=g-import-not-at-top
-    from sbp_jax.parallel import make_mesh, make_rules  # pylint: disable=g-import-not-at-top
-    from sbp_jax.train.state import param_logical_specs  # pylint: disable=g-import-not-at-top
+    from sbp_jax.parallel import batch_shards, make_mesh, make_rules, place_params, round_up  # pylint: disable=g-import-not-at-top
     if not -cfg.num_layers <= layer < cfg.num_layers:
       raise ValueError(f"pair.embedder.layer={layer} is outside the model's {cfg.num_layers} "
                        "layers (use 0..L-1, or -1 for the last).")
@@ -53,13 +51,9 @@ class LMEmbedder:
     self.mesh = mesh if mesh is not None else make_mesh((1, 1, 1), devices=jax.devices()[:1])
     self.rules = rules if rules is not None else make_rules()
     self.dim = cfg.d_model
-    spec = nn.logical_to_mesh_axes(("activation_batch",), self.rules)[0]
-    axes = () if spec is None else (spec if isinstance(spec, tuple) else (spec,))
-    shards = int(np.prod([self.mesh.shape[a] for a in axes])) if axes else 1
-    self.batch_size = -(-batch_size // shards) * shards
+    self.batch_size = round_up(batch_size, batch_shards(self.mesh, self.rules))
     model = Transformer(cfg)
-    self.params = jax.device_put(params, nn.logical_to_mesh_sharding(
-        param_logical_specs(model), self.mesh, self.rules))
+    self.params = place_params(params, cfg, self.mesh, self.rules)
 
     def fn(p, tokens, mask):
       hidden = model.apply({"params": p}, tokens, segment_ids=mask.astype(jnp.int32),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-import json
 import os
 from typing import Sequence
 
@@ -22,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sbp_jax import fileio
+from sbp_jax.parallel import bucket
 
 _ACTS = {"gelu": lambda x: nn.gelu(x, approximate=False),
          "gelu_new": lambda x: nn.gelu(x, approximate=True),
@@ -181,17 +181,13 @@ def masked_mean_unit(hidden: jax.Array, mask: jax.Array) -> jax.Array:
   return mean / jnp.maximum(jnp.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
 
 
-def bucket_len(n: int, minimum: int = 16) -> int:
-  return max(minimum, 1 << max(0, int(np.ceil(np.log2(max(n, 1))))))
-
-
 def padded_batches(ids, batch_size: int):
   """Yields (rows, tokens [batch_size, t], mask) over token-id lists, length-sorted so
   batches waste less padding; `rows` say where each batch's outputs go in input order."""
   order = np.argsort([len(x) for x in ids], kind="stable")
   for s in range(0, len(order), batch_size):
     rows = order[s:s + batch_size]
-    t = bucket_len(max(len(ids[r]) for r in rows))
+    t = bucket(max(len(ids[r]) for r in rows))
     tokens = np.zeros((batch_size, t), np.int32)
     mask = np.zeros((batch_size, t), bool)
     for j, r in enumerate(rows):

@@ -273,32 +273,6 @@ def sampler_generate_fn(sampler, sp, max_prompt_tokens: int) -> GenerateFn:
   return generate
 
 
-def make_sampler(config):
-  """The synthesizer on this host's own devices (hosts synthesize independently)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from sbp_jax.generate.jobs import load_params  # pylint: disable=g-import-not-at-top
-  from sbp_jax.generate.sampler import Sampler  # pylint: disable=g-import-not-at-top
-  from sbp_jax.generate.tokenizer import make_tokenizer  # pylint: disable=g-import-not-at-top
-  from sbp_jax.model import ModelConfig  # pylint: disable=g-import-not-at-top
-  from sbp_jax.parallel import make_mesh, make_rules  # pylint: disable=g-import-not-at-top
-  s = config.synthesize
-  cfg = ModelConfig.from_dict(config.model)
-  mesh = make_mesh(tuple(s.get("ici", (-1, 1, 1))), devices=jax.local_devices())
-  rules = make_rules(config.mesh.get("rules"))
-  tok = make_tokenizer(config.tokenizer)
-  vocab = getattr(tok, "vocab_size", None)
-  if vocab is not None and vocab > cfg.vocab_size:
-    raise ValueError(f"tokenizer has {vocab} ids but model.vocab_size={cfg.vocab_size}.")
-  params = load_params(cfg, s.checkpoint, mesh, rules, config.seed)
-  return Sampler(cfg, params, tokenizer=tok, mesh=mesh, rules=rules)
-
-
-def sampling_params(s):
-  from sbp_jax.generate.sampler import SamplingParams  # pylint: disable=g-import-not-at-top
-  return SamplingParams(temperature=float(s.temperature), top_p=float(s.top_p),
-                        top_k=int(s.get("top_k", 0)), max_new_tokens=int(s.max_new_tokens))
-
-
 def run(config, workdir: str) -> dict:
   """Job `synthesize`: config.synthesize -> workdir/synthetic/synthetic-NNNNN.jsonl."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -313,7 +287,11 @@ def run(config, workdir: str) -> dict:
     totals = {"shards_written": 0}
   else:
     docs = SeedDocs(s.seed_files, s.get("text_field", "text"), s.get("id_field", "id"))
-    sampler = make_sampler(config)
+    from sbp_jax.generate.jobs import make_sampler, sampling_params  # pylint: disable=g-import-not-at-top
+    from sbp_jax.parallel import make_mesh  # pylint: disable=g-import-not-at-top
+    # The synthesizer on this host's own devices (hosts synthesize independently).
+    mesh = make_mesh(tuple(s.get("ici", (-1, 1, 1))), devices=jax.local_devices())
+    sampler = make_sampler(config, checkpoint=s.checkpoint, mesh=mesh)
     gen = sampler_generate_fn(sampler, sampling_params(s), int(s.max_prompt_tokens))
     totals = synthesize_to_dir(
         docs, gen, out_dir, seed=int(config.seed), target_tokens=int(s.target_tokens),

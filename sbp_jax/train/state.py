@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from sbp_jax.model import Transformer
+from sbp_jax.model import Transformer, boxed_params
 from sbp_jax.parallel import mesh_context
 
 
@@ -22,18 +22,9 @@ class TrainState:
   opt_state: Any
 
 
-def _boxed_init(model: Transformer, rng):
-  return model.init(rng, jnp.zeros((1, 8), jnp.int32))["params"]
-
-
-def param_logical_specs(model: Transformer):
-  boxed = jax.eval_shape(lambda r: _boxed_init(model, r), jax.random.key(0))
-  return nn.get_partition_spec(boxed)
-
-
 def state_shardings(model: Transformer, tx: optax.GradientTransformation, mesh: Mesh, rules):
   """(abstract TrainState of ShapeDtypeStructs, TrainState of NamedShardings)."""
-  boxed = jax.eval_shape(lambda r: _boxed_init(model, r), jax.random.key(0))
+  boxed = jax.eval_shape(lambda r: boxed_params(model, r), jax.random.key(0))
   params = nn.meta.unbox(boxed)
   param_sh = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, rules)
   opt_state = jax.eval_shape(tx.init, params)
@@ -56,7 +47,7 @@ def init_state(model: Transformer, tx: optax.GradientTransformation, mesh: Mesh,
   _, shardings = state_shardings(model, tx, mesh, rules)
 
   def init(rng):
-    params = nn.meta.unbox(_boxed_init(model, rng))
+    params = nn.meta.unbox(boxed_params(model, rng))
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
   with mesh_context(mesh, rules):
