@@ -115,9 +115,12 @@ class HFTokenizer:
   def encode(self, text: str) -> list[int]:
     return self._tok.encode(text, add_special_tokens=False).ids
 
-  def encode_with_specials(self, text: str) -> list[int]:
-    """As the model's own pipeline does (its post-processor, e.g. Qwen3-Embedding's eos)."""
-    return self._tok.encode(text, add_special_tokens=True).ids
+  def encode_for_model(self, text: str, max_len: int) -> list[int]:
+    """As the model's own pipeline tokenizes (its post-processor adds e.g. Llama's bos or
+    Qwen3-Embedding's closing <|endoftext|>), the text cut so that all fits max_len."""
+    enc = self._tok.encode(text, add_special_tokens=False)
+    enc.truncate(max(max_len - self._tok.num_special_tokens_to_add(False), 0))
+    return self._tok.post_process(enc).ids
 
   def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
     return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
