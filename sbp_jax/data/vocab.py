@@ -90,6 +90,9 @@ def job_tokenizer(config) -> ml_collections.ConfigDict:
 
 def make_tokenizer(tok_cfg):
   """encode / decode / token_to_id over a tokenizer section of kind sentencepiece or hf."""
+  if not tok_cfg.get("path"):
+    raise ValueError("tokenizer.path is empty; set it to a SentencePiece .model file or a "
+                     "directory with tokenizer.json (an import's IMPORT/tokenizer).")
   kind = tok_cfg.get("kind") or infer_kind(tok_cfg.path)
   if kind == "sentencepiece":
     from sbp_jax.data.tokenizer import SentencePieceTokenizer  # pylint: disable=g-import-not-at-top

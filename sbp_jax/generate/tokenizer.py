@@ -96,11 +96,11 @@ class ByteTokenizer:
 
 
 def make_tokenizer(tok_cfg):
-  """From a config section {kind: 'bytes' | 'hf' | 'sentencepiece', path}."""
+  """From a config section {kind: 'bytes' | 'hf' | 'sentencepiece' | '' (from the path), path}."""
   kind = tok_cfg.get("kind", "bytes")
   if kind == "bytes":
     return ByteTokenizer()
-  if kind in ("hf", "sentencepiece"):
+  if kind in ("hf", "sentencepiece", ""):
     from sbp_jax.data import vocab  # pylint: disable=g-import-not-at-top
     return vocab.make_tokenizer(tok_cfg)
   raise ValueError(f"tokenizer.kind={kind!r} is not known; choose 'bytes', 'hf' "
