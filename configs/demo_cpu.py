@@ -12,9 +12,9 @@ Table B.1 random-pair ablation. Differences from the paper forced by the scale
 are marked below; at this size SBP need not beat the baseline.
 """
 
-from configs.eval_demo import eval_section, suite
 from configs.sbp_common import get_sbp_config
-from configs.sbp_pair_demo import pair_section
+from configs.sbp_pair_demo import demo_pair_section
+from configs.sections.eval import eval_section, suite
 
 CORPUS = "data/demo_corpus"
 
@@ -29,8 +29,7 @@ def get_config(size: str = "demo"):
   c.model.remat_policy = "none"
   c.model.max_seq_len = 1024
   c.mesh.ici = (1, 1, 1)  # one device: the CPU's cores go to XLA's intra-op threads
-  c.tokenizer.path = f"{CORPUS}/spm_bpe_4096.model"
-  c.data.vocab = c.tokenizer.path
+  c.tokenizer.path = f"{CORPUS}/spm_bpe_4096.model"  # data, shingles, counts and sampling
   c.data.eval = [dict(name="demo_heldout", format="text", files=f"{CORPUS}/heldout.jsonl.gz")]
 
   e = c.experiment
@@ -67,7 +66,7 @@ def get_config(size: str = "demo"):
   s.max_batches_per_shard = 50
   s.ici = (1, 1, 1)
 
-  c.pair = pair_section()
+  c.pair = demo_pair_section()
   c.pair.shard_size = 100
 
   # Table 3.2's suite: held-out perplexity on the demo corpus' held-out split, and the eval

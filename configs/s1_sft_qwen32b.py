@@ -9,32 +9,21 @@ with <|im_start|>think / <|im_start|>answer.
 Steps: import the base model (configs/import_hf.py -> IMPORT/checkpoints,
 model.json, tokenizer/), select s1K (sbp_jax/reasoning/selection.py), then
   launch/tpu_run.sh --tpu=... --config=configs/s1_sft_qwen32b.py --workdir=gs://.../s1_32b \
-    --config.sft.train_file=s1k.jsonl --config.train.init_from=IMPORT/checkpoints \
-    --config.data.vocab=VOCAB
-data.vocab is the seqio vocabulary the data layer tokenizes with; it must
-encode exactly like the base model's tokenizer.
+    --config.sft.train_file=s1k.jsonl --config.train.init_from=IMPORT/checkpoints
+The data is tokenized with the import's own tokenizer (IMPORT/tokenizer/tokenizer.json,
+its eos <|im_end|> and pad <|endoftext|>); there is no second tokenizer setting.
 """
 
 import ml_collections
 
 from configs.base import get_base
+from configs.sections.sft import sft_section
+from configs.sections.tokenizer import tokenizer_section
 
 # Qwen2.5-32B-Instruct (its config.json), in our field names.
 QWEN25_32B = dict(vocab_size=152064, num_layers=64, d_model=5120, d_ffn=27648, num_heads=40,
                   num_kv_heads=8, head_dim=128, rope_theta=1e6, norm_eps=1e-6, qk_norm=False,
                   qkv_bias=True, tie_embeddings=False, max_seq_len=32768)
-
-
-def sft_section(template: str = "chatml") -> ml_collections.ConfigDict:
-  s = ml_collections.ConfigDict()
-  s.train_file = ""      # JSON lines {question, reasoning, answer}
-  s.eval_file = ""
-  s.task_name = "s1_sft"
-  s.epochs = 5           # train.num_steps = ceil(epochs * records / global_batch_size)
-  s.template = ml_collections.ConfigDict(dict(name=template, prompt=None, think_start=None,
-                                              think_end=None, trace_end=None,
-                                              answer_prefix=None, turn_end=None))
-  return s
 
 
 def get_config():
@@ -43,7 +32,8 @@ def get_config():
   c.model.update(QWEN25_32B)
   c.model.dtype = "bfloat16"
   c.mesh.ici = (1, -1, 1)  # fully sharded: 32B params + AdamW state do not fit replicated
-  c.data = ml_collections.ConfigDict(dict(kind="seqio", vocab="", train=[], eval=[], pack=False))
+  c.tokenizer = tokenizer_section()  # empty: the import's (train.init_from)
+  c.data = ml_collections.ConfigDict(dict(kind="seqio", train=[], eval=[], pack=False))
   c.sft = sft_section("chatml")
   t = c.train
   t.seq_len = 32768        # "large enough to avoid truncating any samples"

@@ -7,13 +7,14 @@ needs to learn in minutes: a higher lr and a larger batch. The
 plain template (our single-token delimiters). configs/s1_demo.py runs it on
 generated arithmetic; on its own:
   launch/tpu_run.sh --config=configs/s1_sft_tiny.py --config.sft.train_file=train.jsonl \
-    --config.data.vocab=spm.model
+    --config.tokenizer.path=spm.model
 """
 
 import ml_collections
 
 from configs.base import get_base
-from configs.s1_sft_qwen32b import sft_section
+from configs.sections.sft import sft_section
+from configs.sections.tokenizer import tokenizer_section
 
 
 def get_config():
@@ -22,6 +23,7 @@ def get_config():
   c.model.update(dict(vocab_size=320, max_seq_len=128))
   c.model.dtype = "float32"
   c.model.remat_policy = "none"
+  c.tokenizer = tokenizer_section()  # the SentencePiece model (the demo sets it)
   c.data = ml_collections.ConfigDict(dict(kind="seqio", vocab="", train=[], eval=[], pack=False))
   c.sft = sft_section("plain")
   t = c.train

@@ -5,17 +5,25 @@ data seen 12.5 times). Oracle: 200B unique tokens. Baseline: the 10B repeated 20
   launch/tpu_run.sh --tpu=NAME --zone=Z --config=configs/sbp_3b_200b.py --workdir=gs://B/run \
     --config.experiment.real_files='gs://B/dclm/d_10b/*.jsonl.gz' \
     --config.experiment.oracle_files='gs://B/dclm/d_200b/*.jsonl.gz' \
-    --config.tokenizer.path=gs://B/spm_bpe_49152.model
+    --config.tokenizer.path=gs://B/spm_bpe_49152.model \
+    --config.pair.embedder.import_dir=gs://B/qwen3_embedding_0.6b
+
+tokenizer.path is the one tokenizer setting (data, shingle rule, token counts, synthesis).
+The pairing embedder is Qwen3-Embedding-0.6B, imported once with its own tokenizer:
+  launch/tpu_run.sh --config=configs/import_hf.py --workdir=gs://B/qwen3_embedding_0.6b \
+    --config.convert.source=<local copy of Qwen/Qwen3-Embedding-0.6B>
 """
 
 from configs.base import TPU_ENV
-from configs.eval_demo import eval_section, suite
 from configs.sbp_common import get_sbp_config
-from configs.sbp_pair_demo import pair_section
+from configs.sections.eval import eval_section, suite
+from configs.sections.pair import pair_section
 
 # Benchmarks as JSONL (sbp_jax/eval/convert.py turns each public release into its format;
 # names as in configs/eval_demo.py) and OpenWebText2 held-out documents. Edit for your bucket.
 EVAL_DIR = "gs://YOUR_BUCKET/sbp/eval"
+# The import_hf output of Qwen3-Embedding-0.6B (model.json, checkpoints/, tokenizer/).
+EMBEDDER_DIR = "gs://YOUR_BUCKET/sbp/qwen3_embedding_0.6b"
 
 
 # Mesh and microbatching per v5p slice, from benchmarks/fit_table.py (AOT compile, per-chip
@@ -43,7 +51,7 @@ def scale(c, *, budget: float, unique: float, synthetic: float, chips: int = 64)
   e.real_unique_tokens = int(unique)
   e.synthetic_tokens = int(synthetic)
   e.ablation_synthetic_tokens = 100_000_000  # enough for B.1 similarity statistics
-  c.data.vocab = c.tokenizer.path = ""       # the 49,152-piece BPE model (set on the command line)
+  c.tokenizer.path = ""  # the 49,152-piece BPE model (set on the command line)
   # Pretraining (thesis 3.4.1): 2,048 x 4,096 tokens per step, cosine, 5% warmup to 1e-2,
   # decay to 5e-5.
   t = c.train
@@ -68,18 +76,11 @@ def scale(c, *, budget: float, unique: float, synthetic: float, chips: int = 64)
   s.batch_size = 256
   s.tokens_per_shard = 50_000_000
   s.max_batches_per_shard = 100_000
-  # Pairing (B.1.1): top-200 neighbours, similarity > 0.75, 13-token shingle near-dup rule,
-  # sqrt(N) leaves per value shard, salted key shards.
-  p = c.pair = pair_section()
-  p.runner = "beam"
-  p.shard_size = 1_000_000
-  p.search.k = 200
-  p.search.num_leaves = 0
-  p.search.num_value_shards = 16
-  p.search.num_salts = 16
-  p.select.alpha = 0.75
-  p.select.shingle = 13
-  p.select.tokenizer.path = ""     # the 49,152-piece BPE model
+  # Pairing (B.1.1, configs/sections/pair.py): Qwen3-Embedding-0.6B over whole documents
+  # (last-token pooled), top-200 neighbours, similarity > 0.75, no cap per d1, 13-token
+  # shingle near-duplicate rule in the job's tokenizer, sqrt(N) leaves, salted key shards.
+  c.pair = pair_section()
+  c.pair.embedder.import_dir = EMBEDDER_DIR
   c.eval = eval_section(suite(fixtures=EVAL_DIR, heldout=f"{EVAL_DIR}/openwebtext2.jsonl"))
   c.eval.prefix = "eos"
   c.quality.sample_docs = 1000

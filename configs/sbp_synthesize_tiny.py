@@ -10,29 +10,7 @@ tokenizer at its SentencePiece model and seed_files at D_pretrain, e.g.
 import ml_collections
 
 from configs.base import get_base
-
-
-def synthesize_section() -> ml_collections.ConfigDict:
-  s = ml_collections.ConfigDict()
-  s.checkpoint = ""             # synthesizer checkpoints dir; "" = random weights (demo only)
-  s.seed_files = ""             # D_pretrain JSON lines (glob or list), {"text", "id"}
-  s.text_field = "text"
-  s.id_field = "id"
-  s.output_dir = ""             # "" = <workdir>/synthetic
-  s.target_tokens = 4096        # stop once this many synthetic tokens are kept
-  s.tokens_per_shard = 1024     # the unit of resume and of host assignment
-  s.max_batches_per_shard = 1000  # guard against a synthesizer whose outputs are all dropped
-  s.batch_size = 8              # rows per sampler call (per host)
-  s.max_prompt_tokens = 4096    # d1 is cut to this many tokens (thesis: docs <= 4,096)
-  s.max_new_tokens = 4096       # d2 length cap; sampling stops earlier at end-of-sequence
-  s.temperature = 1.0           # thesis B.1.1
-  s.top_p = 0.9
-  s.top_k = 0
-  s.shingle = 13                # drop outputs repeating any 13-token shingle
-  s.drop_unfinished = False     # also drop outputs cut at max_new_tokens
-  s.ici = (-1, 1, 1)            # each host's own mesh over its local devices
-  s.progress = True
-  return s
+from configs.sections.synthesize import synthesize_section
 
 
 def get_config():

@@ -130,7 +130,8 @@ def test_sft_job_config_renders_and_counts_epochs(tmp_path, spm_model):
   c.sft.epochs = 3
   c.train.global_batch_size = 16
   t = sft.prepare(c, str(tmp_path / "run"))
-  assert t.train.num_steps == 8  # ceil(3 * 40 / 16)
+  assert t.train.num_steps == 9  # 3 epochs x ceil(40 / 16): each epoch ends with a step
+  assert sft.sft_steps(1000, 5, 16) == 315  # the thesis's count (B.4.5)
   assert t.data.kind == "seqio" and not t.data.pack and t.data.eval == [] and not t.train.eval_every
   (entry,) = t.data.train
   assert entry["format"] == "prompt_response"

@@ -1,7 +1,8 @@
 """The seqio input pipeline behind `data.kind = "seqio"`.
 
 Config (plain data):
-  data = dict(kind="seqio", vocab="path/to/spm.model", pack=True,
+  data = dict(kind="seqio", vocab="path/to/spm.model",   # or tokenizer=dict(...): see
+              pack=True,                               # sbp_jax/data/vocab.py
               train=[dict(name=..., format="text"|"pairs"|"prompt_response",
                           files=glob or list, weight=token share,
                           synthetic=False,   # True: read once, never repeated
@@ -74,7 +75,7 @@ from sbp_jax.data import mixture as mixture_lib
 from sbp_jax.data import sources
 from sbp_jax.data import tasks as tasks_lib
 from sbp_jax.data.sources import seqio, tf
-from sbp_jax.data.tokenizer import load_vocabulary
+from sbp_jax.data import vocab as vocab_lib
 
 log = logging.getLogger("sbp_jax")
 
@@ -85,11 +86,10 @@ class DataExhausted(StopIteration):
   """The train stream ended because a never-repeated task ran out."""
 
 
-def load_vocab(path: str):
-  """seqio.SentencePieceVocabulary of `path`, checked for our special tokens."""
-  if not path:
-    raise ValueError("data.vocab is empty; point it at a SentencePiece .model file.")
-  return load_vocabulary(path)
+def load_vocab(data_cfg):
+  """The seqio vocabulary of a data section (sbp_jax.data.vocab: SentencePiece or a
+  Hugging Face tokenizer.json), checked for the ids the formats need."""
+  return vocab_lib.make_vocabulary(vocab_lib.data_tokenizer(data_cfg))
 
 
 def entries(data_cfg, split: str) -> list[dict]:
@@ -166,7 +166,7 @@ def _check_has_examples(task, e: dict, key: str, seq_len: int, shard_info) -> No
 def build_dataset(data_cfg, split: str, seq_len: int, local_batch: int, seed: int,
                   shard_info=None):
   """tf.data.Dataset of host-local batches (dicts of [local_batch, seq_len])."""
-  vocab = load_vocab(data_cfg.vocab)
+  vocab = load_vocab(data_cfg)
   es = entries(data_cfg, split)
   lengths = tasks_lib.sequence_lengths(seq_len)
   seqio_split = _SPLITS[split]
@@ -175,7 +175,8 @@ def build_dataset(data_cfg, split: str, seq_len: int, local_batch: int, seed: in
                                    max_len=e["max_len"], shuffle_buffer_size=buffer)
            for e in es]
   if split == "train":
-    keys = [json.dumps([e, data_cfg.vocab, seq_len, sources.file_stamps(e["files"])],
+    tok = vocab_lib.data_tokenizer(data_cfg).to_dict()
+    keys = [json.dumps([e, tok, seq_len, sources.file_stamps(e["files"])],
                        sort_keys=True, default=str) for e in es]
     shard_key = [shard_info.index, shard_info.num_shards] if shard_info else None
     for t, e, key in zip(tasks, es, keys):
@@ -197,7 +198,7 @@ def build_dataset(data_cfg, split: str, seq_len: int, local_batch: int, seed: in
                         num_epochs=1)
       d = d.map(lambda ex: {k: ex[k] for k in lengths})
       ds = d if ds is None else ds.concatenate(d)
-  ds = tasks_lib.LMBatchConverter(pack=bool(data_cfg.get("pack", True)))(ds, lengths)
+  ds = tasks_lib.LMBatchConverter(pack=bool(data_cfg.get("pack", True)), vocab=vocab)(ds, lengths)
   ds = ds.batch(local_batch, drop_remainder=split == "train")
   options = tf.data.Options()
   options.deterministic = True

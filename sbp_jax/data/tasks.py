@@ -27,6 +27,7 @@ import functools
 from typing import Mapping, Sequence
 
 from sbp_jax.data import special_tokens
+from sbp_jax.data import vocab as vocab_lib
 from sbp_jax.data.sources import FIELDS, make_source, tf_and_seqio
 
 tf, seqio = tf_and_seqio()
@@ -36,6 +37,13 @@ FORMATS = tuple(FIELDS)
 
 def _vocab(output_features):
   return output_features["targets"].vocabulary
+
+
+def _doc_sep_ids(vocab) -> list[int]:
+  """d1/d2 separator ids; the same as synthesis prompts end with (vocab.doc_sep_ids)."""
+  if vocab_lib.is_hf(vocab):
+    return vocab_lib.doc_sep_ids(vocab.tokenizer)
+  return [_special_id(vocab, special_tokens.DOC_SEP)]
 
 
 def _special_id(vocab, piece: str) -> int:
@@ -84,11 +92,11 @@ def _join(context, target, sep: Sequence[int], eos: int, max_len: int, keep_cont
 def pairs_preprocessor(dataset, sequence_length, output_features, max_len: int | None = None):
   """{"d1", "d2"} -> d1 DOC_SEP d2 EOS, loss on d2 and EOS."""
   vocab = _vocab(output_features)
-  sep = _special_id(vocab, special_tokens.DOC_SEP)
+  sep = _doc_sep_ids(vocab)
   limit = min(max_len or sequence_length["targets"], sequence_length["targets"])
 
   def fn(ex):
-    return _join(vocab.encode_tf(ex["d1"]), vocab.encode_tf(ex["d2"]), [sep], vocab.eos_id,
+    return _join(vocab.encode_tf(ex["d1"]), vocab.encode_tf(ex["d2"]), sep, vocab.eos_id,
                  limit, keep_context_end=False)
   return dataset.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -145,9 +153,11 @@ class LMBatchConverter(seqio.FeatureConverter):
   Packing is seqio's trim_and_pack: whole examples are placed into rows,
   segment ids number them (0 = padding) and positions restart at 0 for each,
   so attention never crosses an example. Inputs are the targets shifted right
-  within each segment, with 0 (the pad id) as the start token, as in seqio's
-  LM converters. The loss mask is packed alongside the targets; seqio's packer
-  treats zeros as padding, so it is carried as mask + 1 and shifted back."""
+  within each segment, with the vocabulary's bos (else its pad id) as the start
+  token. seqio's packer and padder treat the value 0 as padding, but 0 is an
+  ordinary token of Hugging Face vocabularies, so targets and the loss mask are
+  carried as id + 1 and shifted back; padded positions then hold the pad id,
+  with segment id 0 and weight 0 (padding is found by position, never by id)."""
 
   TASK_FEATURES = {"targets": _spec(dtype=tf.int32), "loss_mask": _spec(dtype=tf.int32)}
   MODEL_FEATURES = {"inputs": _spec(dtype=tf.int32), "targets": _spec(dtype=tf.int32),
@@ -155,24 +165,30 @@ class LMBatchConverter(seqio.FeatureConverter):
                     "positions": _spec(dtype=tf.int32)}
   PACKING_FEATURE_DTYPES = {"segment_ids": tf.int32, "positions": tf.int32}
 
-  def __init__(self, pack: bool = True):
-    super().__init__(pack=pack, bos_id=0)
+  def __init__(self, pack: bool = True, vocab=None):
+    pad = 0 if vocab is None else int(vocab.pad_id)
+    bos = None if vocab is None else vocab.bos_id
+    super().__init__(pack=pack, bos_id=pad if bos is None or bos < 0 else int(bos))
+    self.pad_id = pad
 
   def _convert_example(self, ex):
-    targets = ex["targets"]
+    shifted = ex["targets"]
     if self.pack:
       seg, pos = ex["targets_segment_ids"], ex["targets_positions"]
     else:
-      seg = tf.cast(tf.not_equal(targets, 0), tf.int32)
-      pos = tf.range(tf.size(targets), dtype=tf.int32) * seg
+      seg = tf.cast(tf.not_equal(shifted, 0), tf.int32)
+      pos = tf.range(tf.size(shifted), dtype=tf.int32) * seg
+    real = tf.not_equal(seg, 0)
+    targets = tf.where(real, shifted - 1, self.pad_id)
     inputs = seqio.utils.make_autoregressive_inputs(
         targets, sequence_id=seg if self.pack else None, bos_id=self.bos_id)
+    inputs = tf.where(real, inputs, self.pad_id)
     weights = tf.cast(tf.maximum(ex["loss_mask"] - 1, 0) * tf.minimum(seg, 1), tf.float32)
     return {"inputs": inputs, "targets": targets, "weights": weights, "segment_ids": seg,
             "positions": pos}
 
   def _convert_features(self, ds, task_feature_lengths):
-    ds = ds.map(lambda ex: {"targets": ex["targets"], "loss_mask": ex["loss_mask"] + 1},
+    ds = ds.map(lambda ex: {"targets": ex["targets"] + 1, "loss_mask": ex["loss_mask"] + 1},
                 num_parallel_calls=tf.data.AUTOTUNE)
     ds = self._pack_or_pad(ds, task_feature_lengths)
     return ds.map(self._convert_example, num_parallel_calls=tf.data.AUTOTUNE)

@@ -13,6 +13,7 @@ import logging
 import math
 
 from sbp_jax import fileio
+from sbp_jax.data import vocab as vocab_lib
 from sbp_jax.fileio import read_jsonl
 
 log = logging.getLogger(__name__)
@@ -24,17 +25,6 @@ def _text_records(files):
       yield row["text"]
 
 
-def _spm_counter(vocab: str):
-  try:
-    from sbp_jax.data.tokenizer import load_vocabulary  # pylint: disable=g-import-not-at-top
-    v = load_vocabulary(vocab)
-    return lambda t: len(v.encode(t)) + 1  # + end of document
-  except ImportError:
-    import sentencepiece as spm  # pylint: disable=g-import-not-at-top
-    sp = spm.SentencePieceProcessor(model_file=vocab)
-    return lambda t: len(sp.encode(t)) + 1
-
-
 def corpus_tokens(data_cfg) -> int:
   """Tokens of the target corpus (data.main for replay configs)."""
   main = data_cfg.main if data_cfg.kind == "replay" else data_cfg
@@ -44,7 +34,8 @@ def corpus_tokens(data_cfg) -> int:
     n = fileio.size(fileio.require(main.path, "data.path"))
     return int(n * (1 - float(main.get("eval_fraction", 0.1))))
   if main.kind == "seqio":
-    count = _spm_counter(main.vocab)
+    tok = vocab_lib.make_tokenizer(vocab_lib.data_tokenizer(main))
+    count = lambda t: len(tok.encode(t)) + 1  # + end of document
     total = 0
     for task in main.train:
       if task.get("format", "text") != "text":  # list entries stay plain dicts
@@ -64,6 +55,7 @@ def steps_for_epochs(tokens: int, epochs: float, seq_len: int, batch: int,
 
 
 def plan(config) -> dict:
+  config = vocab_lib.with_job_tokenizer(config)  # counted in the tokens the run trains on
   tokens = int(config.cpt.get("corpus_tokens", 0)) or corpus_tokens(config.data)
   rate = float(config.data.get("rate", 0.0)) if config.data.kind == "replay" else 0.0
   steps = steps_for_epochs(tokens, float(config.cpt.epochs), int(config.train.seq_len),

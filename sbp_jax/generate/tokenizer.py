@@ -8,12 +8,10 @@ tokenizer used by byte-level demo models.
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Protocol, Sequence, runtime_checkable
 
-from sbp_jax import fileio
 from sbp_jax.data import special_tokens
+from sbp_jax.data.hf_tokenizer import HFTokenizer  # pylint: disable=unused-import  (re-exported)
 
 
 @runtime_checkable
@@ -97,60 +95,14 @@ class ByteTokenizer:
     return b[0] if len(b) == 1 else None
 
 
-class HFTokenizer:
-  """Adapter for a Hugging Face tokenizer.json (the `tokenizers` library).
-
-  End-of-sequence ids come from generation_config.json / config.json /
-  tokenizer_config.json next to the file, when present.
-  """
-
-  def __init__(self, path: str):
-    from tokenizers import Tokenizer as _Tok  # pylint: disable=g-import-not-at-top
-    file = os.path.join(path, "tokenizer.json") if fileio.isdir(path) else path
-    if not fileio.exists(file):
-      raise FileNotFoundError(f"{file} does not exist; point tokenizer.path at a directory "
-                              "holding tokenizer.json (or at the file itself).")
-    self._tok = _Tok.from_file(file)
-    self.eos_ids = self._read_eos(os.path.dirname(file))
-    self.pad_id = self.eos_ids[0] if self.eos_ids else 0  # only ever written to masked slots
-    self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
-
-  def _read_eos(self, d: str) -> tuple[int, ...]:
-    for name in ("generation_config.json", "config.json"):
-      f = os.path.join(d, name)
-      if fileio.exists(f):
-        e = fileio.read_json(f).get("eos_token_id")
-        if e is not None:
-          return tuple(e) if isinstance(e, list) else (int(e),)
-    f = os.path.join(d, "tokenizer_config.json")
-    if fileio.exists(f):
-      e = fileio.read_json(f).get("eos_token")
-      if isinstance(e, dict):
-        e = e.get("content")
-      if e and self._tok.token_to_id(e) is not None:
-        return (self._tok.token_to_id(e),)
-    return ()
-
-  def encode(self, text: str) -> list[int]:
-    return self._tok.encode(text, add_special_tokens=False).ids
-
-  def decode(self, ids: Sequence[int]) -> str:
-    return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
-
-  def token_to_id(self, token: str) -> int | None:
-    return self._tok.token_to_id(token)
-
-
 def make_tokenizer(tok_cfg):
-  """From a config section {kind: 'bytes' | 'hf' | 'sentencepiece', path}."""
+  """From a config section {kind: 'bytes' | 'hf' | 'sentencepiece' | '' (from the path), path}."""
   kind = tok_cfg.get("kind", "bytes")
   if kind == "bytes":
     return ByteTokenizer()
-  if kind == "hf":
-    return HFTokenizer(tok_cfg.path)
-  if kind == "sentencepiece":
-    from sbp_jax.data.tokenizer import SentencePieceTokenizer  # pylint: disable=g-import-not-at-top
-    return SentencePieceTokenizer(tok_cfg.path)
+  if kind in ("hf", "sentencepiece", ""):
+    from sbp_jax.data import vocab  # pylint: disable=g-import-not-at-top
+    return vocab.make_tokenizer(tok_cfg)
   raise ValueError(f"tokenizer.kind={kind!r} is not known; choose 'bytes', 'hf' "
                    "(a directory with tokenizer.json, e.g. written by the safetensors import) or "
                    "'sentencepiece' (a .model file, e.g. data/demo_corpus/spm_bpe_4096.model).")

@@ -3,12 +3,14 @@
 config.sft.train_file (and optional eval_file) hold {question, reasoning,
 answer} JSON lines; they are rendered with config.sft.template into
 workdir/data/sft_{train,eval}.jsonl (prompt/response records, loss on the
-response only), every record checked against train.seq_len with the
-tokenizer of data.vocab. The data section then reads those files as seqio
-`prompt_response` tasks without packing (a batch is `global_batch_size`
-examples, as in the thesis) and train.num_steps is set from sft.epochs:
-ceil(epochs * records / global_batch_size) (1,000 records, 5 epochs, batch 16
--> 315 steps, thesis B.4.5).
+response only), every record checked against train.seq_len with the job's
+tokenizer (sbp_jax/data/vocab.py: tokenizer.path, or an import's own). The data
+section then reads those files as seqio `prompt_response` tasks without packing
+(a batch is `global_batch_size` examples, as in the thesis) and train.num_steps
+is set from sft.epochs as the thesis counts them: every epoch ends with a step,
+partial batch included, so steps = ceil(epochs * ceil(records / batch)) (1,000
+records, 5 epochs, batch 16 -> 5 x 63 = 315 steps, thesis B.4.5). The stream
+repeats the records, so the last batch of an epoch is filled from the next.
 """
 
 from __future__ import annotations
@@ -19,20 +21,21 @@ import os
 
 import ml_collections
 
+from sbp_jax.data import vocab as vocab_lib
 from sbp_jax.reasoning.sft_data import render_file, template_from_config
 
 log = logging.getLogger(__name__)
 
 
-def make_tokenizer_for(vocab: str):
-  from sbp_jax.generate.tokenizer import make_tokenizer  # pylint: disable=g-import-not-at-top
-  return make_tokenizer(ml_collections.ConfigDict(dict(kind="sentencepiece", path=vocab)))
+def sft_steps(records: int, epochs: float, batch: int) -> int:
+  """Steps of `epochs` passes, each pass ending with its partial batch (see the docstring)."""
+  return math.ceil(epochs * math.ceil(records / batch))
 
 
 def prepare(config, workdir: str) -> ml_collections.ConfigDict:
   """Renders the SFT files and returns the training config that reads them."""
   s = config.sft
-  tok = make_tokenizer_for(config.data.vocab)
+  tok = vocab_lib.make_tokenizer(vocab_lib.job_tokenizer(config))
   t = template_from_config(s.template)
   c = ml_collections.ConfigDict(config.to_dict())  # unlocked copy: paths depend on workdir
   stats = {}
@@ -53,8 +56,8 @@ def prepare(config, workdir: str) -> ml_collections.ConfigDict:
   c.data.kind = "seqio"
   c.data.pack = False
   if s.epochs:
-    c.train.num_steps = math.ceil(s.epochs * stats["train"]["records"]
-                                  / config.train.global_batch_size)
+    c.train.num_steps = sft_steps(stats["train"]["records"], s.epochs,
+                                  config.train.global_batch_size)
   if c.train.num_steps <= 0:
     raise ValueError("SFT has no steps: set sft.epochs (or train.num_steps) to a positive number.")
   log.info("SFT: %d records x %s epochs / batch %d -> %d steps (longest %d of %d tokens)",

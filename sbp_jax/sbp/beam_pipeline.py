@@ -93,7 +93,7 @@ class SelectFn(_Stage):
   def setup(self):
     super().setup()
     from sbp_jax.sbp.job import make_rule  # pylint: disable=g-import-not-at-top
-    self.rule = make_rule(self.p)
+    self.rule = make_rule(self.config)
 
   def process(self, element):
     q, groups = element

@@ -1,16 +1,19 @@
 """Document embedders and embedding shards.
 
 Two embedders share one interface (`dim`, `embed(texts) -> [n, dim]` unit-norm
-float32): the language model's own hidden states (mean-pooled over a chosen
-layer; the thesis names this the self-contained ideal) and an external BERT
-sentence encoder (sbp_jax.sbp.encoder). Embedding shards are .npz files
+float32): a language model's hidden states (LMEmbedder) and an external BERT
+sentence encoder (sbp_jax.sbp.encoder). LMEmbedder pools either the mean of a
+chosen layer (our own model's embeddings; the thesis names this the
+self-contained ideal) or, as Qwen3-Embedding does (the thesis's pairing
+embedder), the last token's final hidden state (after the final norm), with
+the text tokenized as the model's own tokenizer does (its post-processor
+appends <|endoftext|>) and cut to the model's context. Embedding shards are .npz files
 (vectors, global row ids, document ids) written to a temporary name and renamed,
 so a file that exists is complete and a re-run skips it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Protocol, Sequence
 
@@ -19,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sbp_jax import fileio
+from sbp_jax.model.layers import RMSNorm
 from sbp_jax.sbp.encoder import SentenceEncoder, masked_mean_unit, padded_batches
 
 log = logging.getLogger(__name__)
@@ -31,22 +35,32 @@ class Embedder(Protocol):
     ...
 
 
-class LMEmbedder:
-  """Mean-pooled hidden states of `layer` of an sbp_jax Transformer.
+POOLINGS = ("mean", "last")
 
-  layer: index into the per-block outputs (Transformer(..., return_hidden)):
-  0 = after the first block, -1 = after the last block (before the final norm).
+
+class LMEmbedder:
+  """L2-normalised hidden states of an sbp_jax Transformer.
+
+  pooling "mean": the mean over the text's tokens of block output `layer`
+  (Transformer(..., return_hidden)): 0 = after the first block, -1 = after the
+  last block (before the final norm). pooling "last": the last token's output
+  after the final norm (what transformers calls last_hidden_state; `layer` must
+  be -1). A tokenizer with `encode_for_model` (a Hugging Face tokenizer.json)
+  tokenizes as the model's pipeline does, specials included.
   Batches are sharded over the mesh's batch axes (rows padded to fill them).
   """
 
   def __init__(self, cfg, params, tokenizer, layer: int = -1, max_len: int = 512,
-               batch_size: int = 16, mesh=None, rules=None):
+               batch_size: int = 16, mesh=None, rules=None, pooling: str = "mean"):
     from sbp_jax.model import Transformer  # pylint: disable=g-import-not-at-top
     from sbp_jax.parallel import batch_shards, make_mesh, make_rules, place_params, round_up  # pylint: disable=g-import-not-at-top
     if not -cfg.num_layers <= layer < cfg.num_layers:
       raise ValueError(f"pair.embedder.layer={layer} is outside the model's {cfg.num_layers} "
                        "layers (use 0..L-1, or -1 for the last).")
-    self.cfg, self.tokenizer, self.layer = cfg, tokenizer, layer
+    if pooling not in POOLINGS or (pooling == "last" and layer != -1):
+      raise ValueError(f"pair.embedder.pooling={pooling!r} with layer={layer}: choose 'mean' "
+                       "(any layer) or 'last' (layer -1, the final hidden state).")
+    self.cfg, self.tokenizer, self.layer, self.pooling = cfg, tokenizer, layer, pooling
     self.max_len = min(max_len, cfg.max_seq_len)
     self.mesh = mesh if mesh is not None else make_mesh((1, 1, 1), devices=jax.devices()[:1])
     self.rules = rules if rules is not None else make_rules()
@@ -55,18 +69,26 @@ class LMEmbedder:
     model = Transformer(cfg)
     self.params = place_params(params, cfg, self.mesh, self.rules)
 
+    final_norm = RMSNorm(cfg.norm_eps, jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype))
+
     def fn(p, tokens, mask):
+      last = jnp.sum(mask, axis=1).astype(jnp.int32) - 1
       hidden = model.apply({"params": p}, tokens, segment_ids=mask.astype(jnp.int32),
-                           return_hidden=True)["hidden"]
-      return masked_mean_unit(hidden[layer], mask)
+                           return_hidden=True, logits_at=last)["hidden"][layer]
+      if pooling == "mean":
+        return masked_mean_unit(hidden, mask)
+      x = jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
+      x = final_norm.apply({"params": p["final_norm"]}, x).astype(jnp.float32)
+      return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
     self._fn = jax.jit(fn)
 
   def embed(self, texts: Sequence[str]) -> np.ndarray:
     from sbp_jax.parallel import batch_sharding, mesh_context  # pylint: disable=g-import-not-at-top
     from sbp_jax.generate.tokenizer import pad_id_of  # pylint: disable=g-import-not-at-top
-    ids = [list(self.tokenizer.encode(t))[:self.max_len] or [pad_id_of(self.tokenizer)]
-           for t in texts]
+    enc = getattr(self.tokenizer, "encode_for_model", None)
+    enc = enc or (lambda t, n: list(self.tokenizer.encode(t))[:n])
+    ids = [enc(t, self.max_len) or [pad_id_of(self.tokenizer)] for t in texts]
     out = np.zeros((len(ids), self.dim), np.float32)
     put = lambda x: jax.device_put(x, batch_sharding(self.mesh, self.rules, x.ndim))
     with mesh_context(self.mesh, self.rules):
@@ -75,9 +97,29 @@ class LMEmbedder:
     return out
 
 
+def lm_embedder_files(config) -> dict:
+  """kind 'lm': {model_json, checkpoint, tokenizer section}. pair.embedder.import_dir (an
+  import's output, e.g. of Qwen3-Embedding-0.6B) gives all three; otherwise model_json
+  (default: config.model), checkpoint and the job's config.tokenizer."""
+  e = config.pair.embedder
+  imp = e.get("import_dir", "")
+  tok = config.tokenizer
+  if imp:
+    from sbp_jax.data import vocab  # pylint: disable=g-import-not-at-top
+    if not vocab.import_dir(imp):
+      raise FileNotFoundError(f"pair.embedder.import_dir={imp!r} is not an import's output "
+                              "(model.json, checkpoints/, tokenizer/tokenizer.json); import the "
+                              "embedder with configs/import_hf.py first.")
+    tok = vocab.section(f"{imp}/tokenizer", "hf")
+  return dict(model_json=e.get("model_json", "") or (f"{imp}/model.json" if imp else ""),
+              checkpoint=e.get("checkpoint", "") or (f"{imp}/checkpoints" if imp else ""),
+              tokenizer=tok)
+
+
 def make_embedder(config) -> Embedder:
   """From config.pair.embedder: kind 'encoder' (BERT dir; '' = bundled MiniLM) or 'lm'
-  (an sbp_jax checkpoint with config.model / config.tokenizer / config.mesh)."""
+  (an sbp_jax checkpoint: an import_dir, or model_json/checkpoint with config.tokenizer;
+  config.mesh places it)."""
   e = config.pair.embedder
   if e.kind == "encoder":
     return SentenceEncoder(e.get("path", ""), batch_size=int(e.batch_size),
@@ -87,15 +129,17 @@ def make_embedder(config) -> Embedder:
     from sbp_jax.generate.tokenizer import make_tokenizer  # pylint: disable=g-import-not-at-top
     from sbp_jax.model import ModelConfig  # pylint: disable=g-import-not-at-top
     from sbp_jax.parallel import make_rules, mesh_from_config  # pylint: disable=g-import-not-at-top
-    if e.get("model_json"):
-      cfg = ModelConfig.from_dict({**fileio.read_json(e.model_json), "dtype": config.model.dtype})
+    files = lm_embedder_files(config)
+    if files["model_json"]:
+      cfg = ModelConfig.from_dict({**fileio.read_json(files["model_json"]), "dtype": config.model.dtype})
     else:
       cfg = ModelConfig.from_dict(config.model)
     mesh, rules = mesh_from_config(config.mesh), make_rules(config.mesh.get("rules"))
-    params = load_params(cfg, e.checkpoint, mesh, rules, config.seed)
-    return LMEmbedder(cfg, params, make_tokenizer(config.tokenizer), layer=int(e.layer),
+    params = load_params(cfg, files["checkpoint"], mesh, rules, config.seed)
+    return LMEmbedder(cfg, params, make_tokenizer(files["tokenizer"]), layer=int(e.layer),
                       max_len=int(e.get("max_len", 0) or cfg.max_seq_len),
-                      batch_size=int(e.batch_size), mesh=mesh, rules=rules)
+                      batch_size=int(e.batch_size), mesh=mesh, rules=rules,
+                      pooling=e.get("pooling", "mean"))
   raise ValueError(f"pair.embedder.kind={e.kind!r}; choose 'encoder' (a BERT sentence "
                    "encoder directory) or 'lm' (an sbp_jax checkpoint).")
 

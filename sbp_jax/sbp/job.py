@@ -18,8 +18,18 @@ from sbp_jax.sbp.shingles import NearDuplicateRule, make_shingle_tokenizer
 log = logging.getLogger(__name__)
 
 
-def make_rule(p) -> NearDuplicateRule:
-  return NearDuplicateRule(make_shingle_tokenizer(p.select.tokenizer), int(p.select.shingle))
+def shingle_tokenizer(config):
+  """pair.select.tokenizer when it names one, else the job's tokenizer (the thesis
+  counts shingles in the training tokenizer's tokens)."""
+  sel = config.pair.select.get("tokenizer")
+  if sel and (sel.get("path") or sel.get("kind") == "bytes"):
+    return sel
+  return config.tokenizer
+
+
+def make_rule(config) -> NearDuplicateRule:
+  return NearDuplicateRule(make_shingle_tokenizer(shingle_tokenizer(config)),
+                           int(config.pair.select.shingle))
 
 
 def run_local(config, workdir: str, stop_after_shards: int = 0) -> dict:
@@ -39,7 +49,7 @@ def run_local(config, workdir: str, stop_after_shards: int = 0) -> dict:
     for salt in range(ns):
       stages.search_salt(p, lay, n, v, salt)
   stages._progress("search", n, n)  # pylint: disable=protected-access
-  rule, lookup, written = make_rule(p), stages.DocLookup(lay, man["shard_size"]), 0
+  rule, lookup, written = make_rule(config), stages.DocLookup(lay, man["shard_size"]), 0
   for q in range(n):
     written += stages.select_shard(p, lay, q, rule, lookup)
     if stop_after_shards and written >= stop_after_shards:

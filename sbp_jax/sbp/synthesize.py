@@ -27,7 +27,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from sbp_jax import fileio
-from sbp_jax.data import special_tokens
+from sbp_jax.data import vocab as vocab_lib
 from sbp_jax.sbp.quality import SHINGLE, has_repeated_shingle
 
 log = logging.getLogger(__name__)
@@ -245,12 +245,9 @@ def summarize_dir(out_dir: str) -> dict:
 # -- the sampler behind GenerateFn ---------------------------------------------------------
 
 def prompt_ids(tokenizer, text: str, max_prompt_tokens: int) -> list[int]:
-  """d1 (its first max_prompt_tokens tokens) followed by the document separator."""
-  sep = tokenizer.token_to_id(special_tokens.DOC_SEP)
-  if sep is None:
-    raise ValueError(f"the tokenizer has no single id for {special_tokens.DOC_SEP!r}; use a "
-                     "tokenizer trained with the reserved special tokens.")
-  return list(tokenizer.encode(text))[:max_prompt_tokens] + [int(sep)]
+  """d1 (its first max_prompt_tokens tokens) followed by the document separator, as
+  synthesizer-tuning pairs join them (vocab_lib.doc_sep_ids)."""
+  return list(tokenizer.encode(text))[:max_prompt_tokens] + vocab_lib.doc_sep_ids(tokenizer)
 
 
 def sampler_generate_fn(sampler, sp, max_prompt_tokens: int) -> GenerateFn:

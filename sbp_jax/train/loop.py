@@ -11,9 +11,9 @@ import math
 import os
 
 import jax
-import numpy as np
 
 from sbp_jax import fileio
+from sbp_jax.data import vocab as vocab_lib
 from sbp_jax.data.factory import make_iterator
 from sbp_jax.model import ModelConfig, Transformer, flops_per_token
 from sbp_jax.parallel import global_batch, make_rules, maybe_initialize_distributed, mesh_from_config
@@ -72,10 +72,12 @@ def checkpoint_dir(config, workdir: str) -> str:
 def train(config, workdir: str) -> dict:
   """Runs (or resumes) training; returns the per-step loss history and evals."""
   maybe_initialize_distributed(config.get("distributed"))
+  config = vocab_lib.with_job_tokenizer(config)  # the data reads the job's one tokenizer
   mesh = mesh_from_config(config.mesh)
   rules = make_rules(config.mesh.get("rules"))
   model_cfg = ModelConfig.from_dict(config.model)
   model = Transformer(model_cfg)
+  vocab_lib.check_fits(config.data, model_cfg.vocab_size)
   tcfg = config.train
   schedule = make_schedule(tcfg, tcfg.num_steps)
   tx = make_optimizer(tcfg, schedule)
