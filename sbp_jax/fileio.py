@@ -37,11 +37,6 @@ log = logging.getLogger(__name__)
 _WILDCARDS = "*?["
 
 
-def as_path(path) -> epath.Path:
-  """`path` (a string or path) as an epath.Path on the right backend."""
-  return epath.Path(path)
-
-
 def exists(path) -> bool:
   return epath.Path(path).exists()
 

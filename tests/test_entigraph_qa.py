@@ -130,7 +130,7 @@ def test_loglik_scorer_matches_direct_forward():
   sampler = Sampler(cfg, params, tokenizer=tok)
   pairs = [("Question: who?\nAnswer:", " the miller"), ("Q", " x"),
            ("A much longer prompt about the orchard and its keeper.", " glass apples")]
-  got = qa.Scorer(sampler, batch_size=2).score(pairs)
+  got = qa.score_choices(qa.make_scorer(sampler, batch_size=2), tok, pairs)
   fwd = jax.jit(lambda x: jax.nn.log_softmax(model.apply({"params": params}, x)["logits"], -1))
   for (p, c), g in zip(pairs, got):
     ids = tok.encode(p + c)
@@ -140,6 +140,6 @@ def test_loglik_scorer_matches_direct_forward():
     assert g == pytest.approx(want, rel=1e-4, abs=1e-3)
   # The loglik eval picks the argmax choice.
   qs = [Question("q", "d", "T", "A", "which?", ("aa", "bb", "cc", "dd"), 2)]
-  rows, s = qa.loglik_eval(qa.Scorer(sampler), qs)
+  rows, s = qa.loglik_eval(qa.make_scorer(sampler), tok, qs)
   assert rows[0]["pick"] == "ABCD"[int(np.argmax(rows[0]["scores"]))]
   assert s["accuracy"] == float(rows[0]["pick"] == "C")

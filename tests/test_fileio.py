@@ -134,6 +134,8 @@ def test_atomic_writes_replace_whole_files(tmp_path):
   p = str(tmp_path / "new" / "r.json")
   fileio.write_json(p, {"a": "\u00e9"})
   assert fileio.read_json(p) == {"a": "\u00e9"}
+  fileio.write_text(p, "x\ny\n")
+  assert fileio.read_lines(p) == ["x", "y"]
   fileio.write_text(p, "x")
   fileio.write_bytes(str(tmp_path / "b.bin"), b"\0\1")
   assert fileio.read_text(p) == "x" and fileio.read_bytes(str(tmp_path / "b.bin")) == b"\0\1"

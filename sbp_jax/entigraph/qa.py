@@ -10,7 +10,6 @@ summed log-probability after the question wins (needs the local model).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -90,56 +89,33 @@ def summarize(rows: list[dict], k: int, skipped: int = 0) -> dict:
 # -- log-likelihood scoring ----------------------------------------------------------------
 
 
-class Scorer:
-  """Summed log-probability of continuations given prompts, under a Sampler's
-  model and params (one jitted forward per padded batch)."""
-
-  def __init__(self, sampler, batch_size: int = 8):
-    import jax  # pylint: disable=g-import-not-at-top
-    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-    self.sampler, self.batch_size = sampler, batch_size
-    model = sampler.model
-
-    def f(params, tokens, targets, mask):
-      logits = model.apply({"params": params}, tokens)["logits"]
-      lp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-      got = jnp.take_along_axis(lp, targets[..., None], axis=-1)[..., 0]
-      return jnp.sum(got * mask, axis=-1)
-    self._fn = jax.jit(f)
-
-  def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-    from sbp_jax.parallel import bucket, mesh_context, round_up  # pylint: disable=g-import-not-at-top
-    tok, s = self.sampler.tokenizer, self.sampler
-    out = []
-    for b in range(0, len(pairs), self.batch_size):
-      chunk = pairs[b:b + self.batch_size]
-      seqs = []
-      for p, c in chunk:
-        pi, ci = tok.encode(p), tok.encode(c)
-        if not pi or not ci:
-          raise ValueError(f"empty prompt or continuation in scoring: {p[-40:]!r} / {c!r}")
-        seqs.append((pi + ci, len(pi)))
-      length = bucket(max(len(x) for x, _ in seqs) - 1, s.min_bucket)
-      rows = round_up(len(seqs), s.batch_multiple)
-      tokens = np.zeros((rows, length), np.int32)
-      targets = np.zeros((rows, length), np.int32)
-      mask = np.zeros((rows, length), np.float32)
-      for i, (ids, n_prompt) in enumerate(seqs):
-        tokens[i, :len(ids) - 1] = ids[:-1]
-        targets[i, :len(ids) - 1] = ids[1:]
-        mask[i, n_prompt - 1:len(ids) - 1] = 1.0  # positions predicting continuation tokens
-      with mesh_context(s.mesh, s.rules):
-        res = np.asarray(self._fn(s.params, tokens, targets, mask))
-      out.append(res[:len(seqs)])
-    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+def make_scorer(sampler, batch_size: int = 8):
+  """The eval harness' Scorer (sbp_jax.eval.scorer) over a Sampler's model and params."""
+  from sbp_jax.eval.scorer import Scorer  # pylint: disable=g-import-not-at-top
+  return Scorer(sampler.cfg, sampler.params, sampler.mesh, sampler.rules, batch_size=batch_size,
+                min_bucket=sampler.min_bucket)
 
 
-def loglik_eval(scorer: Scorer, questions: Sequence[Question], shots: int = 0
+def score_choices(scorer, tokenizer, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+  """Summed log-probability of each continuation after its prompt."""
+  from sbp_jax.eval.scorer import Request  # pylint: disable=g-import-not-at-top
+  requests = []
+  for p, c in pairs:
+    pi, ci = tokenizer.encode(p), tokenizer.encode(c)
+    if not pi or not ci:
+      raise ValueError(f"empty prompt or continuation in scoring: {p[-40:]!r} / {c!r}")
+    requests.append(Request(tuple(pi) + tuple(ci), len(ci)))
+  return np.asarray([r.logprob for r in scorer.score(requests)], np.float32)
+
+
+def loglik_eval(scorer, tokenizer, questions: Sequence[Question], shots: int = 0
                 ) -> tuple[list[dict], dict]:
+  """The choice with the highest summed log-probability (scorer: sbp_jax.eval.scorer)."""
   qs = [q for q in questions if q.answer is not None]
   pairs = [(prompts.qa_loglik_prompt(question_text(q), shots), " " + c)
            for q in qs for c in q.choices]
-  scores = scorer.score(pairs).reshape(len(qs), 4) if qs else np.zeros((0, 4))
+  scores = (score_choices(scorer, tokenizer, pairs).reshape(len(qs), 4) if qs
+            else np.zeros((0, 4)))
   rows = []
   for q, sc in zip(qs, scores):
     lens = np.array([max(len(c), 1) for c in q.choices], np.float32)
@@ -186,8 +162,8 @@ def evaluate(config, workdir: str, generator=None, sampler=None) -> dict:
           raise ValueError("qa mode 'loglik' scores with the local model; set "
                            "generator.kind='local' or drop 'loglik' from qa.modes.")
         sampler = make_sampler(config)
-      rows, s = loglik_eval(Scorer(sampler, int(qa.get("score_batch", 8))), questions,
-                            int(qa.get("loglik_shots", 0)))
+      rows, s = loglik_eval(make_scorer(sampler, int(qa.get("score_batch", 8))),
+                            sampler.tokenizer, questions, int(qa.get("loglik_shots", 0)))
     else:
       raise ValueError(f"qa.modes entry {mode!r}; choose 'sample' or 'loglik'.")
     write_jsonl(os.path.join(out_dir, f"{mode}.jsonl"), rows)
