@@ -24,6 +24,9 @@ def synthesize_section() -> ml_collections.ConfigDict:
   s.max_batches_per_shard = 1000  # guard against a synthesizer whose outputs are all dropped
   s.batch_size = 8              # rows per sampler call (per host)
   s.max_prompt_tokens = 4096    # d1 is cut to this many tokens (thesis: docs <= 4,096)
+  # Training feeds id 0 before each packed segment's first token (seqio's decoder feature
+  # converter shifts targets right with 0), so the prompt starts with it too.
+  s.prompt_start_ids = (0,)
   s.max_new_tokens = 4096       # d2 length cap; sampling stops earlier at end-of-sequence
   s.temperature = 1.0           # thesis B.1.1
   s.top_p = 0.9

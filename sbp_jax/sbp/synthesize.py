@@ -240,16 +240,20 @@ def summarize_dir(out_dir: str) -> dict:
 
 # -- the sampler behind GenerateFn ---------------------------------------------------------
 
-def prompt_ids(tokenizer, text: str, max_prompt_tokens: int) -> list[int]:
-  """d1 (its first max_prompt_tokens tokens) followed by the document separator."""
+def prompt_ids(tokenizer, text: str, max_prompt_tokens: int,
+               start: Sequence[int] = ()) -> list[int]:
+  """start, then d1 (its first max_prompt_tokens tokens), then the document separator.
+
+  start: the ids training feeds before a sequence's first token (synthesize.prompt_start_ids)."""
   sep = tokenizer.token_to_id(special_tokens.DOC_SEP)
   if sep is None:
     raise ValueError(f"the tokenizer has no single id for {special_tokens.DOC_SEP!r}; use a "
                      "tokenizer trained with the reserved special tokens.")
-  return list(tokenizer.encode(text))[:max_prompt_tokens] + [int(sep)]
+  return [int(i) for i in start] + list(tokenizer.encode(text))[:max_prompt_tokens] + [int(sep)]
 
 
-def sampler_generate_fn(sampler, sp, max_prompt_tokens: int) -> GenerateFn:
+def sampler_generate_fn(sampler, sp, max_prompt_tokens: int,
+                        start: Sequence[int] = ()) -> GenerateFn:
   """GenerateFn over sbp_jax.generate.Sampler: stop at end-of-sequence, drop the stop id."""
   stops = set(sp.stop_ids or ())
   if not stops:
@@ -257,7 +261,7 @@ def sampler_generate_fn(sampler, sp, max_prompt_tokens: int) -> GenerateFn:
     stops = set(eos_ids_of(sampler.tokenizer))
 
   def generate(texts, seed):
-    prompts = [prompt_ids(sampler.tokenizer, t, max_prompt_tokens) for t in texts]
+    prompts = [prompt_ids(sampler.tokenizer, t, max_prompt_tokens, start) for t in texts]
     outs = sampler.generate(prompts, sp, seed=seed)
     res = []
     for o in outs:
@@ -310,7 +314,8 @@ def run(config, workdir: str) -> dict:
   else:
     docs = read_seed_docs(s.seed_files, s.get("text_field", "text"), s.get("id_field", "id"))
     sampler = make_sampler(config)
-    gen = sampler_generate_fn(sampler, sampling_params(s), int(s.max_prompt_tokens))
+    gen = sampler_generate_fn(sampler, sampling_params(s), int(s.max_prompt_tokens),
+                              tuple(s.get("prompt_start_ids", ())))
     totals = synthesize_to_dir(
         docs, gen, out_dir, seed=int(config.seed), target_tokens=int(s.target_tokens),
         tokens_per_shard=int(s.tokens_per_shard), batch_size=int(s.batch_size),
