@@ -97,9 +97,10 @@ def get_config(size: str = "main"):
 def shrink(c):
   g = c.experiment.concepts
   g.num_concepts, g.oracle_per_concept = 20, 10
-  c.experiment.token_budget = 12 * 8 * 128
+  c.experiment.token_budget = 20 * 8 * 128   # 20 steps: 10 evaluations, one every 2
   c.experiment.synthetic_tokens = 3_000
   c.experiment.ablation_synthetic_tokens = 1_000
+  c.experiment.min_seed_nll_gap = -10.0  # a 6-step synthesizer barely uses d1: no gate here
   c.model.update(num_layers=2, d_model=64, d_ffn=192)
   c.train.seq_len = 128
   c.train.global_batch_size = 8

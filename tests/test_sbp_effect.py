@@ -119,16 +119,20 @@ def test_gate_stops_a_seed_blind_synthesizer(smoke_run, tmp_path):
   assert not (work / "synthesize").exists()
 
 
-def test_an_arm_whose_synthetic_data_runs_out_fails(smoke_run, tmp_path):
+def test_an_arm_whose_synthetic_data_runs_out_fails(tmp_path):
   from configs import concepts_cpu
   c = concepts_cpu.get_config("smoke")
+  c.mesh.ici = (-1, 1, 1)  # the test session's 8 emulated devices
   syn = tmp_path / "few.jsonl"
   syn.write_text("".join(json.dumps({"text": f"Doc {i} is short."}) + "\n" for i in range(3)))
-  real = json.load(open(os.path.join(smoke_run, "data", experiment.STAGE_FILE)))["real_files"]
+  real = concepts.write_corpus(str(tmp_path / "corpus"), num_concepts=20, pretrain_per_concept=3,
+                               oracle_per_concept=1, heldout_per_concept=1, facts_per_doc=4,
+                               seed=0)["d_pretrain"]
   c.data.eval = [dict(name="heldout", format="text", files=real)]
   src = [dict(name="real", format="text", files=real, weight=0.5),
          dict(name="syn", format="text", files=str(syn), weight=0.5, synthetic=True)]
   cfg = experiment.joint.text_arm_config(c, src, 20)
+  (tmp_path / "joint").mkdir()
   with pytest.raises(experiment.SyntheticDataShort, match="ran out"):
     experiment.train_stage(cfg, str(tmp_path / "joint"))
   assert not (tmp_path / "joint" / experiment.STAGE_FILE).exists()

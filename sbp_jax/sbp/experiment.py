@@ -494,11 +494,13 @@ def format_results(stages: dict) -> str:
                f"seen {m['real_epochs']:.2f} times; baseline sees it "
                f"{stages['baseline']['tokens'] / d['real_unique_tokens']:.2f} times.")
   rep = stages.get("report", {})
-  if rep.get("share_of_oracle_gain_heldout") is not None:
-    ppl = rep["heldout_perplexity"]
+  ppl = rep.get("heldout_perplexity", {})
+  if {"baseline", "sbp", "oracle"} <= set(ppl):
+    share = rep["share_of_oracle_gain_heldout"]
     out.append(f"Held-out perplexity (trainer, last step): baseline {ppl['baseline']:.3f}, SBP "
                f"{ppl['sbp']:.3f}, oracle {ppl['oracle']:.3f}; SBP recovers "
-               f"{100 * rep['share_of_oracle_gain_heldout']:.0f}% of the oracle's gain.")
+               + ("n.a. (the oracle did not improve)" if share is None else f"{100 * share:.0f}%")
+               + " of the oracle's gain.")
   if "seed_gate" in stages:
     g = stages["seed_gate"]
     line = (f"Seed gate: d2 NLL {g['true']:.3f} given its d1 vs {g['shuffled']:.3f} given a "

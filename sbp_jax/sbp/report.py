@@ -58,15 +58,19 @@ def plot(curves: dict[str, list], path: str, title: str = "") -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(6, 4))
-  for name, c in curves.items():
-    ax.plot([t for t, _ in c], [p for _, p in c], marker="o", label=name)
-  ax.set_xlabel("tokens seen")
-  ax.set_ylabel("held-out perplexity")
-  ax.set_yscale("log")
-  ax.set_title(title or "Held-out perplexity over training")
-  ax.legend()
-  ax.grid(alpha=0.3)
+  # Left: the whole run (log scale); right: the second half, where the arms separate.
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  for ax, zoom in zip(axes, (False, True)):
+    for name, c in curves.items():
+      pts = c[len(c) // 2:] if zoom else c
+      ax.plot([t for t, _ in pts], [p for _, p in pts], marker="o", label=name)
+    ax.set_xlabel("tokens seen")
+    ax.set_ylabel("held-out perplexity")
+    if not zoom:
+      ax.set_yscale("log")
+    ax.set_title("second half (linear)" if zoom else (title or "Held-out perplexity"))
+    ax.legend()
+    ax.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
