@@ -73,7 +73,7 @@ def get_config(size: str = "demo"):
   # harness' hand-written fixtures (a handful of items per benchmark: they show the table's
   # layout, their accuracies are noise).
   c.eval = eval_section(suite(heldout=f"{CORPUS}/heldout.jsonl.gz"))
-  c.eval.prefix = "eos"  # documents follow an end-of-sequence id in training
+  c.eval.prefix = "0"  # training feeds id 0 before each packed segment's first token
 
   q = c.quality
   q.sample_docs = 200

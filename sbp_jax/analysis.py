@@ -9,7 +9,6 @@ testable without one. Nothing here imports JAX.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from typing import Mapping, Sequence

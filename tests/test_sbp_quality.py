@@ -73,6 +73,12 @@ def test_similarity_and_irrelevance():
   assert "pair_copying" not in real and real["duplicate"] == pytest.approx(1 / 3)
   table = q.format_quality_table({"SBP": report, "Real data": real})
   assert "n.a." in table.splitlines()[2] and "33.3%" in table.splitlines()[1]
+  assert "Duplicate@3" in table.splitlines()[0]  # labelled with the N actually sampled
+  # The synthesis filter's rate over every output (before dropping) has its own column.
+  table = q.format_quality_table({"SBP": dict(report, repetition_before_filter=0.25),
+                                  "Real data": q.quality_report([BASE, OTHER], [],
+                                                                duplicate_n=100)})
+  assert "25.0%" in table.splitlines()[1] and "@2" in table.splitlines()[2]
 
 
 def test_random_pairs_is_a_derangement():

@@ -138,6 +138,8 @@ def test_prompt_is_seed_then_separator():
   tok = ByteTokenizer()
   ids = syn.prompt_ids(tok, "abcdef", max_prompt_tokens=4)
   assert ids == list(b"abcd") + [tok.token_to_id(special_tokens.DOC_SEP)]
+  # The start id training feeds before a segment's first token comes first.
+  assert syn.prompt_ids(tok, "ab", 4, start=(0,)) == [0] + list(b"ab") + [ids[-1]]
 
 
 def test_bad_seed_file_names_file_and_line(tmp_path):

@@ -15,6 +15,9 @@ def synthesize_section() -> ml_collections.ConfigDict:
   s.max_batches_per_shard = 1000  # guard against a synthesizer whose outputs are all dropped
   s.batch_size = 8              # rows per sampler call (per host)
   s.max_prompt_tokens = 4096    # d1 is cut to this many tokens (thesis: docs <= 4,096)
+  # Ids before d1; None: the id training feeds before a sequence's first token
+  # (vocab.start_id: bos, else pad), so prompts look like tuning's inputs.
+  s.prompt_start_ids = None
   s.max_new_tokens = 4096       # d2 length cap; sampling stops earlier at end-of-sequence
   s.temperature = 1.0           # thesis B.1.1
   s.top_p = 0.9

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import importlib.util
-import json
 import logging
 import os
 

@@ -14,7 +14,6 @@ sides use the "rotate half" RoPE layout, so no row permutation is needed.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 

@@ -166,9 +166,9 @@ class LMBatchConverter(seqio.FeatureConverter):
   PACKING_FEATURE_DTYPES = {"segment_ids": tf.int32, "positions": tf.int32}
 
   def __init__(self, pack: bool = True, vocab=None):
+    from sbp_jax.data.vocab import start_id  # pylint: disable=g-import-not-at-top
     pad = 0 if vocab is None else int(vocab.pad_id)
-    bos = None if vocab is None else vocab.bos_id
-    super().__init__(pack=pack, bos_id=pad if bos is None or bos < 0 else int(bos))
+    super().__init__(pack=pack, bos_id=0 if vocab is None else start_id(vocab))
     self.pad_id = pad
 
   def _convert_example(self, ex):

@@ -164,6 +164,14 @@ def is_hf(vocab) -> bool:
   return isinstance(getattr(vocab, "tokenizer", None), HFTokenizer)
 
 
+def start_id(vocab) -> int:
+  """The id training feeds before each sequence's first token (the inputs are the targets
+  shifted right): the vocabulary's bos, else its pad id. Synthesis prompts start with it
+  too, so the synthesizer sees d1 as it saw it in tuning."""
+  bos = vocab.bos_id
+  return int(vocab.pad_id) if bos is None or bos < 0 else int(bos)
+
+
 def doc_sep_ids(tok) -> list[int]:
   """The d1/d2 separator of synthesizer-tuning pairs and synthesis prompts: the reserved
   DOC_SEP token, or (a Hugging Face vocabulary without it) its text's ids, so tuning

@@ -22,7 +22,6 @@ special tokens or on an imported chat model with ChatML delimiters.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 from typing import Sequence

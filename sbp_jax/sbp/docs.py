@@ -8,7 +8,6 @@ to a temporary name and renamed; a manifest written last marks the split done.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Iterator
 

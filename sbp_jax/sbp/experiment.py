@@ -29,12 +29,14 @@ import ml_collections
 import numpy as np
 
 from sbp_jax import fileio
-from sbp_jax.fileio import write_jsonl
-from sbp_jax.sbp import joint, quality, synthesize, tuning
+from sbp_jax.fileio import read_jsonl, write_jsonl
+from sbp_jax.sbp import joint, quality, report, seed_gate, synthesize, tuning
 
 log = logging.getLogger(__name__)
 
 STAGE_FILE = "stage.json"
+REPORT_FILE = "report.json"
+PLOT_FILE = "heldout_perplexity.png"
 
 
 # -- stage bookkeeping ---------------------------------------------------------------------
@@ -81,6 +83,14 @@ def prepare_data(config, sub: str) -> dict:
   """D_pretrain (optionally a seeded subset of the real files, as in the demo, where
   the oracle gets the whole corpus) and its unique-token count."""
   e = config.experiment
+  heldout_files = ""
+  if e.get("concepts"):  # the thesis 3.6 testbed, generated into this stage's directory
+    from sbp_jax.sbp import concepts  # pylint: disable=g-import-not-at-top
+    paths = concepts.write_corpus(os.path.join(sub, "corpus"), seed=int(config.seed),
+                                  **e.concepts.to_dict())
+    e = _copy(e)
+    e.real_files, e.oracle_files, e.real_subset_docs = paths["d_pretrain"], paths["oracle"], 0
+    heldout_files = paths["heldout"]
   docs = synthesize.SeedDocs(e.real_files, key="experiment.real_files")
   oracle_files = e.oracle_files or e.real_files
   real_files = e.real_files
@@ -96,8 +106,10 @@ def prepare_data(config, sub: str) -> dict:
     write_jsonl(real_files, docs)
   else:
     oracle_docs = None
+  if heldout_files:
+    oracle_docs = synthesize.SeedDocs(oracle_files, key="experiment.oracle_files")
   rec = dict(real_files=real_files, oracle_files=oracle_files, real_docs=len(docs),
-             real_unique_tokens=int(e.real_unique_tokens))
+             real_unique_tokens=int(e.real_unique_tokens), heldout_files=heldout_files)
   if not e.real_unique_tokens or oracle_docs is not None:
     tok = _tokenizer(config)
     count = lambda ds: int(sum(len(tok.encode(d["text"])) + 1 for d in ds))  # + EOS
@@ -109,9 +121,16 @@ def prepare_data(config, sub: str) -> dict:
 
 
 def train_stage(cfg: ml_collections.ConfigDict, sub: str) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
   from sbp_jax.train.loop import train  # pylint: disable=g-import-not-at-top
   _write_config(sub, cfg)
   hist = train(cfg, sub)
+  done = int(jax.device_get(hist["state"].step))
+  if done < int(cfg.train.num_steps):
+    raise SyntheticDataShort(
+        f"{sub}: training stopped at step {done} of {cfg.train.num_steps}: its never-repeated "
+        "(synthetic) data ran out, so this arm would not be compute-matched. Synthesize more "
+        "(experiment.synthesis_margin) and delete this stage's directory before re-running.")
   losses = hist["loss"]
   last = max(losses) if losses else None
   return dict(checkpoints=os.path.join(sub, "checkpoints"), num_steps=int(cfg.train.num_steps),
@@ -128,9 +147,21 @@ def pair_stage(config, real_files, sub: str) -> dict:
   c.pair.corpus = real_files
   _write_config(sub, c)
   stats = pair_job.run(c, sub)
-  return dict(pairs_files=os.path.join(sub, "pairs", "pairs-*.jsonl"), num_pairs=int(stats["kept"]),
+  purity = concept_purity(real_files, os.path.join(sub, "pairs", "pairs-*.jsonl"))
+  return dict(concept_purity=purity, pairs_files=os.path.join(sub, "pairs", "pairs-*.jsonl"), num_pairs=int(stats["kept"]),
               mean_similarity_kept=stats.get("mean_similarity_kept"),
               mean_similarity_random=stats.get("mean_similarity_random"))
+
+
+def concept_purity(real_files, pairs_files) -> float | None:
+  """Fraction of pairs whose two documents share a concept, for a corpus whose records
+  carry one (the generated testbed); None otherwise."""
+  concept = {str(r["id"]): r.get("concept") for p in fileio.glob(real_files)
+             for r in read_jsonl(p)}
+  pairs = _read_all(pairs_files)
+  if not pairs or None in concept.values():
+    return None
+  return float(np.mean([concept[p["d1_id"]] == concept[p["d2_id"]] for p in pairs]))
 
 
 def random_pairs_stage(real_files, num_pairs: int, seed: int, sub: str) -> dict:
@@ -179,6 +210,10 @@ def eval_stage(config, arms: dict[str, dict], sub: str) -> dict:
     c = _copy(config)
     c.job = "eval"
     c.eval.checkpoint = rec["checkpoints"]
+    # Score in windows no longer than the arms trained on (model.max_seq_len may be longer,
+    # for synthesizer-tuning's d1 + d2).
+    c.eval.max_len = min(int(c.eval.get("max_len", 0) or c.model.max_seq_len),
+                         int(config.train.seq_len))
     done = run_stage(sub, name, lambda s, c=c: dict(results=eval_jobs.run_eval(c, s)))
     runs.append((name, done["results"]))
   t = report.combine(runs, "baseline", "oracle" if "oracle" in arms else "")
@@ -211,6 +246,10 @@ def heldout_table(rows: dict[str, dict]) -> str:
   return "\n".join(out)
 
 
+def _read_all(files) -> list[dict]:
+  return [r for p in fileio.glob(files) for r in read_jsonl(p)]
+
+
 def _pick(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
   """k of range(n), uniformly without replacement, sorted."""
   return np.sort(rng.permutation(n)[:k])
@@ -223,8 +262,12 @@ def sample_records(files: str, k: int, rng: np.random.Generator) -> list[dict]:
   return [r for _, _, r in index.take(_pick(len(index), k, rng))]
 
 
-def quality_stage(config, real_files, sbp_files, random_files, pairs_files, sub: str) -> dict:
-  """Table 3.3 columns for SBP outputs, random-pair outputs and real data; Table B.1 means."""
+def quality_stage(config, real_files, sbp_files, random_files, pairs_files, sub: str,
+                  unfiltered: dict | None = None) -> dict:
+  """Table 3.3 columns for SBP outputs, random-pair outputs and real data; Table B.1 means.
+
+  unfiltered: row name -> the synthesis filter's repetitive_rate (over every output,
+  before the filter dropped the repetitive ones)."""
   q = config.quality
   k = int(q.sample_docs)
   docs = synthesize.SeedDocs(real_files, key="experiment.real_files")
@@ -244,6 +287,8 @@ def quality_stage(config, real_files, sbp_files, random_files, pairs_files, sub:
         [r["text"] for r in rows], [by_id[r["seed_id"]] for r in rows], embed,
         irrelevance_threshold=float(q.irrelevance_threshold), duplicate_n=int(q.duplicate_n),
         tokenize=tokenize, seed=config.seed)
+    if unfiltered and unfiltered.get(name) is not None:
+      report[name]["repetition_before_filter"] = float(unfiltered[name])
   real = docs.take(_pick(len(docs), k, rng))
   report["Real data (D_pretrain)"] = quality.quality_report(
       [d["text"] for d in real], [], duplicate_n=int(q.duplicate_n), tokenize=tokenize,
@@ -279,6 +324,63 @@ def format_b1(b1: dict) -> str:
   return head + "\n" + row
 
 
+def _tuning_config(config, base_ckpt: str, pairs_files, task_name: str = "sbp_pairs"):
+  st = config.synth_tune
+  c = tuning.synthesizer_tuning_config(
+      config, base_ckpt, pairs_files, num_steps=int(st.num_steps), lr=float(st.lr),
+      seq_len=int(st.seq_len), global_batch_size=int(st.global_batch_size),
+      warmup_frac=float(st.warmup_frac), grad_accum_steps=int(st.get("grad_accum_steps", 0)),
+      task_name=task_name)
+  c.train.eval_every = 0  # the seed gate evaluates the synthesizer, on held-out pairs
+  return c
+
+
+def gate_split_stage(config, pairs_files, sub: str) -> dict:
+  """Holds experiment.gate_pairs pairs out of synthesizer-tuning for the seed gate."""
+  tune, gate = seed_gate.split_pairs(_read_all(pairs_files), int(config.experiment.gate_pairs),
+                                     int(config.seed))
+  paths = dict(tune_files=os.path.join(sub, "tune_pairs.jsonl"),
+               gate_files=os.path.join(sub, "gate_pairs.jsonl"))
+  write_jsonl(paths["tune_files"], tune)
+  write_jsonl(paths["gate_files"], gate)
+  return dict(paths, num_tune=len(tune), num_gate=len(gate))
+
+
+def seed_gate_stage(config, checkpoint: str, gate_files: str, sub: str) -> dict:
+  return seed_gate.measure(config, checkpoint, list(read_jsonl(gate_files)),
+                           int(config.synth_tune.seq_len), sub)
+
+
+def concept_fact_check(config, data: dict, stages: dict) -> dict:
+  """On the concept testbed: how faithful each synthesizer's outputs are to their seed's
+  concept (sbp_jax.sbp.concepts.fact_accuracy)."""
+  from sbp_jax.sbp import concepts  # pylint: disable=g-import-not-at-top
+  cs = concepts.make_concepts(int(config.experiment.concepts.num_concepts), int(config.seed))
+  seed_concept = {str(r["id"]): r["concept"] for r in read_jsonl(data["real_files"])}
+  out = {}
+  for name, key in (("sbp", "synthesize"), ("random_pair_synth", "synthesize_random")):
+    if key in stages:
+      rows = _read_all(stages[key]["files"])
+      out[name] = concepts.fact_accuracy([r["text"] for r in rows],
+                                         [cs[seed_concept[r["seed_id"]]] for r in rows])
+  return out
+
+
+class SyntheticDataShort(RuntimeError):
+  """A compute-matched arm would run out of never-repeated synthetic data."""
+
+
+def check_synthetic_supply(synth: dict, needed_tokens: int) -> None:
+  """The joint arm reads each synthetic token once: the supply must cover its share."""
+  have = int(synth["kept_tokens"]) + int(synth["kept"])  # + one EOS per document
+  if have < needed_tokens:
+    raise SyntheticDataShort(
+        f"synthesis kept {have} tokens but the joint arm reads {needed_tokens} synthetic tokens "
+        "once each; it would end short of the compute-matched budget. Raise "
+        "synthesize.max_batches_per_shard (outputs were dropped: see the synthesize stage's "
+        "repetitive_rate) or lower experiment.synthetic_tokens, and delete the synthesize/ stage.")
+
+
 # -- the runner ----------------------------------------------------------------------------
 
 def run(config, workdir: str) -> dict:
@@ -291,6 +393,11 @@ def run(config, workdir: str) -> dict:
   steps = joint.pretraining_steps(int(e.token_budget), int(tcfg.global_batch_size),
                                   int(tcfg.seq_len))
   data = run_stage(workdir, "data", lambda sub: prepare_data(config, sub))
+  config = _copy(config)
+  if data.get("heldout_files"):  # a generated corpus brings its own held-out split
+    config.data.eval = [dict(name="heldout", format="text", files=data["heldout_files"])]
+  if e.get("eval_points"):  # training dynamics: each arm evaluated this often over its budget
+    config.train.eval_every = max(1, steps // int(e.eval_points))
   real_files = data["real_files"]
   real_src = [dict(name="d_pretrain", format="text", files=real_files, weight=1.0)]
   stages = {"data": data}
@@ -307,18 +414,24 @@ def run(config, workdir: str) -> dict:
   synthetic_tokens = int(e.synthetic_tokens)
   if "sbp" in e.arms:
     stages["pair"] = run_stage(workdir, "pair", lambda sub: pair_stage(config, real_files, sub))
-    st = config.synth_tune
+    stages["gate_split"] = run_stage(workdir, "gate_split", lambda sub: gate_split_stage(
+        config, stages["pair"]["pairs_files"], sub))
     stages["synth_tune"] = run_stage(workdir, "synth_tune", lambda sub: train_stage(
-        tuning.synthesizer_tuning_config(
-            config, base_ckpt, stages["pair"]["pairs_files"], num_steps=int(st.num_steps),
-            lr=float(st.lr), seq_len=int(st.seq_len), global_batch_size=int(st.global_batch_size),
-            warmup_frac=float(st.warmup_frac),
-            grad_accum_steps=int(st.get("grad_accum_steps", 0))), sub))
+        _tuning_config(config, base_ckpt, stages["gate_split"]["tune_files"]), sub))
+    stages["seed_gate"] = run_stage(workdir, "seed_gate", lambda sub: seed_gate_stage(
+        config, stages["synth_tune"]["checkpoints"], stages["gate_split"]["gate_files"], sub))
+    log.info("seed gate: d2 NLL %.3f given its d1, %.3f given a shuffled d1: gap %.3f "
+             "nats/token", stages["seed_gate"]["true"], stages["seed_gate"]["shuffled"],
+             stages["seed_gate"]["gap"])
+    print(f"Seed NLL gap of the synthesizer: {stages['seed_gate']['gap']:.3f} nats/token "
+          f"(minimum {float(e.min_seed_nll_gap)}).", flush=True)
+    seed_gate.check(stages["seed_gate"], float(e.min_seed_nll_gap))
     # A little more than the mixture will draw: the synthetic stream must not run dry.
     target = math.ceil(synthetic_tokens * (1.0 + float(e.synthesis_margin)))
     stages["synthesize"] = run_stage(workdir, "synthesize", lambda sub: synthesize_stage(
         config, stages["synth_tune"]["checkpoints"], real_files, target,
         int(config.synthesize.tokens_per_shard), sub))
+    check_synthetic_supply(stages["synthesize"], synthetic_tokens)
     from sbp_jax.data.mixture import plan_mixture  # pylint: disable=g-import-not-at-top
     plan = plan_mixture(int(e.token_budget), data["real_unique_tokens"], synthetic_tokens)
     stages["mixture"] = dict(real_rate=plan.real_rate, synthetic_rate=plan.synthetic_rate,
@@ -329,16 +442,17 @@ def run(config, workdir: str) -> dict:
 
   random_files = None
   if e.random_pair_ablation:
-    n_pairs = int(e.random_pairs) or int(stages.get("pair", {}).get("num_pairs", 0)) or 1000
+    n_pairs = int(e.random_pairs) or int(stages.get("gate_split", {}).get("num_tune", 0)) or 1000
     stages["random_pairs"] = run_stage(workdir, "random_pairs", lambda sub: random_pairs_stage(
         real_files, n_pairs, int(config.seed), sub))
-    st = config.synth_tune
     stages["synth_tune_random"] = run_stage(workdir, "synth_tune_random", lambda sub: train_stage(
-        tuning.synthesizer_tuning_config(
-            config, base_ckpt, stages["random_pairs"]["pairs_files"], num_steps=int(st.num_steps),
-            lr=float(st.lr), seq_len=int(st.seq_len), global_batch_size=int(st.global_batch_size),
-            warmup_frac=float(st.warmup_frac),
-            grad_accum_steps=int(st.get("grad_accum_steps", 0)), task_name="sbp_random_pairs"), sub))
+        _tuning_config(config, base_ckpt, stages["random_pairs"]["pairs_files"],
+                       "sbp_random_pairs"), sub))
+    if "gate_split" in stages:  # the same gate pairs: a seed-blind synthesizer scores ~0
+      stages["seed_gate_random"] = run_stage(workdir, "seed_gate_random", lambda sub:
+                                             seed_gate_stage(
+          config, stages["synth_tune_random"]["checkpoints"],
+          stages["gate_split"]["gate_files"], sub))
     n_tok = int(e.ablation_synthetic_tokens)
     stages["synthesize_random"] = run_stage(workdir, "synthesize_random", lambda sub:
                                             synthesize_stage(
@@ -354,10 +468,20 @@ def run(config, workdir: str) -> dict:
   stages["eval"] = run_stage(workdir, "eval", lambda sub: eval_stage(config, arms, sub))
   stages["quality"] = run_stage(workdir, "quality", lambda sub: quality_stage(
       config, real_files, stages.get("synthesize", {}).get("files"), random_files,
-      stages.get("pair", {}).get("pairs_files"), sub))
+      stages.get("pair", {}).get("pairs_files"), sub, unfiltered={
+          "SBP synthetic": stages.get("synthesize", {}).get("repetitive_rate"),
+          "Random-pair synthetic": stages.get("synthesize_random", {}).get("repetitive_rate")}))
 
+  if e.get("concepts") and "synthesize" in stages:
+    stages["fact_check"] = concept_fact_check(config, data, stages)
+  curves = {name: report.curve(rec) for name, rec in arms.items()}
+  report.plot(curves, os.path.join(workdir, PLOT_FILE))
+  rep = report.build(stages, curves)
+  stages["report"] = rep
   text = format_results(stages)
   results = dict(stages=stages, wall_seconds=time.perf_counter() - t0)
+  rep["wall_seconds"] = results["wall_seconds"]
+  fileio.write_json(os.path.join(workdir, REPORT_FILE), rep)
   fileio.write_json(os.path.join(workdir, "results.json"), results)
   fileio.write_text(os.path.join(workdir, "results.txt"), text + "\n")
   print(text)
@@ -373,6 +497,28 @@ def format_results(stages: dict) -> str:
                f"mixture: {100 * m['synthetic_rate']:.1f}% synthetic (seen once), real data "
                f"seen {m['real_epochs']:.2f} times; baseline sees it "
                f"{stages['baseline']['tokens'] / d['real_unique_tokens']:.2f} times.")
+  rep = stages.get("report", {})
+  ppl = rep.get("heldout_perplexity", {})
+  if {"baseline", "sbp", "oracle"} <= set(ppl):
+    share = rep["share_of_oracle_gain_heldout"]
+    out.append(f"Held-out perplexity (trainer, last step): baseline {ppl['baseline']:.3f}, SBP "
+               f"{ppl['sbp']:.3f}, oracle {ppl['oracle']:.3f}; SBP recovers "
+               + ("n.a. (the oracle did not improve)" if share is None else f"{100 * share:.0f}%")
+               + " of the oracle's gain.")
+  if "seed_gate" in stages:
+    g = stages["seed_gate"]
+    line = (f"Seed gate: d2 NLL {g['true']:.3f} given its d1 vs {g['shuffled']:.3f} given a "
+            f"shuffled d1 ({g['num_pairs']} held-out pairs): gap {g['gap']:.3f} nats/token")
+    if "seed_gate_random" in stages:
+      line += f"; random-pair synthesizer {stages['seed_gate_random']['gap']:.3f}"
+    out.append(line + ".")
+  if stages.get("pair", {}).get("concept_purity") is not None:
+    out.append(f"Pairs sharing a concept: {100 * stages['pair']['concept_purity']:.1f}% of "
+               f"{stages['pair']['num_pairs']}.")
+  for name, f in stages.get("fact_check", {}).items():
+    out.append(f"Concept fidelity ({name}): {100 * f['names_seed']:.0f}% of outputs name the seed's "
+               f"concept; {100 * f['facts_right']:.0f}% of {f['facts_stated']} stated facts are "
+               "its facts (chance 8%).")
   if "synthesize" in stages:
     s = stages["synthesize"]
     out.append(f"Synthesis: {s['kept']} docs / {s['kept_tokens']} tokens kept of {s['generated']} "

@@ -167,7 +167,7 @@ def quality_report(outputs: Sequence[str], seeds: Sequence[str], embed: Embedder
   the pair columns do not apply.
   """
   r = dict(num_docs=len(outputs), repetition=repetition_rate(outputs, n, tokenize),
-           duplicate_n=duplicate_n or len(outputs),
+           duplicate_n=min(duplicate_n or len(outputs), len(outputs)),
            duplicate=duplicate_at_n(outputs, duplicate_n, seed))
   if seeds:
     r["pair_copying"] = pair_copying(seeds, outputs)
@@ -179,17 +179,26 @@ def quality_report(outputs: Sequence[str], seeds: Sequence[str], embed: Embedder
 
 
 def format_quality_table(rows: dict[str, dict]) -> str:
-  """rows: name -> quality_report(); lower is better in every column but similarity."""
-  cols = [("repetition", "Repetition"), ("duplicate", "Duplicate@N"),
-          ("pair_irrelevance", "Pair-irrelevance"), ("pair_copying", "Pair-copying"),
-          ("similarity", "Seed sim.")]
+  """rows: name -> quality_report(); lower is better in every column but similarity.
+
+  Duplicate@N is labelled with the N the rows used (a row with another N says so);
+  "Repet. (unfilt.)" is a row's repetition_before_filter, when it has one: the
+  share of outputs that the synthesis filter dropped, which kept outputs show as ~0.
+  """
+  ns = [r["duplicate_n"] for r in rows.values() if "duplicate_n" in r]
+  n_head = ns[0] if ns else 0
+  cols = [("repetition_before_filter", "Repet. (unfilt.)"), ("repetition", "Repetition"),
+          ("duplicate", f"Duplicate@{n_head}"), ("pair_irrelevance", "Pair-irrelevance"),
+          ("pair_copying", "Pair-copying"), ("similarity", "Seed sim.")]
   head = f"{'':<28}{'docs':>6}" + "".join(f"{t:>18}" for _, t in cols)
   lines = [head]
   for name, r in rows.items():
     cells = []
     for k, _ in cols:
       v = r.get(k)
-      cells.append(f"{'n.a.':>18}" if v is None else
-                   f"{v:>18.3f}" if k == "similarity" else f"{100 * v:>17.1f}%")
+      n = r.get("duplicate_n", n_head)
+      cell = ("n.a." if v is None else f"{v:.3f}" if k == "similarity" else
+              f"{100 * v:.1f}% @{n}" if k == "duplicate" and n != n_head else f"{100 * v:.1f}%")
+      cells.append(f"{cell:>18}")
     lines.append(f"{name:<28}{r.get('num_docs', 0):>6}" + "".join(cells))
   return "\n".join(lines)

@@ -13,7 +13,6 @@ complete; each stage skips its finished outputs (resume).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 

@@ -244,13 +244,18 @@ def summarize_dir(out_dir: str) -> dict:
 
 # -- the sampler behind GenerateFn ---------------------------------------------------------
 
-def prompt_ids(tokenizer, text: str, max_prompt_tokens: int) -> list[int]:
-  """d1 (its first max_prompt_tokens tokens) followed by the document separator, as
-  synthesizer-tuning pairs join them (vocab_lib.doc_sep_ids)."""
-  return list(tokenizer.encode(text))[:max_prompt_tokens] + vocab_lib.doc_sep_ids(tokenizer)
+def prompt_ids(tokenizer, text: str, max_prompt_tokens: int,
+               start: Sequence[int] = ()) -> list[int]:
+  """start, then d1 (its first max_prompt_tokens tokens), then the document separator, as
+  synthesizer-tuning pairs join them (vocab_lib.doc_sep_ids).
+
+  start: the ids training feeds before a sequence's first token (synthesize.prompt_start_ids)."""
+  return ([int(i) for i in start] + list(tokenizer.encode(text))[:max_prompt_tokens]
+          + vocab_lib.doc_sep_ids(tokenizer))
 
 
-def sampler_generate_fn(sampler, sp, max_prompt_tokens: int) -> GenerateFn:
+def sampler_generate_fn(sampler, sp, max_prompt_tokens: int,
+                        start: Sequence[int] = ()) -> GenerateFn:
   """GenerateFn over sbp_jax.generate.Sampler: stop at end-of-sequence, drop the stop id."""
   stops = set(sp.stop_ids or ())
   if not stops:
@@ -258,7 +263,7 @@ def sampler_generate_fn(sampler, sp, max_prompt_tokens: int) -> GenerateFn:
     stops = set(eos_ids_of(sampler.tokenizer))
 
   def generate(texts, seed):
-    prompts = [prompt_ids(sampler.tokenizer, t, max_prompt_tokens) for t in texts]
+    prompts = [prompt_ids(sampler.tokenizer, t, max_prompt_tokens, start) for t in texts]
     outs = sampler.generate(prompts, sp, seed=seed)
     res = []
     for o in outs:
@@ -268,6 +273,16 @@ def sampler_generate_fn(sampler, sp, max_prompt_tokens: int) -> GenerateFn:
     return res
 
   return generate
+
+
+def prompt_start(config) -> tuple[int, ...]:
+  """synthesize.prompt_start_ids, or (None) the id training puts before each sequence."""
+  ids = config.synthesize.get("prompt_start_ids")
+  if ids is not None:
+    return tuple(int(i) for i in ids)
+  if (config.get("tokenizer") or {}).get("kind") == "bytes":
+    return ()  # byte models train on raw text streams, with no start id
+  return (vocab_lib.start_id(vocab_lib.make_vocabulary(vocab_lib.job_tokenizer(config))),)
 
 
 def run(config, workdir: str) -> dict:
@@ -289,7 +304,8 @@ def run(config, workdir: str) -> dict:
     # The synthesizer on this host's own devices (hosts synthesize independently).
     mesh = make_mesh(tuple(s.get("ici", (-1, 1, 1))), devices=jax.local_devices())
     sampler = make_sampler(config, checkpoint=s.checkpoint, mesh=mesh)
-    gen = sampler_generate_fn(sampler, sampling_params(s), int(s.max_prompt_tokens))
+    gen = sampler_generate_fn(sampler, sampling_params(s), int(s.max_prompt_tokens),
+                              prompt_start(config))
     totals = synthesize_to_dir(
         docs, gen, out_dir, seed=int(config.seed), target_tokens=int(s.target_tokens),
         tokens_per_shard=int(s.tokens_per_shard), batch_size=int(s.batch_size),

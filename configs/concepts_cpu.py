@@ -1,0 +1,115 @@
+"""The SBP experiment on the latent-concept testbed of thesis 3.6, on CPU.
+
+  launch/tpu_run.sh --config=configs/concepts_cpu.py            # concepts shared
+  launch/tpu_run.sh --config=configs/concepts_cpu.py:control --workdir=runs/concepts_control
+
+sbp_jax/sbp/concepts.py generates the corpus: D_pretrain has a few documents per
+concept, the oracle many, held-out text is new documents of the same concepts.
+The baseline repeats D_pretrain ~16 times; the oracle has 20x its unique data (seen
+0.8 times). In the control corpus no two documents share a concept: pairing then finds
+no related documents, and the seed gate (or the pair stage, when it keeps too few
+pairs) stops the run before synthesis.
+"""
+
+from configs.sbp_common import get_sbp_config
+from configs.sbp_pair_demo import pair_section
+
+SPM = "data/demo_corpus/spm_bpe_4096.model"
+
+
+def concepts_section(shared: bool = True):
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  g = ml_collections.ConfigDict()
+  g.num_concepts = 200
+  g.pretrain_per_concept = 3
+  g.oracle_per_concept = 60
+  g.heldout_per_concept = 2
+  g.facts_per_doc = 4
+  g.shared_concepts = shared
+  return g
+
+
+def get_config(size: str = "main"):
+  """size: "main", "control" (no shared concepts) or "smoke" (tests)."""
+  if size not in ("main", "control", "smoke"):
+    raise ValueError(f"configs/concepts_cpu.py:{size}: choose 'main', 'control' or 'smoke'.")
+  c = get_sbp_config("tiny")
+  c.model.update(vocab_size=4096, num_layers=4, d_model=128, d_ffn=384, num_heads=4,
+                 num_kv_heads=2, max_seq_len=512, dtype="float32", remat_policy="none")
+  c.mesh.ici = (1, 1, 1)
+  c.tokenizer.path = SPM
+  c.data.vocab = SPM
+
+  e = c.experiment
+  e.concepts = concepts_section(size != "control")
+  e.token_budget = 190 * 16 * 256  # 778K tokens: the baseline sees D_pretrain ~16 times
+  e.synthetic_tokens = 150_000     # 19% of the budget: CPU decoding (~300 tok/s) sets it
+  e.ablation_synthetic_tokens = 8_000
+  e.eval_points = 10
+  e.min_seed_nll_gap = 0.1
+
+  t = c.train
+  t.seq_len = 256
+  t.global_batch_size = 16
+  t.lr = 3e-3
+  t.end_lr = 3e-5
+  t.warmup_frac = 0.05
+  t.log_every = 20
+  t.eval_steps = 8
+  t.checkpoint_every = 100000
+  t.peak_flops_per_device = 50e9
+
+  st = c.synth_tune
+  st.seq_len = 256
+  st.global_batch_size = 16
+  st.num_steps = 200               # ~13 passes over the pairs: shorter tuning copies names badly
+  st.lr = 1e-3
+  st.warmup_frac = 0.0
+
+  s = c.synthesize
+  s.max_prompt_tokens = 128
+  s.max_new_tokens = 128
+  s.batch_size = 64
+  s.temperature = 0.7               # thesis: 1.0 with top_p 0.9; top-p's vocabulary sort halves
+  s.top_p = 1.0                     # CPU decoding speed, so a lower temperature trims the tail
+                                    # (T=0.8 after 60 tuning steps: 38% of stated facts right)
+  s.tokens_per_shard = 16_384
+  s.max_batches_per_shard = 200
+  s.ici = (1, 1, 1)
+
+  c.pair = pair_section()
+  c.pair.select.tokenizer.path = SPM
+  c.pair.shard_size = 600
+  c.pair.search.k = 10
+  c.pair.select.cap = 0             # the thesis keeps every neighbour above alpha
+  c.pair.select.alpha = 0.8         # MiniLM: same-concept docs ~0.86, others ~0.36 (99% pure)
+  c.eval = {}
+
+  q = c.quality
+  q.sample_docs = 200
+  q.duplicate_n = 200
+  q.irrelevance_threshold = 0.3
+  if size == "smoke":
+    shrink(c)
+  return c
+
+
+def shrink(c):
+  g = c.experiment.concepts
+  g.num_concepts, g.oracle_per_concept = 20, 10
+  c.experiment.token_budget = 20 * 8 * 128   # 20 steps: 10 evaluations, one every 2
+  c.experiment.synthetic_tokens = 3_000
+  c.experiment.ablation_synthetic_tokens = 1_000
+  c.experiment.min_seed_nll_gap = -10.0  # a 6-step synthesizer barely uses d1: no gate here
+  c.model.update(num_layers=2, d_model=64, d_ffn=192)
+  c.train.seq_len = 128
+  c.train.global_batch_size = 8
+  c.train.eval_steps = 2
+  c.synth_tune.global_batch_size = 4
+  c.synth_tune.num_steps = 6
+  c.synthesize.batch_size = 16
+  c.synthesize.tokens_per_shard = 2048
+  c.synthesize.max_new_tokens = 96
+  c.pair.shard_size = 60
+  c.quality.sample_docs = 40
+  c.quality.duplicate_n = 40
