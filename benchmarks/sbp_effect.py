@@ -6,7 +6,7 @@ and prints every arm's held-out perplexity (mean and standard deviation over
 seeds), the oracle's and SBP's gains, and whether each gain exceeds 3x the
 spread (the larger of the two arms' standard deviations).
 
-  .venv/bin/python benchmarks/sbp_effect.py --config=configs/concepts_cpu.py \
+  .venv/bin/python benchmarks/sbp_effect.py --config=configs/demo_cpu.py \
       --workdir=runs/sbp_effect --seeds=0,1,2
 """
 
@@ -64,7 +64,7 @@ def format_summary(s: dict, seeds: list[int]) -> str:
 
 def main():
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--config", default="configs/concepts_cpu.py")
+  ap.add_argument("--config", default="configs/demo_cpu.py")
   ap.add_argument("--workdir", default="runs/sbp_effect")
   ap.add_argument("--seeds", default="0,1,2")
   ap.add_argument("overrides", nargs="*", help="extra --config.x=y flags for every seed")

@@ -2,7 +2,7 @@
 
 Runs the synthesize stage's own code path (seed sampling, d1 <|doc_sep|> prompt,
 sampler with T=1.0 / top_p=0.9, 13-shingle filter) with the demo model shape
-(configs/demo_cpu.py; random weights: the speed does not depend on them) over
+(configs/demo_realtext_cpu.py; random weights: the speed does not depend on them) over
 demo-corpus seed documents, for a few batch sizes. The first call per shape
 compiles; it is excluded.
 
@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # pylint: disable=g-import-not-at-top
 
-from configs import demo_cpu
+from configs import demo_realtext_cpu
 from sbp_jax.generate.jobs import load_params
 from sbp_jax.generate.sampler import Sampler, SamplingParams
 from sbp_jax.generate.tokenizer import make_tokenizer
@@ -37,7 +37,7 @@ def main():
   ap.add_argument("--prompt", type=int, default=384)
   ap.add_argument("--batches", type=int, default=2)
   args = ap.parse_args()
-  c = demo_cpu.get_config()
+  c = demo_realtext_cpu.get_config()
   cfg = ModelConfig.from_dict(c.model)
   mesh, rules = make_mesh((1, 1, 1), devices=jax.devices()[:1]), make_rules()
   tok = make_tokenizer(c.tokenizer)

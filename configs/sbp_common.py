@@ -1,7 +1,7 @@
 """Shared shape of the SBP compute-matched experiment configs (job `sbp_experiment`).
 
 The paper-scale files (sbp_3b_200b, sbp_3b_1t, sbp_6b_1t) and the CPU demo
-(demo_cpu) fill in the numbers; sbp_jax/sbp/experiment.py documents the stages.
+(demo_realtext_cpu) fill in the numbers; sbp_jax/sbp/experiment.py documents the stages.
 """
 
 import ml_collections

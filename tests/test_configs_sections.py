@@ -9,8 +9,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER = ("sbp_3b_200b", "sbp_3b_1t", "sbp_6b_1t", "s1_sft_qwen32b")
-DEMOS = ("sbp_pair_demo", "eval_demo", "sbp_synthesize_tiny", "s1_sft_tiny", "demo_cpu",
-         "generate_tiny")
+DEMOS = ("sbp_pair_demo", "eval_demo", "sbp_synthesize_tiny", "s1_sft_tiny", "demo_realtext_cpu",
+         "demo_cpu", "generate_tiny")
 
 
 @pytest.mark.parametrize("mod", PAPER)

@@ -26,7 +26,7 @@ DEMO = os.path.join(ROOT, "data", "demo_corpus")
 def test_pipeline_with_remote_corpus_and_workdir(tmp_path, monkeypatch):
   if not os.path.exists(os.path.join(DEMO, "train.jsonl.gz")):
     pytest.skip("the demo corpus is not in this checkout")
-  from configs import demo_cpu  # pylint: disable=g-import-not-at-top
+  from configs import demo_realtext_cpu  # pylint: disable=g-import-not-at-top
   from configs.eval_demo import eval_section  # pylint: disable=g-import-not-at-top
   from sbp_jax.eval import jobs as eval_jobs  # pylint: disable=g-import-not-at-top
   from sbp_jax.sbp import experiment, joint  # pylint: disable=g-import-not-at-top
@@ -46,7 +46,7 @@ def test_pipeline_with_remote_corpus_and_workdir(tmp_path, monkeypatch):
   fileio.copy(os.path.join(DEMO, "spm_bpe_4096.model"), spm)
   work = f"{root}/run"
 
-  c = demo_cpu.get_config("smoke")
+  c = demo_realtext_cpu.get_config("smoke")
   c.mesh.ici = c.synthesize.ici = (-1, 1, 1)  # the tests' 8 emulated devices
   c.tokenizer.path = c.data.vocab = c.pair.select.tokenizer.path = spm
   c.data.eval = [dict(name="heldout", format="text", files=heldout)]

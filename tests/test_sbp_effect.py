@@ -12,7 +12,7 @@ import pytest
 from sbp_jax.sbp import concepts, experiment, report, seed_gate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMOKE = "configs/concepts_cpu.py:smoke"
+SMOKE = "configs/demo_cpu.py:smoke"
 
 
 def _main(work, *flags, check=True):
@@ -120,8 +120,8 @@ def test_gate_stops_a_seed_blind_synthesizer(smoke_run, tmp_path):
 
 
 def test_an_arm_whose_synthetic_data_runs_out_fails(tmp_path):
-  from configs import concepts_cpu
-  c = concepts_cpu.get_config("smoke")
+  from configs import demo_cpu
+  c = demo_cpu.get_config("smoke")
   c.mesh.ici = (-1, 1, 1)  # the test session's 8 emulated devices
   syn = tmp_path / "few.jsonl"
   syn.write_text("".join(json.dumps({"text": f"Doc {i} is short."}) + "\n" for i in range(3)))

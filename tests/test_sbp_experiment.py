@@ -89,7 +89,7 @@ def _run_demo(root, work):
   demo's mesh), as a user would run it."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=root,
              XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  subprocess.run([sys.executable, "-m", "sbp_jax.main", "--config=configs/demo_cpu.py:smoke",
+  subprocess.run([sys.executable, "-m", "sbp_jax.main", "--config=configs/demo_realtext_cpu.py:smoke",
                   f"--workdir={work}"], cwd=root, env=env, check=True)
   with open(os.path.join(work, "results.json")) as f:
     return json.load(f)
@@ -100,8 +100,8 @@ def test_demo_pipeline_end_to_end(tmp_path):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   if not os.path.exists(os.path.join(root, "data/demo_corpus/train.jsonl.gz")):
     pytest.skip("the demo corpus (issue 3) is not in this checkout")
-  from configs import demo_cpu
-  c = demo_cpu.get_config("smoke")
+  from configs import demo_realtext_cpu
+  c = demo_realtext_cpu.get_config("smoke")
   work = str(tmp_path / "run")
   st = _run_demo(root, work)["stages"]
   assert st["eval"]["columns"] == ["baseline", "SBP", "oracle"]
