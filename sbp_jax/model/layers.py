@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from sbp_jax.model.config import ModelConfig
+from sbp_jax.model.contract import contract
 
 Array = jax.Array
 
@@ -116,12 +117,7 @@ class Projection(nn.Module):
                                             out_axis=tuple(range(n_in, n_in + len(self.features))))
     kernel = self.param("kernel", logical(init, self.in_axes + self.out_axes),
                         in_shape + tuple(self.features), self.param_dtype)
-    letters = "abcdefghijklmnopqrstuvw"
-    batch = letters[:x.ndim - n_in]
-    ins = letters[x.ndim - n_in:x.ndim]
-    outs = letters[x.ndim:x.ndim + len(self.features)]
-    y = jnp.einsum(f"{batch}{ins},{ins}{outs}->{batch}{outs}", x.astype(self.dtype),
-                   kernel.astype(self.dtype))
+    y = contract(x.astype(self.dtype), kernel.astype(self.dtype), n_in)
     if self.use_bias:
       bias = self.param("bias", logical(nn.initializers.zeros, self.out_axes),
                         tuple(self.features), self.param_dtype)
