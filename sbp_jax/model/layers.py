@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from sbp_jax.model.attention import splash_attention
 from sbp_jax.model.config import ModelConfig
 from sbp_jax.model.contract import contract
 
@@ -169,7 +170,10 @@ class Attention(nn.Module):
       mask = attention_mask(None, None, q_slot + cache_index[:, None], kv_slot)
       k, v = k_all.astype(dtype), v_all.astype(dtype)
 
-    out = dot_product_attention(q, k, v, mask, cfg.attention)
+    if cache is None and cfg.attention == "splash":
+      out = splash_attention(q, k, v, segment_ids)
+    else:
+      out = dot_product_attention(q, k, v, mask, cfg.attention)
     out = constrain(out, ("activation_batch", "activation_length", "activation_heads", None))
     out = Projection((cfg.d_model,), ("heads", "head_dim"), ("embed",), False, dtype, pdtype,
                      name="out")(out)
