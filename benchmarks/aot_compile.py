@@ -70,7 +70,7 @@ def parse_args(argv=None):
   p.add_argument("--seq_len", type=int, default=4096)
   p.add_argument("--global_batch", type=int, default=2048)
   p.add_argument("--remat", default=None, help="override model.remat_policy (none|full|dots|...)")
-  p.add_argument("--attention", default=None, help="override model.attention (einsum|dot_product)")
+  p.add_argument("--attention", default=None, help="override model.attention (einsum|dot_product|splash)")
   p.add_argument("--hbm_gib", type=float, default=None, help="per-chip HBM (default: by chip)")
   p.add_argument("--probe_flops", type=int, default=1,
                  help="1: also count XLA FLOPs on an unrolled single-sequence forward+backward "

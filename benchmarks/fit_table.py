@@ -7,6 +7,8 @@ chip's 95 GiB, model FLOPs per step and the step time at an assumed MFU:
 
   .venv/bin/python benchmarks/fit_table.py                      # all 24 cells
   .venv/bin/python benchmarks/fit_table.py --models=3b --slices=v5p-128 --mfu=0.45
+  .venv/bin/python benchmarks/fit_table.py --models=3b --slices=v5p-128 \
+      --workloads=synth_tune --attentions=einsum,splash   # splash beside einsum
 
 Training cells use the paper's batches (2,048 x 4,096 = 8M tokens for
 pretraining; 2,048 x 8,192 = 16M tokens for synthesizer-tuning), FSDP over all
@@ -49,7 +51,7 @@ HBM_BW = 2.765e12  # v5p HBM bytes/s per chip (public spec)
 
 
 def train_cell(model: str, topology: str, seq_len: int, global_batch: int,
-               tokens_per_chip: int) -> dict:
+               tokens_per_chip: int, attention: str = "einsum") -> dict:
   hbm, peak = aot_compile._chip(topology)
   n = len(topologies.get_topology_desc(platform="tpu", topology_name=topology).devices)
   per_chip_seqs = global_batch // n
@@ -57,7 +59,8 @@ def train_cell(model: str, topology: str, seq_len: int, global_batch: int,
   acc = max(per_chip_seqs // micro, 1)
   while True:
     argv = [f"--model={model}", f"--topology={topology}", f"--seq_len={seq_len}",
-            f"--global_batch={global_batch}", f"--grad_accum={acc}", "--probe_flops=0"]
+            f"--global_batch={global_batch}", f"--grad_accum={acc}", "--probe_flops=0",
+            f"--attention={attention}"]
     r = aot_compile.compile_train_step(aot_compile.parse_args(argv))
     # Out of memory: halve the microbatch (more accumulation) until one sequence per chip.
     if r["total"] is not None or acc >= per_chip_seqs:
@@ -117,32 +120,37 @@ def main(argv=None) -> int:
   p.add_argument("--tokens_per_chip", type=int, default=32768,
                  help="tokens per chip per microbatch (sets gradient accumulation)")
   p.add_argument("--decode_batch_per_chip", type=int, default=16)
+  p.add_argument("--attentions", default="einsum,splash",
+                 help="model.attention values compared in the training cells")
   args = p.parse_args(argv)
   rows = []
-  header = ("model", "slice", "chips", "workload", "mesh", "accum/batch", "GiB/chip", "fits",
+  header = ("model", "slice", "chips", "workload", "attention", "mesh", "accum/batch", "GiB/chip",
+            "fits",
             "model TFLOP/step", "est. step s")
   print(" | ".join(header), flush=True)
   for model in args.models.split(","):
     for sl in args.slices.split(","):
       topo = SLICES[sl]
       for wl in args.workloads.split(","):
-        if wl == "decode":
-          r = decode_cell(model, topo, 8192, args.decode_batch_per_chip)
-          cfg = ModelConfig.from_dict(get_base(model).model)
-          acc_col, step_s = f"b={r['batch']}", r["step_s"]
-        else:
-          seq = 4096 if wl == "pretrain" else 8192
-          r = train_cell(model, topo, seq, 2048, args.tokens_per_chip)
-          cfg = ModelConfig.from_dict(get_base(model).model)
-          r["flops"] = flops_per_token(cfg, seq) * 2048 * seq
-          acc_col = f"acc={r['acc']}"
-          step_s = r["flops"] / (r["n"] * r["peak"] * args.mfu)
-        fits = "OOM" if r["total"] is None else ("yes" if r["total"] <= r["hbm"] else "NO")
-        gib = "-" if r["total"] is None else f"{r['total'] / GiB:.1f}"
-        row = (model, sl, str(r["n"]), wl, str(r["mesh"]), acc_col, gib, fits,
-               f"{r['flops'] / 1e12:,.0f}", f"{step_s:.3f}" if wl == "decode" else f"{step_s:.1f}")
-        rows.append(row)
-        print(" | ".join(row), flush=True)
+        # Decode has one attention path (the cache); training compares each choice.
+        for attention in (["einsum"] if wl == "decode" else args.attentions.split(",")):
+          if wl == "decode":
+            r = decode_cell(model, topo, 8192, args.decode_batch_per_chip)
+            acc_col, step_s = f"b={r['batch']}", r["step_s"]
+          else:
+            seq = 4096 if wl == "pretrain" else 8192
+            r = train_cell(model, topo, seq, 2048, args.tokens_per_chip, attention)
+            cfg = ModelConfig.from_dict(get_base(model).model)
+            r["flops"] = flops_per_token(cfg, seq) * 2048 * seq
+            acc_col = f"acc={r['acc']}"
+            step_s = r["flops"] / (r["n"] * r["peak"] * args.mfu)
+          fits = "OOM" if r["total"] is None else ("yes" if r["total"] <= r["hbm"] else "NO")
+          gib = "-" if r["total"] is None else f"{r['total'] / GiB:.1f}"
+          row = (model, sl, str(r["n"]), wl, attention, str(r["mesh"]), acc_col, gib, fits,
+                 f"{r['flops'] / 1e12:,.0f}",
+                 f"{step_s:.3f}" if wl == "decode" else f"{step_s:.1f}")
+          rows.append(row)
+          print(" | ".join(row), flush=True)
   return 0
 
 

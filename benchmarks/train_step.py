@@ -9,6 +9,12 @@ step is measured), excludes compilation and warm-up steps, and prints tokens/s
 and the MFU estimate (model FLOPs incl. attention / peak). Besides the config's
 nominal peak (`train.peak_flops_per_device`) it measures what this machine
 actually reaches on a large float32 matmul, so the MFU has a meaningful scale.
+
+--compare_torch also times a transformers model of the same shape (Qwen3 when
+model.qk_norm, else Llama) on the same batches in the same process: forward,
+token-weighted cross-entropy, backward, gradient clipping and torch AdamW, on
+as many threads as this process may use. Its attention is plain causal over
+each row (transformers has no packed-segment mask here); the FLOPs are the same.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ _CONFIG = config_flags.DEFINE_config_file("config", "configs/tiny_train.py",
                                           "ml_collections config file.")
 _STEPS = flags.DEFINE_integer("steps", 20, "timed steps (after warm-up)")
 _WARMUP = flags.DEFINE_integer("warmup", 3, "untimed steps, the first of which compiles")
+_COMPARE_TORCH = flags.DEFINE_bool("compare_torch", False, "also time transformers on the "
+                                   "same shape and batches, and print the ratio")
 _MATMUL_N = flags.DEFINE_integer("matmul_n", 2048, "size of the square f32 matmul used to "
                                  "measure this machine's peak")
 
@@ -64,6 +72,49 @@ def measured_matmul_flops(n: int, repeats: int = 10) -> float:
   return 2.0 * n ** 3 / best
 
 
+def torch_step_times(cfg: ModelConfig, tcfg, batches: list[dict], n_warm: int) -> list[float]:
+  """Seconds per transformers train step on `batches` (numpy), after `n_warm` untimed ones."""
+  import torch  # pylint: disable=import-outside-toplevel
+  import transformers  # pylint: disable=import-outside-toplevel
+
+  torch.set_num_threads(len(os.sched_getaffinity(0)))
+  shape = dict(vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.d_ffn,
+               num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+               num_key_value_heads=cfg.num_kv_heads, head_dim=cfg.resolved_head_dim,
+               max_position_embeddings=cfg.max_seq_len, rope_theta=cfg.rope_theta,
+               rms_norm_eps=cfg.norm_eps, tie_word_embeddings=cfg.tie_embeddings,
+               attention_bias=cfg.qkv_bias)
+  family = ((transformers.Qwen3Config, transformers.Qwen3ForCausalLM) if cfg.qk_norm else
+            (transformers.LlamaConfig, transformers.LlamaForCausalLM))
+  torch.manual_seed(0)
+  model = family[1](family[0](**shape, attn_implementation="sdpa")).float().train()
+  opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, betas=(tcfg.b1, tcfg.b2),
+                          eps=tcfg.eps, weight_decay=tcfg.weight_decay)
+  autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
+
+  def step(b):
+    inputs, targets = torch.from_numpy(b["inputs"]).long(), torch.from_numpy(b["targets"]).long()
+    weights = torch.from_numpy(b["weights"]).float()
+    with autocast:
+      logits = model(input_ids=inputs, position_ids=torch.from_numpy(b["positions"]).long()).logits
+    nll = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
+                                            reduction="none")
+    loss = (nll * weights.flatten()).sum() / weights.sum().clamp(min=1.0)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if tcfg.clip_norm:
+      torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.clip_norm)
+    opt.step()
+
+  times = []
+  for i, b in enumerate(batches):
+    t = time.perf_counter()
+    step(b)
+    if i >= n_warm:
+      times.append(time.perf_counter() - t)
+  return times
+
+
 def main(argv):
   del argv
   config = _CONFIG.value
@@ -79,7 +130,8 @@ def main(argv):
 
   n_warm, n_steps = _WARMUP.value, _STEPS.value
   it = make_iterator(config.data, "train", tcfg.seq_len, tcfg.global_batch_size, config.seed)
-  batches = [global_batch(next(it), mesh, rules) for _ in range(n_warm + n_steps)]
+  local_batches = [next(it) for _ in range(n_warm + n_steps)]
+  batches = [global_batch(b, mesh, rules) for b in local_batches]
 
   t = time.perf_counter()
   for batch in batches[:n_warm]:
@@ -127,6 +179,21 @@ def main(argv):
        f"{measured / 1e9:.1f} GFLOP/s"),
       ("MFU vs measured matmul peak", f"{100 * achieved / measured:.2f} %"),
   ])
+  if _COMPARE_TORCH.value:
+    import torch  # pylint: disable=import-outside-toplevel
+    import transformers  # pylint: disable=import-outside-toplevel
+    t_times = torch_step_times(cfg, tcfg, local_batches, n_warm)
+    t_tps = tokens / statistics.mean(t_times)
+    _table("transformers, same shape and batches, same process", [
+        ("versions", f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+                     f"transformers {transformers.__version__}"),
+        ("step time mean / median / min", f"{statistics.mean(t_times) * 1e3:.2f} / "
+                                          f"{statistics.median(t_times) * 1e3:.2f} / "
+                                          f"{min(t_times) * 1e3:.2f} ms"),
+        ("tokens/s", f"{t_tps:,.0f}"),
+        ("MFU vs measured matmul peak", f"{100 * t_tps * fpt / measured:.2f} %"),
+        ("ours / transformers (tokens/s)", f"{tps / t_tps:.2f}x"),
+    ])
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-ATTENTION_IMPLS = ("einsum", "dot_product")
+# "splash" applies to training (no KV cache); decoding with a cache uses einsum.
+ATTENTION_IMPLS = ("einsum", "dot_product", "splash")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 
 

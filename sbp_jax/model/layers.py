@@ -10,7 +10,9 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from sbp_jax.model.attention import splash_attention
 from sbp_jax.model.config import ModelConfig
+from sbp_jax.model.contract import contract
 
 Array = jax.Array
 
@@ -116,12 +118,7 @@ class Projection(nn.Module):
                                             out_axis=tuple(range(n_in, n_in + len(self.features))))
     kernel = self.param("kernel", logical(init, self.in_axes + self.out_axes),
                         in_shape + tuple(self.features), self.param_dtype)
-    letters = "abcdefghijklmnopqrstuvw"
-    batch = letters[:x.ndim - n_in]
-    ins = letters[x.ndim - n_in:x.ndim]
-    outs = letters[x.ndim:x.ndim + len(self.features)]
-    y = jnp.einsum(f"{batch}{ins},{ins}{outs}->{batch}{outs}", x.astype(self.dtype),
-                   kernel.astype(self.dtype))
+    y = contract(x.astype(self.dtype), kernel.astype(self.dtype), n_in)
     if self.use_bias:
       bias = self.param("bias", logical(nn.initializers.zeros, self.out_axes),
                         tuple(self.features), self.param_dtype)
@@ -173,7 +170,10 @@ class Attention(nn.Module):
       mask = attention_mask(None, None, q_slot + cache_index[:, None], kv_slot)
       k, v = k_all.astype(dtype), v_all.astype(dtype)
 
-    out = dot_product_attention(q, k, v, mask, cfg.attention)
+    if cache is None and cfg.attention == "splash":
+      out = splash_attention(q, k, v, segment_ids)
+    else:
+      out = dot_product_attention(q, k, v, mask, cfg.attention)
     out = constrain(out, ("activation_batch", "activation_length", "activation_heads", None))
     out = Projection((cfg.d_model,), ("heads", "head_dim"), ("embed",), False, dtype, pdtype,
                      name="out")(out)
