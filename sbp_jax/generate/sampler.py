@@ -205,8 +205,8 @@ class Sampler:
     self.cache_dtype = cache_dtype
     self.batch_multiple = batch_shards(self.mesh, self.rules)
     self.last_timings: dict = {}
-    self.params = place_params(unstack_layers(params, cfg.num_layers), self.cfg, self.mesh,
-                               self.rules)
+    self.params = place_params(unstack_layers(nn.meta.unbox(params), cfg.num_layers), self.cfg,
+                               self.mesh, self.rules)
     self._prefill = jax.jit(self._prefill_fn, static_argnames=("cache_len",))
     self._decode = jax.jit(self._decode_fn, donate_argnames=("state",))
 
