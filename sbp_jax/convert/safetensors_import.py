@@ -23,6 +23,7 @@ import shutil
 import jax
 import numpy as np
 
+from sbp_jax.errors import InputError
 from sbp_jax.model import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,11 @@ def model_config_from_hf(path: str, dtype: str = "bfloat16") -> tuple[ModelConfi
     raise FileNotFoundError(f"{file} does not exist; point the import at a Hugging Face model "
                             "directory (config.json + *.safetensors).")
   with open(file) as f:
-    hf = json.load(f)
+    try:
+      hf = json.load(f)
+    except json.JSONDecodeError as e:
+      raise InputError(f"{file}: not valid JSON ({e.msg}, line {e.lineno}); download the "
+                       "model's config.json again.") from None
   family = hf.get("model_type")
   if family not in FAMILIES:
     _fail(file, "model_type", f"{family!r} is not supported; supported: {FAMILIES}.")
@@ -106,11 +111,18 @@ def read_tensors(path: str) -> dict[str, np.ndarray]:
     if not os.path.exists(file):
       raise FileNotFoundError(f"{file} is listed in the index but does not exist.")
     # framework="flax" reads bfloat16 too (numpy has no bf16); keep it on the host.
-    with jax.default_device(cpu), safe_open(file, framework="flax") as f:
-      for name in f.keys():
-        if name in out:
-          raise ValueError(f"{file}: tensor {name!r} appears in more than one shard.")
-        out[name] = np.asarray(f.get_tensor(name), dtype=np.float32)
+    try:
+      with jax.default_device(cpu), safe_open(file, framework="flax") as f:
+        for name in f.keys():
+          if name in out:
+            raise InputError(f"{file}: tensor {name!r} appears in more than one shard.")
+          out[name] = np.asarray(f.get_tensor(name), dtype=np.float32)
+    except InputError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  # SafetensorError, OSError, ...
+      raise InputError(f"{file} is not a readable safetensors file ({type(e).__name__}: "
+                       f"{(str(e).strip().splitlines() or [''])[0][:200]}); it is truncated or "
+                       "damaged: download it again.") from e
   return out
 
 
@@ -215,6 +227,12 @@ def import_hf(src: str, out_dir: str, dtype: str = "bfloat16") -> ModelConfig:
 
 def run(config, workdir: str) -> None:
   """Job `import_hf`: config.convert.source -> workdir/{checkpoints, model.json, tokenizer/}."""
+  from sbp_jax import runs  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(config.convert.source):
+    raise InputError(f"convert.source={config.convert.source!r} is not a directory; point it at "
+                     "a Hugging Face model directory (config.json + *.safetensors).")
+  runs.claim(workdir, "import_hf", config, ("convert",),
+             ("checkpoints", "model.json", "tokenizer"))
   cfg = import_hf(config.convert.source, workdir, config.convert.get("dtype", "bfloat16"))
   log.info("Imported %s into %s (%s). Use model fields from %s/model.json and "
            "train.init_from=%s/checkpoints.", config.convert.source, workdir,

@@ -114,7 +114,6 @@ def prepare_data(config, sub: str) -> dict:
 
 def train_stage(cfg: ml_collections.ConfigDict, sub: str) -> dict:
   from sbp_jax.train.loop import train  # pylint: disable=g-import-not-at-top
-  _write_config(sub, cfg)
   hist = train(cfg, sub)
   losses = hist["loss"]
   last = max(losses) if losses else None
