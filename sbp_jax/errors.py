@@ -10,8 +10,8 @@ traceback; for anything else it returns None, so real bugs keep their traceback.
 
 from __future__ import annotations
 
+import difflib
 import json
-import re
 
 
 class InputError(ValueError):
@@ -28,21 +28,21 @@ def _module(exc: BaseException) -> str:
   return type(exc).__module__ or ""
 
 
-def override_typo(exc: BaseException, argv) -> str | None:
-  """A `--config.a.b=v` naming no key: ml_collections' 'Did you mean' becomes the message."""
-  if not isinstance(exc, (KeyError, AttributeError)):
-    return None
-  text = str(exc)
-  hint = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', text)
-  key = hint.group(2) if hint else re.sub(r"[^\w-]", "", text.split("\\n")[0])
-  flag = next((a for a in argv if a.startswith("--config.") and
-               a.split("=")[0].split(".")[-1] == key), None)
-  if flag is None:
-    return None
-  name = flag.split("=")[0][len("--config."):]
-  fix = (f"did you mean --config.{name.rsplit('.', 1)[0] + '.' if '.' in name else ''}"
-         f"{hint.group(1)}?" if hint else "check the spelling against the config file.")
-  return f"{flag.split('=')[0]}: the config has no key {name!r}; {fix}"
+def override_typo(argv, keys) -> str | None:
+  """The first `--config.a.b=v` in argv naming no key of the config (keys: its dotted
+  keys), with the closest key as the suggestion; None when every override names one."""
+  keys = list(keys)
+  for arg in argv:
+    if not arg.startswith("--config."):
+      continue
+    name = arg.split("=")[0][len("--config."):]
+    if name in keys or any(k.startswith(name + ".") for k in keys):
+      continue
+    close = difflib.get_close_matches(name, keys, n=1, cutoff=0.6)
+    fix = f"did you mean --config.{close[0]}?" if close else (
+        "check the spelling against the config file.")
+    return f"--config.{name}: the config has no key {name!r}; {fix}"
+  return None
 
 
 def explain(exc: BaseException) -> str | None:
@@ -58,7 +58,8 @@ def explain(exc: BaseException) -> str | None:
   if "SafetensorError" in name or mod.startswith("safetensors"):
     return (f"a safetensors file could not be read ({_first_line(exc)}); it is truncated or "
             "not safetensors: download it again.")
-  if isinstance(exc, RuntimeError) and ("ModelProto" in str(exc) or "sentencepiece" in mod):
+  if isinstance(exc, RuntimeError) and ("modelproto" in str(exc).lower().replace("_", "")
+                                        or "sentencepiece" in mod):
     return (f"not a SentencePiece model ({_first_line(exc)}); point tokenizer.path (and "
             "data.vocab) at a .model file written by SentencePiece training.")
   if mod.startswith(("orbax", "tensorstore")) or "tensorstore" in str(exc)[:2000].lower():
@@ -68,6 +69,8 @@ def explain(exc: BaseException) -> str | None:
                       PermissionError)):
     where = getattr(exc, "filename", None)
     return f"{where}: {exc.strerror}; check the path." if where and exc.strerror else str(exc)
+  if isinstance(exc, OSError):
+    return str(exc)
   if isinstance(exc, ValueError):  # the project raises ValueError with the key and fix
     return str(exc)
   return None

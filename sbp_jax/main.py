@@ -9,6 +9,7 @@ traceback instead.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -92,15 +93,37 @@ def run_job(config, workdir: str, overwrite: bool = False) -> None:
 
 
 def _parse(argv) -> tuple:
-  if flags.FLAGS.is_parsed():  # a second run in one process (tests)
+  for name in [n for n in flags.FLAGS if n.startswith("config.")]:
+    delattr(flags.FLAGS, name)  # a previous run's override flags (runs in one process: tests)
+  if flags.FLAGS.is_parsed():
     flags.FLAGS.unparse_flags()
-  flags.FLAGS(argv)
+  saved, sys.argv = sys.argv, list(argv)  # config_flags reads the overrides from sys.argv
+  try:
+    flags.FLAGS(argv)
+  finally:
+    sys.argv = saved
   config = _CONFIG.value
-  if config is None:
+  if config is None or not any(a.startswith("--config=") or a == "--config" for a in argv):
     raise errors.InputError("--config=configs/<name>.py is required.")
   workdir = _WORKDIR.value or os.path.join(
       "runs", os.path.splitext(os.path.basename(flags.FLAGS["config"].config_filename))[0])
   return config, workdir
+
+
+def _config_keys(argv) -> list[str]:
+  """The dotted keys of the --config file in argv (to suggest a fix for a typo); [] if it
+  does not load."""
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "")
+  path, _, arg = spec.partition(":")
+  try:
+    mod_spec = importlib.util.spec_from_file_location("_sbp_config_for_keys", path)
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    config = mod.get_config(arg) if arg else mod.get_config()
+  except Exception:  # pylint: disable=broad-except  # then the parse error itself is shown
+    return []
+  flat = runs.flatten(config)
+  return sorted(set(flat) | {k.rsplit(".", i)[0] for k in flat for i in range(1, 3)})
 
 
 def cli(argv) -> int:
@@ -112,7 +135,7 @@ def cli(argv) -> int:
     try:
       config, workdir = _parse(argv)
     except Exception as e:  # pylint: disable=broad-except
-      msg = errors.override_typo(e, argv)
+      msg = errors.override_typo(argv, _config_keys(argv))
       if msg is None:
         msg = errors.explain(e) or f"{type(e).__name__}: {e}"
       raise errors.InputError(msg) from e

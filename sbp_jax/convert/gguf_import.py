@@ -145,7 +145,7 @@ def open_gguf(path: str):
     return Reader(path)
   except ValueError as e:
     if str(e).startswith(f"{path}: tensor"):
-      raise InputError(str(e)) from e
+      raise InputError(f"{e}; is the file truncated? Download or export it again.") from e
     raise InputError(_damaged(path, e)) from e
   except (OSError, IndexError, KeyError, struct.error) as e:  # truncated: reads past the end
     raise InputError(_damaged(path, e)) from e
@@ -298,16 +298,18 @@ def claim_import(out_dir: str, job: str, src: str, dtype: str, path: str, config
 def import_gguf(src: str, out_dir: str, dtype: str = "bfloat16", config=None) -> ModelConfig:
   """The whole import: out_dir/{checkpoints, model.json, tokenizer/}. model.json is
   written last, so when it exists (from the same source) a re-run only reads it back."""
-  claim_import(out_dir, "import_gguf", src, dtype, resolve_source(src), config)
+  path = resolve_source(src)
   done = os.path.join(out_dir, "model.json")
+  if os.path.exists(done):  # a finished import: the same source, or a conflict
+    claim_import(out_dir, "import_gguf", src, dtype, path, config)
   if os.path.exists(done):
     with open(done) as f:
       cfg = ModelConfig.from_dict(json.load(f))
     log.info("%s exists: %s was already imported into %s.", done, src, out_dir)
     return cfg
   import gguf  # pylint: disable=g-import-not-at-top
-  path = resolve_source(src)
   cfg, params, reader = load_gguf(path, dtype)
+  claim_import(out_dir, "import_gguf", src, dtype, path, config)  # read fine: now write
   if gguf.Keys.Tokenizer.LIST in reader.fields:
     save_tokenizer(reader, os.path.join(out_dir, "tokenizer"), path)
   else:

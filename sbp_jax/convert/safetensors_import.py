@@ -213,9 +213,12 @@ def save_checkpoint(params: dict, cfg: ModelConfig, out_dir: str, source: str = 
   return ckpt_dir
 
 
-def import_hf(src: str, out_dir: str, dtype: str = "bfloat16") -> ModelConfig:
-  """The whole import: params, model.json and tokenizer files under out_dir."""
+def import_hf(src: str, out_dir: str, dtype: str = "bfloat16", before_write=None) -> ModelConfig:
+  """The whole import: params, model.json and tokenizer files under out_dir.
+  before_write(): called once the source has been read, before anything is written."""
   cfg, params = load_hf(src, dtype)
+  if before_write is not None:
+    before_write()
   save_checkpoint(params, cfg, out_dir, source=os.path.abspath(src))
   tok_dir = os.path.join(out_dir, "tokenizer")
   os.makedirs(tok_dir, exist_ok=True)
@@ -231,9 +234,9 @@ def run(config, workdir: str) -> None:
   if not os.path.isdir(config.convert.source):
     raise InputError(f"convert.source={config.convert.source!r} is not a directory; point it at "
                      "a Hugging Face model directory (config.json + *.safetensors).")
-  runs.claim(workdir, "import_hf", config, ("convert",),
-             ("checkpoints", "model.json", "tokenizer"))
-  cfg = import_hf(config.convert.source, workdir, config.convert.get("dtype", "bfloat16"))
+  cfg = import_hf(config.convert.source, workdir, config.convert.get("dtype", "bfloat16"),
+                  before_write=lambda: runs.claim(workdir, "import_hf", config, ("convert",),
+                                                  ("checkpoints", "model.json", "tokenizer")))
   log.info("Imported %s into %s (%s). Use model fields from %s/model.json and "
            "train.init_from=%s/checkpoints.", config.convert.source, workdir,
            dataclasses.asdict(cfg), workdir, workdir)

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 def load_params(cfg: ModelConfig, checkpoint: str, mesh, rules, seed: int = 0):
   """Params from a checkpoints dir (latest step), sharded for `mesh`; random if empty."""
-  from sbp_jax.train.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from sbp_jax.train.checkpoint import Checkpointer, check_checkpoint
   from sbp_jax.train.state import param_logical_specs  # pylint: disable=g-import-not-at-top
   model = Transformer(cfg)
   shardings = nn.logical_to_mesh_sharding(param_logical_specs(model), mesh, rules)
@@ -42,21 +43,36 @@ def load_params(cfg: ModelConfig, checkpoint: str, mesh, rules, seed: int = 0):
       return jax.jit(init, out_shardings=shardings)(jax.random.key(seed))
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           jax.eval_shape(init, jax.random.key(0)), shardings)
+  check_checkpoint("generate.checkpoint", checkpoint)
   ckpt = Checkpointer(checkpoint, every=1, keep=1, async_save=False)
   step = ckpt.latest_step()
-  if step is None:
-    raise FileNotFoundError(f"generate.checkpoint={checkpoint!r} holds no checkpoint; point it at "
-                            "a run's checkpoints/ dir or an import job's output checkpoints/.")
   return ckpt.restore_params(step, abstract)
 
 
-def make_sampler(config) -> Sampler:
+def check_model_inputs(config):
+  """The model files a generating job reads, checked before it claims its workdir;
+  returns the tokenizer."""
   g = config.generate
-  if g.get("model_json"):  # the model fields written by the import job
+  if g.get("model_json") and not os.path.isfile(g.model_json):
+    raise InputError(f"generate.model_json={g.model_json!r} does not exist; point it at the "
+                     "model.json an import job wrote, or clear it to use config.model.")
+  if g.checkpoint:
+    from sbp_jax.train.checkpoint import check_checkpoint  # pylint: disable=g-import-not-at-top
+    check_checkpoint("generate.checkpoint", g.checkpoint)
+  return make_tokenizer(config.tokenizer)  # a missing or corrupt tokenizer file fails here
+
+
+def model_config(config) -> ModelConfig:
+  """The model fields: from generate.model_json (written by an import job) or config.model."""
+  g = config.generate
+  if g.get("model_json"):
     with open(g.model_json) as f:
-      cfg = ModelConfig.from_dict({**json.load(f), "dtype": config.model.dtype})
-  else:
-    cfg = ModelConfig.from_dict(config.model)
+      return ModelConfig.from_dict({**json.load(f), "dtype": config.model.dtype})
+  return ModelConfig.from_dict(config.model)
+
+
+def make_sampler(config) -> Sampler:
+  cfg = model_config(config)
   mesh = mesh_from_config(config.mesh)
   rules = make_rules(config.mesh.get("rules"))
   tok = make_tokenizer(config.tokenizer)
@@ -83,11 +99,10 @@ def read_prompts(path: str, field: str) -> list[dict]:
 GENERATE_KEYS = ("model", "generate", "tokenizer", "seed")
 
 
-def fit_prompt(sampler, text: str, new_tokens: int, g, row: int) -> tuple[list[int], int]:
-  """(ids, tokens cut): the prompt's ids, and with generate.truncate_prompts its start
-  cut so that prompt + new tokens fit model.max_seq_len; otherwise too long is an error."""
-  ids = sampler.tokenizer.encode(text)
-  context = int(sampler.cfg.max_seq_len)
+def fit_prompt(ids: list[int], new_tokens: int, context: int, g,
+               row: int) -> tuple[list[int], int]:
+  """(ids, tokens cut): with generate.truncate_prompts the prompt's start is cut so
+  that prompt + new tokens fit the context (model.max_seq_len); else too long is an error."""
   room = context - int(new_tokens)
   if len(ids) <= room:
     return ids, 0
@@ -112,12 +127,16 @@ def run_generate(config, workdir: str) -> None:
                      f"{g.get('prompt_field', 'prompt')!r} field per line.")
   rows = read_prompts(g.prompts, g.get("prompt_field", "prompt"))
   sp = sampling_params(g)
+  tok = check_model_inputs(config)
+  field = g.get("prompt_field", "prompt")
+  fmt = prompt_formatter(config)
+  context = int(model_config(config).max_seq_len)
+  prompts = [fit_prompt(tok.encode(fmt(r[field])), sp.max_new_tokens, context, g, i)
+             for i, r in enumerate(rows)]  # every prompt checked before any compute
   runs.claim(workdir, "generate", config, GENERATE_KEYS, ("outputs",))
   out_dir = os.path.join(workdir, "outputs")
   os.makedirs(out_dir, exist_ok=True)
   sampler = None
-  field = g.get("prompt_field", "prompt")
-  fmt = prompt_formatter(config)
   for s, start in enumerate(range(0, len(rows), g.shard_size)):
     path = os.path.join(out_dir, f"part-{s:05d}.jsonl")
     if os.path.exists(path):
@@ -127,8 +146,7 @@ def run_generate(config, workdir: str) -> None:
     results = []
     for b in range(0, len(shard), g.batch_size):
       batch = shard[b:b + g.batch_size]
-      ids = [fit_prompt(sampler, fmt(r[field]), sp.max_new_tokens, g, start + b + i)
-             for i, r in enumerate(batch)]
+      ids = prompts[start + b:start + b + len(batch)]
       outs = sampler.generate([x for x, _ in ids], sp, seed=config.seed + start + b)
       results += [{**r, "completion": o.text, "num_tokens": len(o.tokens),
                    "finish_reason": o.finish_reason,

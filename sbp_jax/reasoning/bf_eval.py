@@ -34,7 +34,7 @@ from sbp_jax.data.jsonl_io import iter_jsonl, read_jsonl, write_jsonl
 from sbp_jax.errors import InputError
 from sbp_jax.generate import budget_forcing as bf
 from sbp_jax.generate.budget_forcing import BudgetConfig, budget_force, parse_setting
-from sbp_jax.generate.jobs import make_sampler
+from sbp_jax.generate.jobs import check_model_inputs, make_sampler
 from sbp_jax.generate.sampler import SamplingParams
 from sbp_jax.reasoning import answers
 from sbp_jax.reasoning.sft_data import budget_fields, template_from_config
@@ -363,6 +363,7 @@ def run(config, workdir: str) -> dict:
   """Job entry: model from config.generate (checkpoint / model_json) and config.tokenizer."""
   check(config)
   questions_of(config.budget_eval)
+  check_model_inputs(config)
   runs.claim(workdir, "budget_eval", config, IDENTITY_KEYS, ("budget_eval",))
   out_dir = os.path.join(workdir, "budget_eval")
   results = evaluate(lambda: make_sampler(config), config, out_dir)

@@ -280,8 +280,17 @@ def format_b1(b1: dict) -> str:
 
 # -- the runner ----------------------------------------------------------------------------
 
+STAGES = ("data", "baseline", "oracle", "pair", "synth_tune", "synthesize", "joint",
+          "random_pairs", "synth_tune_random", "synthesize_random", "eval", "quality")
+
+
 def run(config, workdir: str) -> dict:
+  from sbp_jax import runs  # pylint: disable=g-import-not-at-top
   e = config.experiment
+  # Every stage depends on the whole config (and its train stages check their own
+  # identity too): any change to a finished experiment asks for a new workdir or --overwrite.
+  runs.claim(workdir, "sbp_experiment", config, [k for k in config.keys()],
+             STAGES + ("results.json", "results.txt"))
   t0 = time.perf_counter()
   tcfg = config.train
   steps = joint.pretraining_steps(int(e.token_budget), int(tcfg.global_batch_size),

@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from sbp_jax.errors import InputError
 
@@ -57,6 +58,15 @@ class IteratorSave(ocp.args.CheckpointArgs):
 @dataclasses.dataclass
 class IteratorRestore(ocp.args.CheckpointArgs):
   pass
+
+
+def check_checkpoint(key: str, path: str) -> None:
+  """An input checkpoints directory that exists and holds a step; checked before a
+  Checkpointer opens it (which would create a mistyped path)."""
+  p = epath.Path(path)
+  if not p.is_dir() or not any(x.name.isdigit() for x in p.iterdir()):
+    raise InputError(f"{key}={path!r} holds no checkpoint; point it at a run's checkpoints/ "
+                     "directory or an import job's output checkpoints/.")
 
 
 def _checkpoints_iterator(iterator) -> bool:

@@ -19,7 +19,7 @@ from sbp_jax.data.factory import make_iterator
 from sbp_jax.errors import InputError
 from sbp_jax.model import ModelConfig, Transformer, flops_per_token
 from sbp_jax.parallel import global_batch, make_rules, maybe_initialize_distributed, mesh_from_config
-from sbp_jax.train.checkpoint import Checkpointer
+from sbp_jax.train.checkpoint import Checkpointer, check_checkpoint
 from sbp_jax.train.metrics import MetricWriter, Throughput
 from sbp_jax.train.optim import make_optimizer, make_schedule
 from sbp_jax.train.preemption import stop_on_sigterm
@@ -63,9 +63,6 @@ def _initial_state(config, model, tx, mesh, rules, ckpt, train_iter):
   if init_from:
     src = Checkpointer(init_from, every=1, keep=1, async_save=False)
     step = src.latest_step()
-    if step is None:
-      raise InputError(f"train.init_from={init_from!r} holds no checkpoint; point it at "
-                       f"the 'checkpoints' folder of a finished run.")
     params = src.restore_params(step, abstract.params)
     src.close()
     state = TrainState(step=state.step, params=params, opt_state=tx.init(params))
@@ -76,15 +73,18 @@ def _initial_state(config, model, tx, mesh, rules, ckpt, train_iter):
 def check_eval_split(config) -> None:
   """With evals on, the eval split must yield at least one weighted token."""
   t = config.train
-  it = make_iterator(config.data, "eval", t.seq_len, t.eval_batch_size or t.global_batch_size,
-                     config.seed)
+  batch, why = None, "is empty"
   try:
+    it = make_iterator(config.data, "eval", t.seq_len, t.eval_batch_size or t.global_batch_size,
+                       config.seed)
     batch = next(it)
   except StopIteration:
-    batch = None
+    pass
+  except ValueError as e:  # e.g. too little text for one window
+    why = f"is unusable ({e})"
   if batch is None or not float(np.sum(batch["weights"])):
     raise InputError(f"train.eval_every={t.eval_every} but the eval split of data "
-                     f"(kind {config.data.get('kind')!r}) is empty; give data an eval split "
+                     f"(kind {config.data.get('kind')!r}) {why}; give data an eval split "
                      "(data.eval, data.eval_fraction) or set train.eval_every=0.")
 
 
@@ -109,16 +109,18 @@ def train(config, workdir: str) -> dict:
   mesh = mesh_from_config(config.mesh)
   rules = make_rules(config.mesh.get("rules"))
   validate.train_config(config, mesh, rules)
+  if config.train.get("init_from"):
+    check_checkpoint("train.init_from", config.train.init_from)
   if config.train.eval_every:
     check_eval_split(config)
-  runs.claim(workdir, "train", config, IDENTITY_KEYS, OUTPUTS)
   model_cfg = ModelConfig.from_dict(config.model)
   model = Transformer(model_cfg)
   tcfg = config.train
   schedule = make_schedule(tcfg, tcfg.num_steps)
   tx = make_optimizer(tcfg, schedule)
   train_iter = make_iterator(config.data, "train", tcfg.seq_len, tcfg.global_batch_size,
-                             config.seed)
+                             config.seed)  # bad data files fail here, before the claim
+  runs.claim(workdir, "train", config, IDENTITY_KEYS, OUTPUTS)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), tcfg.checkpoint_every,
                       tcfg.keep_checkpoints, tcfg.get("async_checkpoint", True))
   state = _initial_state(config, model, tx, mesh, rules, ckpt, train_iter)
