@@ -24,6 +24,7 @@ def generation_section() -> ml_collections.ConfigDict:
   g.top_p = 0.9
   g.max_new_tokens = 64
   g.stop_strings = ()
+  g.truncate_prompts = False  # True: cut a prompt's start to fit the context (else an error)
   g.chat = False             # wrap each prompt as a user turn with the model's chat template
   g.chat_template = ""       # "" = the tokenizer's own (tokenizer.path); or a .jinja file
   g.system_prompt = ""       # "" = the template's default system turn, if it has one

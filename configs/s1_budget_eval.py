@@ -20,6 +20,7 @@ from configs import generate_tiny
 def section() -> ml_collections.ConfigDict:
   e = ml_collections.ConfigDict()
   e.questions = ""
+  e.inline_questions = ()       # used when questions is empty (no gold answers: no accuracy)
   e.question_field = "question"
   e.answer_field = "answer"
   e.limit = 0                   # first N questions; 0 = all

@@ -121,6 +121,15 @@ def remove(path) -> None:
     p.unlink()
 
 
+def remove_tree(path) -> None:
+  """Deletes a file, or a directory with everything under it, if it exists."""
+  p = epath.Path(path)
+  if p.is_dir():
+    p.rmtree()
+  elif p.exists():
+    p.unlink()
+
+
 class _Raw(io.RawIOBase):
   """A standard raw stream over a backend's binary file. TF's GFile (gs://, ram://) has
   no readable()/readinto(), so io.TextIOWrapper, gzip and numpy cannot use it as is."""

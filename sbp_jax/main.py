@@ -1,18 +1,24 @@
 """Single entry point: `python -m sbp_jax.main --config=configs/X.py --workdir=DIR`.
 
 The config's `job` field picks what runs; overrides use `--config.a.b=value`.
+Bad input (a config value, a file, a workdir holding another run) ends in one
+paragraph on stderr and exit status 1; `--debug` or SBP_JAX_DEBUG=1 shows the
+traceback instead.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
+import sys
+import traceback
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from sbp_jax import fileio
+from sbp_jax import errors, runs
 
 # Jobs are imported lazily so that, e.g., a generation job never imports Beam.
 JOBS = {
@@ -24,7 +30,6 @@ JOBS = {
     "entigraph_demo": "sbp_jax.entigraph.demo:run",
     "serve": "sbp_jax.generate.serve:run_serve",
     "generate": "sbp_jax.generate.jobs:run_generate",
-    "budget_forcing": "sbp_jax.generate.jobs:run_budget_forcing",
     "import_hf": "sbp_jax.convert.safetensors_import:run",
     "synthesize": "sbp_jax.sbp.synthesize:run",
     "sbp_experiment": "sbp_jax.sbp.experiment:run",
@@ -42,11 +47,27 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collect
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory owned by this job "
                                "(default: runs/<config file name>).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Clear this job's earlier outputs in the "
+                               "workdir when they were made with other settings.")
+_DEBUG = flags.DEFINE_bool("debug", False, "Show tracebacks (also SBP_JAX_DEBUG=1).")
+
+
+# Jobs merged into others: the message says what to run instead.
+REMOVED = {
+    "budget_forcing": "job 'budget_forcing' is now part of 'budget_eval' (one budget-forcing "
+                      "job, sbp_jax.reasoning.bf_eval): use configs/budget_forcing_tiny.py, or "
+                      "set job='budget_eval' and move the `budget` section to `budget_eval` "
+                      "(settings -> sequential.settings, prompt_template/think_start/think_end/"
+                      "answer_prefix -> template.*, inline_questions, parallel.ns=()).",
+}
 
 
 def resolve_job(name: str):
+  if name in REMOVED:
+    raise errors.InputError(f"config.job={name!r}: {REMOVED[name]}")
   if name not in JOBS:
-    raise ValueError(f"config.job={name!r} is not a known job; choose one of {sorted(JOBS)}.")
+    raise errors.InputError(f"config.job={name!r} is not a known job; choose one of "
+                            f"{sorted(JOBS)}.")
   module, fn = JOBS[name].split(":")
   return getattr(importlib.import_module(module), fn)
 
@@ -58,22 +79,78 @@ def apply_env(env) -> None:
     os.environ.setdefault(str(key), str(value))
 
 
-def main(argv):
-  del argv
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-  logging.getLogger("absl").setLevel(logging.WARNING)
-  config = _CONFIG.value
-  if config is None:
-    raise app.UsageError("--config=configs/<name>.py is required.")
-  workdir = _WORKDIR.value or os.path.join(
-      "runs", os.path.splitext(os.path.basename(flags.FLAGS["config"].config_filename))[0])
+def run_job(config, workdir: str, overwrite: bool = False) -> None:
+  """Runs config.job in workdir. The job records config.json (runs.claim) once its
+  inputs are checked; jobs that claim nothing get it when they finish."""
+  job = resolve_job(config.job)
   apply_env(config.get("env"))
-  fileio.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=1))
   if config.get("import_gguf"):  # a job on an imported GGUF model imports it first
     from sbp_jax.convert.gguf_import import ensure_imported  # pylint: disable=g-import-not-at-top
     ensure_imported(config.import_gguf)
-  resolve_job(config.job)(config, workdir)
+  with runs.overwriting(overwrite):
+    job(config, workdir)
+  runs.record_config(workdir, config, only_if_absent=True)
+
+
+def _parse(argv) -> tuple:
+  for name in [n for n in flags.FLAGS if n.startswith("config.")]:
+    delattr(flags.FLAGS, name)  # a previous run's override flags (runs in one process: tests)
+  if flags.FLAGS.is_parsed():
+    flags.FLAGS.unparse_flags()
+  saved, sys.argv = sys.argv, list(argv)  # config_flags reads the overrides from sys.argv
+  try:
+    flags.FLAGS(argv)
+  finally:
+    sys.argv = saved
+  config = _CONFIG.value
+  if config is None or not any(a.startswith("--config=") or a == "--config" for a in argv):
+    raise errors.InputError("--config=configs/<name>.py is required.")
+  workdir = _WORKDIR.value or os.path.join(
+      "runs", os.path.splitext(os.path.basename(flags.FLAGS["config"].config_filename))[0])
+  return config, workdir
+
+
+def _config_keys(argv) -> list[str]:
+  """The dotted keys of the --config file in argv (to suggest a fix for a typo); [] if it
+  does not load."""
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "")
+  path, _, arg = spec.partition(":")
+  try:
+    mod_spec = importlib.util.spec_from_file_location("_sbp_config_for_keys", path)
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    config = mod.get_config(arg) if arg else mod.get_config()
+  except Exception:  # pylint: disable=broad-except  # then the parse error itself is shown
+    return []
+  flat = runs.flatten(config)
+  return sorted(set(flat) | {k.rsplit(".", i)[0] for k in flat for i in range(1, 3)})
+
+
+def cli(argv) -> int:
+  """Parses argv (argv[0] is the program), runs the job; returns the exit status."""
+  debug = "--debug" in argv or os.environ.get("SBP_JAX_DEBUG", "") not in ("", "0")
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+  logging.getLogger("absl").setLevel(logging.WARNING)
+  try:
+    try:
+      config, workdir = _parse(argv)
+    except Exception as e:  # pylint: disable=broad-except
+      msg = errors.override_typo(argv, _config_keys(argv))
+      if msg is None:
+        msg = errors.explain(e) or f"{type(e).__name__}: {e}"
+      raise errors.InputError(msg) from e
+    run_job(config, workdir, _OVERWRITE.value)
+    return 0
+  except Exception as e:  # pylint: disable=broad-except
+    msg = errors.explain(e)
+    if debug or msg is None:
+      traceback.print_exc()
+      if msg is None:
+        return 1
+    print(f"sbp_jax: {type(e).__name__ if not isinstance(e, errors.InputError) else 'error'}: "
+          f"{msg}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
-  app.run(main)
+  sys.exit(cli(sys.argv))

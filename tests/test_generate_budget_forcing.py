@@ -107,7 +107,7 @@ def _rounds(sampler, prefix, bc, sp):
   from sbp_jax.generate import budget_forcing as bf  # pylint: disable=g-import-not-at-top
   tok = sampler.tokenizer
   stop = (tok.token_to_id(bc.think_end),) + tuple(tok.eos_ids)
-  wait, budget = tok.encode(bc.wait), bc.max_thinking or bc.thinking_cap
+  wait, budget = tok.encode(bc.wait), bf.budget_of(bc)
   rows = []
   for p in prefix:
     r = bf.Thinking([], [], 0, False)

@@ -1,4 +1,4 @@
-"""The generate and budget_forcing jobs, end to end on tiny models."""
+"""The generate job and the budget-forcing preset of budget_eval, end to end on tiny models."""
 
 import json
 import os
@@ -7,6 +7,8 @@ import pytest
 
 from configs import budget_forcing_tiny, generate_tiny
 from sbp_jax.generate import jobs
+from sbp_jax.generate.budget_forcing import parse_setting
+from sbp_jax.reasoning import bf_eval
 
 
 def _write_prompts(path, prompts):
@@ -45,16 +47,19 @@ def test_bad_inputs_name_file_line_and_field(tmp_path):
   with pytest.raises(ValueError, match=r"q\.jsonl:1: not valid JSON"):
     jobs.read_prompts(str(p), "question")
   with pytest.raises(ValueError, match="max=N"):
-    jobs.parse_setting("max=ten")
-  assert jobs.parse_setting("min=8,wait=2") == {"min_thinking": 8, "num_waits": 2}
+    parse_setting("max=ten")
+  assert parse_setting("min=8,wait=2") == {"min_thinking": 8, "num_waits": 2}
+  assert parse_setting("max=0") == {"max_thinking": 0}  # no thinking, not "unlimited"
 
 
 @pytest.mark.slow
 def test_budget_forcing_job_obeys_budgets(tmp_path):
   c = budget_forcing_tiny.get_config()
-  c.budget.settings = ("max=8", "max=64,wait=4")
-  c.budget.inline_questions = ("What is 7 times 8?", "Is 91 prime?")
-  summary = jobs.run_budget_forcing(c, str(tmp_path))
-  assert summary["max=8"]["max_thinking"] <= 8
-  assert summary["max=64,wait=4"]["max_thinking"] <= 64
-  assert os.path.exists(tmp_path / "budget_forcing" / "summary.json")
+  c.budget_eval.sequential.settings = ("max=0", "max=8", "max=64,wait=4")
+  c.budget_eval.inline_questions = ("What is 7 times 8?", "Is 91 prime?")
+  seq = {r["setting"]: r for r in bf_eval.run(c, str(tmp_path))["sequential"]}
+  assert seq["max=0"]["max_thinking_tokens"] == 0  # max=0: no thinking at all
+  assert seq["max=8"]["max_thinking_tokens"] <= 8
+  assert seq["max=64,wait=4"]["max_thinking_tokens"] <= 64
+  assert seq["max=8"]["accuracy"] is None  # inline questions carry no gold answers
+  assert os.path.exists(tmp_path / "budget_eval" / "results.json")

@@ -22,11 +22,13 @@ import importlib.resources
 import importlib.util
 import logging
 import os
+import struct
 
 import numpy as np
 
-from sbp_jax import fileio
+from sbp_jax import fileio, runs
 from sbp_jax.convert import safetensors_import as si
+from sbp_jax.errors import InputError
 from sbp_jax.model import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -138,7 +140,20 @@ def open_gguf(path: str):
             raise ValueError(f"{path}: tensor {f.name!r}: {e}") from e
         raise
 
-  return Reader(path)
+  try:
+    return Reader(path)
+  except ValueError as e:
+    if str(e).startswith(f"{path}: tensor"):
+      raise InputError(f"{e}; is the file truncated? Download or export it again.") from e
+    raise InputError(_damaged(path, e)) from e
+  except (OSError, IndexError, KeyError, struct.error) as e:  # truncated: reads past the end
+    raise InputError(_damaged(path, e)) from e
+
+
+def _damaged(path: str, e: Exception) -> str:
+  return (f"{path} is not a readable GGUF file ({type(e).__name__}: "
+          f"{(str(e).strip().splitlines() or [''])[0][:200]}); it is truncated or damaged: "
+          "download or export it again.")
 
 
 def dequantize(tensor, where: str = "") -> np.ndarray:
@@ -264,17 +279,30 @@ def save_tokenizer(reader, out_dir: str, path: str = "gguf") -> str:
   return out_dir
 
 
-def import_gguf(src: str, out_dir: str, dtype: str = "bfloat16") -> ModelConfig:
+IMPORT_OUTPUTS = ("checkpoints", "model.json", "tokenizer")
+
+
+def claim_import(out_dir: str, job: str, src: str, dtype: str, path: str, config=None) -> None:
+  """The import's run identity: its settings and the source file's (runs.claim)."""
+  section = {"convert": {"source": src, "dtype": dtype}}
+  runs.claim(out_dir, job, config if config is not None else section, ("convert",),
+             IMPORT_OUTPUTS, extra={"source": runs.input_identity(path)},
+             write_config=config is not None)
+
+
+def import_gguf(src: str, out_dir: str, dtype: str = "bfloat16", config=None) -> ModelConfig:
   """The whole import: out_dir/{checkpoints, model.json, tokenizer/}. model.json is
-  written last, so when it exists a re-run only reads it back."""
+  written last, so when it exists (from the same source) a re-run only reads it back."""
+  path = resolve_source(src)
   done = os.path.join(out_dir, "model.json")
-  if fileio.exists(done):
+  if fileio.exists(done):  # a finished import: the same source, or a conflict
+    claim_import(out_dir, "import_gguf", src, dtype, path, config)
     cfg = ModelConfig.from_dict(fileio.read_json(done))
     log.info("%s exists: %s was already imported into %s.", done, src, out_dir)
     return cfg
   import gguf  # pylint: disable=g-import-not-at-top
-  path = resolve_source(src)
   cfg, params, reader = load_gguf(path, dtype)
+  claim_import(out_dir, "import_gguf", src, dtype, path, config)  # read fine: now write
   if gguf.Keys.Tokenizer.LIST in reader.fields:
     save_tokenizer(reader, os.path.join(out_dir, "tokenizer"), path)
   else:
@@ -297,7 +325,8 @@ def ensure_imported(section) -> str:
 
 def run(config, workdir: str) -> None:
   """Job `import_gguf`: config.convert.source -> workdir/{checkpoints, model.json, tokenizer/}."""
-  cfg = import_gguf(config.convert.source, workdir, config.convert.get("dtype", "bfloat16"))
+  cfg = import_gguf(config.convert.source, workdir, config.convert.get("dtype", "bfloat16"),
+                    config)
   log.info("Imported %s into %s (%s). Use generate.model_json=%s/model.json, "
            "generate.checkpoint=%s/checkpoints, tokenizer.path=%s/tokenizer.",
            config.convert.source, workdir, dataclasses.asdict(cfg), workdir, workdir, workdir)

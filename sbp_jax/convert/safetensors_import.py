@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from sbp_jax import fileio
+from sbp_jax.errors import InputError
 from sbp_jax.model import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -102,11 +103,18 @@ def read_tensors(path: str) -> dict[str, np.ndarray]:
     if not fileio.exists(file):
       raise FileNotFoundError(f"{file} is listed in the index but does not exist.")
     # framework="flax" reads bfloat16 too (numpy has no bf16); keep it on the host.
-    with jax.default_device(cpu), safe_open(file, framework="flax") as f:
-      for name in f.keys():
-        if name in out:
-          raise ValueError(f"{file}: tensor {name!r} appears in more than one shard.")
-        out[name] = np.asarray(f.get_tensor(name), dtype=np.float32)
+    try:
+      with jax.default_device(cpu), safe_open(file, framework="flax") as f:
+        for name in f.keys():
+          if name in out:
+            raise InputError(f"{file}: tensor {name!r} appears in more than one shard.")
+          out[name] = np.asarray(f.get_tensor(name), dtype=np.float32)
+    except InputError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  # SafetensorError, OSError, ...
+      raise InputError(f"{file} is not a readable safetensors file ({type(e).__name__}: "
+                       f"{(str(e).strip().splitlines() or [''])[0][:200]}); it is truncated or "
+                       "damaged: download it again.") from e
   return out
 
 
@@ -193,9 +201,12 @@ def save_checkpoint(params: dict, cfg: ModelConfig, out_dir: str, source: str = 
   return ckpt_dir
 
 
-def import_hf(src: str, out_dir: str, dtype: str = "bfloat16") -> ModelConfig:
-  """The whole import: params, model.json and tokenizer files under out_dir."""
+def import_hf(src: str, out_dir: str, dtype: str = "bfloat16", before_write=None) -> ModelConfig:
+  """The whole import: params, model.json and tokenizer files under out_dir.
+  before_write(): called once the source has been read, before anything is written."""
   cfg, params = load_hf(src, dtype)
+  if before_write is not None:
+    before_write()
   save_checkpoint(params, cfg, out_dir, source=os.path.abspath(src))
   tok_dir = os.path.join(out_dir, "tokenizer")
   for name in TOKENIZER_FILES:
@@ -206,7 +217,13 @@ def import_hf(src: str, out_dir: str, dtype: str = "bfloat16") -> ModelConfig:
 
 def run(config, workdir: str) -> None:
   """Job `import_hf`: config.convert.source -> workdir/{checkpoints, model.json, tokenizer/}."""
-  cfg = import_hf(config.convert.source, workdir, config.convert.get("dtype", "bfloat16"))
+  from sbp_jax import runs  # pylint: disable=g-import-not-at-top
+  if not fileio.isdir(config.convert.source):
+    raise InputError(f"convert.source={config.convert.source!r} is not a directory; point it at "
+                     "a Hugging Face model directory (config.json + *.safetensors).")
+  cfg = import_hf(config.convert.source, workdir, config.convert.get("dtype", "bfloat16"),
+                  before_write=lambda: runs.claim(workdir, "import_hf", config, ("convert",),
+                                                  ("checkpoints", "model.json", "tokenizer")))
   log.info("Imported %s into %s (%s). Use model fields from %s/model.json and "
            "train.init_from=%s/checkpoints.", config.convert.source, workdir,
            dataclasses.asdict(cfg), workdir, workdir)

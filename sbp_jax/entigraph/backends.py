@@ -124,6 +124,24 @@ PREFILL_MODES = ("", "message", "continue_final_message")
 _RETRY_CODES = (408, 409, 429, 500, 502, 503, 504)
 
 
+
+def _json_reply(url: str, body: bytes) -> dict:
+  """An OpenAI-compatible reply as a dict; an HTML page, other non-JSON or an
+  `{"error": ...}` body is a GenerationError naming the URL and what came back."""
+  text = body.decode("utf-8", "replace")
+  try:
+    out = json.loads(text)
+  except json.JSONDecodeError:
+    raise GenerationError(f"POST {url} answered with non-JSON ({text[:200].strip()!r}); is "
+                          "generator.http.base_url the API root (e.g. http://host:8000/v1)?"
+                          ) from None
+  if not isinstance(out, dict) or "error" in out or "choices" not in out:
+    err = out.get("error") if isinstance(out, dict) else out
+    raise GenerationError(f"POST {url} answered without choices: {str(err)[:300]}; check "
+                          "generator.http.model and the server's log.")
+  return out
+
+
 class HTTPGenerator:
   """An OpenAI-compatible endpoint: POST {base_url}/completions and /chat/completions.
 
@@ -170,7 +188,7 @@ class HTTPGenerator:
       try:
         req = urllib.request.Request(url, data=data, headers=headers, method="POST")
         with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-          out = json.loads(resp.read())
+          out = _json_reply(url, resp.read())
         with self._lock:
           self.stats["requests"] += 1
           usage = out.get("usage") or {}

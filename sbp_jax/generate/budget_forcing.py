@@ -2,8 +2,8 @@
 
 Thinking runs between a start and an end delimiter. All decoding goes through
 `Sampler.generate`; this module only decides what each call may do:
-- max budget: a row gets at most N thinking tokens (`max_new_tokens`); when it
-  runs out, the end delimiter (plus an optional string
+- max budget: a row gets at most N thinking tokens (`max_new_tokens`; N=0 means
+  none: the answer follows the start delimiter); when it runs out, the end delimiter (plus an optional string
   such as "Final Answer:") is appended and the answer phase starts;
 - min budget: the end delimiter's first token (and end-of-sequence) is masked
   (`min_new_tokens`) until the row has thought for the minimum;
@@ -20,6 +20,7 @@ import dataclasses
 from typing import Sequence
 
 from sbp_jax.data import special_tokens
+from sbp_jax.errors import InputError
 from sbp_jax.generate.sampler import Sampler, SamplingParams
 from sbp_jax.generate.tokenizer import eos_ids_of
 
@@ -29,7 +30,7 @@ class BudgetConfig:
   think_start: str = special_tokens.THINK_START
   think_end: str = special_tokens.THINK_END
   answer_prefix: str = ""       # appended after the end delimiter, e.g. "Final Answer:"
-  max_thinking: int = 0         # 0: no budget (thinking_cap still bounds it)
+  max_thinking: int | None = None  # None: no budget (thinking_cap bounds it); 0: no thinking
   min_thinking: int = 0
   num_waits: int = 0            # extensions
   wait: str = "Wait"
@@ -38,9 +39,16 @@ class BudgetConfig:
   prompt_template: str = "{question}"
 
   def __post_init__(self):
-    if self.max_thinking and self.min_thinking > self.max_thinking:
-      raise ValueError(f"min_thinking={self.min_thinking} exceeds max_thinking="
-                       f"{self.max_thinking}.")
+    for name in ("min_thinking", "num_waits") + (
+        ("max_thinking",) if self.max_thinking is not None else ()):
+      if int(getattr(self, name)) < 0:
+        raise InputError(f"budget setting {name}={getattr(self, name)} must be >= 0.")
+    for name in ("thinking_cap", "max_answer_tokens"):
+      if int(getattr(self, name)) <= 0:
+        raise InputError(f"budget_eval.{name}={getattr(self, name)} must be > 0.")
+    if self.max_thinking is not None and self.min_thinking > self.max_thinking:
+      raise InputError(f"min_thinking={self.min_thinking} exceeds max_thinking="
+                       f"{self.max_thinking}; lower min= or raise max= in the setting.")
     if "{question}" not in self.prompt_template:
       raise ValueError("prompt_template must contain '{question}'.")
 
@@ -55,9 +63,31 @@ class BudgetResult:
   forced_end: bool        # thinking was cut by the max budget
 
 
-def _ids(tok, text: str) -> list[int]:
+def budget_of(bc: BudgetConfig) -> int:
+  """Most thinking tokens a row may have: the max budget, else the cap."""
+  return bc.thinking_cap if bc.max_thinking is None else int(bc.max_thinking)
+
+
+def delimiter_ids(tok, text: str) -> list[int]:
+  """A delimiter's ids: its own id when the vocabulary has it as one token."""
   one = tok.token_to_id(text)
   return [one] if one is not None else tok.encode(text)
+
+
+def parse_setting(spec: str) -> dict:
+  """'none' | comma-separated 'max=N', 'min=N', 'wait=K' -> BudgetConfig fields (N, K >= 0;
+  max=0 means no thinking at all)."""
+  keys = {"max": "max_thinking", "min": "min_thinking", "wait": "num_waits"}
+  out = {}
+  if spec.strip() in ("", "none"):
+    return out
+  for part in spec.split(","):
+    k, _, v = part.partition("=")
+    if k.strip() not in keys or not v.strip().isdigit():
+      raise InputError(f"budget setting {spec!r}: {part!r} is not max=N, min=N or wait=K "
+                       "(N, K whole numbers >= 0).")
+    out[keys[k.strip()]] = int(v)
+  return out
 
 
 @dataclasses.dataclass
@@ -73,14 +103,14 @@ def _check(sampler: Sampler, bc: BudgetConfig):
   tok = sampler.tokenizer
   if tok is None:
     raise ValueError("budget forcing needs a sampler with a tokenizer.")
-  if not _ids(tok, bc.think_end):
+  if not delimiter_ids(tok, bc.think_end):
     raise ValueError(f"think_end={bc.think_end!r} encodes to no tokens.")
   return tok
 
 
 def prompt_ids(tok, questions: Sequence[str], bc: BudgetConfig) -> list[list[int]]:
   """Each question in the prompt template, followed by the start-of-thinking delimiter."""
-  return [tok.encode(bc.prompt_template.format(question=q)) + _ids(tok, bc.think_start)
+  return [tok.encode(bc.prompt_template.format(question=q)) + delimiter_ids(tok, bc.think_start)
           for q in questions]
 
 
@@ -93,8 +123,8 @@ def think(sampler: Sampler, prefix: Sequence[list[int]], bc: BudgetConfig,
   the row is cut at the budget.
   """
   tok = _check(sampler, bc)
-  stop = tuple(dict.fromkeys((_ids(tok, bc.think_end)[0],) + eos_ids_of(tok)))
-  budget = bc.max_thinking or bc.thinking_cap
+  stop = tuple(dict.fromkeys((delimiter_ids(tok, bc.think_end)[0],) + eos_ids_of(tok)))
+  budget = budget_of(bc)
   outs = sampler.generate(
       prefix,
       dataclasses.replace(sp, stop_ids=stop, stop_strings=(), max_new_tokens=budget,
@@ -115,7 +145,8 @@ def answer(sampler: Sampler, prefix: Sequence[list[int]], thoughts: Sequence[Thi
   """Ends each row's thinking with the delimiter (and answer prefix), then answers."""
   tok = _check(sampler, bc)
   eos = eos_ids_of(tok)
-  suffix = _ids(tok, bc.think_end) + (tok.encode(bc.answer_prefix) if bc.answer_prefix else [])
+  suffix = delimiter_ids(tok, bc.think_end) + (tok.encode(bc.answer_prefix)
+                                               if bc.answer_prefix else [])
   outs = sampler.generate(
       [list(p) + t.tokens + suffix for p, t in zip(prefix, thoughts)],
       dataclasses.replace(sp, stop_ids=eos, stop_strings=(), max_new_tokens=bc.max_answer_tokens,
@@ -144,8 +175,7 @@ def derivable(bc: BudgetConfig, trace_bc: BudgetConfig) -> bool:
   """Whether greedy thinking under `bc` can be read off a greedy trace made under
   `trace_bc` (see from_trace): no minimum, at most as many extensions, and a
   budget no larger than the trace's."""
-  budget = bc.max_thinking or bc.thinking_cap
-  trace_budget = trace_bc.max_thinking or trace_bc.thinking_cap
+  budget, trace_budget = budget_of(bc), budget_of(trace_bc)
   return (bc.min_thinking == 0 and trace_bc.min_thinking == 0 and
           bc.num_waits <= trace_bc.num_waits and budget <= trace_budget and
           (bc.think_start, bc.think_end, bc.wait, bc.prompt_template) ==
@@ -163,7 +193,7 @@ def from_trace(trace: Thinking, bc: BudgetConfig, wait_len: int) -> Thinking:
   requires derivable(bc, trace's config). One thinking decode then serves
   every setting.
   """
-  budget = bc.max_thinking or bc.thinking_cap
+  budget = budget_of(bc)
   waits = 0
   for end in trace.ends:
     if end >= budget:                           # the budget comes first

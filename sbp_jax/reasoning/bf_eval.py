@@ -10,7 +10,9 @@ tokens in two ways:
   (b) parallel: n_max samples per question at temperature 1, then a majority
       vote over the first n for each n in `budget_eval.parallel.ns`; its
       thinking tokens are the total over the n samples (the compute spent).
-Answers are read with sbp_jax.reasoning.answers (numeric or A-D). Writes
+Answers are read with sbp_jax.reasoning.answers (numeric or A-D); questions
+without a gold answer (or `budget_eval.inline_questions`) are decoded and their
+thinking lengths reported, with no accuracy. Writes
 workdir/budget_eval/{sequential,parallel}.csv, results.json and scaling.png;
 per-question generations are kept as JSONL, and a re-run skips finished files.
 
@@ -26,11 +28,12 @@ import logging
 import os
 from typing import Sequence
 
-from sbp_jax import fileio
+from sbp_jax import fileio, runs, validate
+from sbp_jax.errors import InputError
 from sbp_jax.fileio import iter_jsonl, read_jsonl, write_jsonl
 from sbp_jax.generate import budget_forcing as bf
-from sbp_jax.generate.budget_forcing import BudgetConfig, _ids, budget_force
-from sbp_jax.generate.jobs import make_sampler, parse_setting
+from sbp_jax.generate.budget_forcing import BudgetConfig, budget_force, parse_setting
+from sbp_jax.generate.jobs import check_model_inputs, make_sampler
 from sbp_jax.generate.sampler import SamplingParams
 from sbp_jax.reasoning import answers
 from sbp_jax.reasoning.sft_data import budget_fields, template_from_config
@@ -40,25 +43,33 @@ log = logging.getLogger(__name__)
 
 def load_questions(path: str, q_field: str = "question", a_field: str = "answer",
                    limit: int = 0) -> list[dict]:
-  """[{id, question, gold}] from JSON lines; errors name the file, line and field."""
+  """[{id, question, gold}] from JSON lines (gold None where a row has no answer);
+  errors name the file, line and field."""
   if not fileio.exists(path):
-    raise FileNotFoundError(f"budget_eval.questions={path!r} does not exist; expected JSON lines "
-                            f"with {q_field!r} and {a_field!r} fields.")
+    raise InputError(f"budget_eval.questions={path!r} does not exist; expected JSON lines "
+                     f"with {q_field!r} and {a_field!r} fields.")
   rows = []
   for n, r in iter_jsonl(path):
-    if not isinstance(r.get(q_field), str) or a_field not in r:
-      raise ValueError(f"{path}:{n}: needs a string {q_field!r} and a gold {a_field!r} field "
-                       "(set budget_eval.question_field / answer_field for other names).")
-    rows.append({"id": str(r.get("id", n)), "question": r[q_field], "gold": str(r[a_field])})
+    if not isinstance(r.get(q_field), str):
+      raise InputError(f"{path}:{n}: needs a string {q_field!r} field (and a gold {a_field!r} "
+                       "to score; set budget_eval.question_field / answer_field for other "
+                       "names).")
+    rows.append({"id": str(r.get("id", n)), "question": r[q_field],
+                 "gold": str(r[a_field]) if a_field in r else None, "line": n})
     if limit and len(rows) >= limit:
       break
-  return rows
+  missing = [r["line"] for r in rows if r["gold"] is None]
+  if missing and len(missing) < len(rows):  # some rows scored, some not: a broken file
+    raise InputError(f"{path}:{missing[0]}: needs a string {q_field!r} and a gold {a_field!r} "
+                     "field like the other rows (set budget_eval.question_field / answer_field "
+                     "for other names).")
+  return [{k: v for k, v in r.items() if k != "line"} for r in rows]
 
 
 def answer_text(res, bc: BudgetConfig, tok, stops: Sequence[str]) -> str:
   """The generated answer without the forced delimiter/prefix, cut at the first stop string."""
-  head = tok.decode(_ids(tok, bc.think_end) + (tok.encode(bc.answer_prefix) if bc.answer_prefix
-                                                else []))
+  head = tok.decode(bf.delimiter_ids(tok, bc.think_end) +
+                    (tok.encode(bc.answer_prefix) if bc.answer_prefix else []))
   text = res.answer[len(head):] if res.answer.startswith(head) else res.answer
   cuts = [text.find(s) for s in stops if s and s in text]
   return text[:min(cuts)] if cuts else text
@@ -68,11 +79,15 @@ def _scored(rows: Sequence[dict], results, bc: BudgetConfig, tok,
             stops: Sequence[str]) -> list[dict]:
   out = []
   for r, o in zip(rows, results):
-    kind, gold = answers.normalize_gold(r["gold"])
     text = answer_text(o, bc, tok, stops)
-    pred = answers.extract(text, kind)
+    if r.get("gold") is None:  # unscored: thinking lengths only
+      pred = correct = None
+    else:
+      kind, gold = answers.normalize_gold(r["gold"])
+      pred = answers.extract(text, kind)
+      correct = pred == gold
     out.append({**r, "thinking": o.thinking, "answer": text, "pred": pred,
-                "correct": pred == gold, "thinking_tokens": o.thinking_tokens,
+                "correct": correct, "thinking_tokens": o.thinking_tokens,
                 "waits": o.waits, "forced_end": o.forced_end})
   return out
 
@@ -136,7 +151,7 @@ def sequential(sampler, rows, e, base: dict, out_dir: str, seed: int) -> list[di
   bcs = {spec: BudgetConfig(**base, **parse_setting(spec)) for spec in s.settings}
   # The trace thinks as long as the most generous setting allows.
   trace_bc = BudgetConfig(**{**base, "thinking_cap": max(
-      bc.max_thinking or bc.thinking_cap for bc in bcs.values())},
+      max(bf.budget_of(bc) for bc in bcs.values()), 1)},
                           num_waits=max(bc.num_waits for bc in bcs.values()))
   shared = bool(s.get("shared_trace", True)) and sp.temperature == 0
   table, traces = [], None
@@ -155,13 +170,19 @@ def sequential(sampler, rows, e, base: dict, out_dir: str, seed: int) -> list[di
       log.info("setting %s: %d questions done", spec, len(res))
     res = list(read_jsonl(path))
     table.append(dict(setting=spec, max_thinking=bc.max_thinking, waits=bc.num_waits,
-                      n=len(res), accuracy=sum(r["correct"] for r in res) / len(res),
+                      n=len(res), accuracy=_accuracy(res),
                       mean_thinking_tokens=sum(r["thinking_tokens"] for r in res) / len(res),
                       max_thinking_tokens=max(r["thinking_tokens"] for r in res),
                       forced=sum(r["forced_end"] for r in res),
                       mean_waits=sum(r["waits"] for r in res) / len(res),
                       from_trace=from_trace))
   return table
+
+
+def _accuracy(res: Sequence[dict]) -> float | None:
+  """Mean correctness over the scored rows; None when no row has a gold answer."""
+  scored = [r["correct"] for r in res if r.get("correct") is not None]
+  return sum(scored) / len(scored) if scored else None
 
 
 def vote_table(samples: Sequence[dict], ns: Sequence[int]) -> list[dict]:
@@ -219,8 +240,9 @@ def format_tables(seq: list[dict], par: list[dict]) -> str:
   lines = ["Sequential scaling (budget forcing)",
            f"{'setting':<14}{'mean think':>11}{'max think':>10}{'forced':>8}{'waits':>7}"
            f"{'accuracy':>10}"]
+  acc = lambda a: f"{a:>10.3f}" if a is not None else f"{'-':>10}"
   lines += [f"{r['setting']:<14}{r['mean_thinking_tokens']:>11.1f}{r['max_thinking_tokens']:>10}"
-            f"{r['forced']:>8}{r['mean_waits']:>7.2f}{r['accuracy']:>10.3f}" for r in seq]
+            f"{r['forced']:>8}{r['mean_waits']:>7.2f}{acc(r['accuracy'])}" for r in seq]
   lines += ["", "Parallel scaling (majority vote)",
             f"{'n':>4}{'think/sample':>14}{'total think':>13}{'accuracy':>10}"]
   lines += [f"{r['n']:>4}{r['mean_thinking_per_sample']:>14.1f}{r['mean_thinking_tokens']:>13.1f}"
@@ -240,7 +262,7 @@ def plot(seq: list[dict], par: list[dict], path: str, title: str = "") -> None:
     if rows:
       rows = sorted(rows, key=lambda r: r["mean_thinking_tokens"])  # a line left to right
       xs = [r["mean_thinking_tokens"] for r in rows]
-      ys = [100 * r["accuracy"] for r in rows]
+      ys = [100 * (r["accuracy"] or 0.0) for r in rows]
       ax.plot(xs, ys, "o-", color="tab:blue" if key == "setting" else "tab:orange")
       for x, y, r in zip(xs, ys, rows):
         ax.annotate(lab(r[key]), (x, y), textcoords="offset points", xytext=(3, 4), fontsize=7)
@@ -259,18 +281,50 @@ def plot(seq: list[dict], par: list[dict], path: str, title: str = "") -> None:
   plt.close(fig)
 
 
-def evaluate(sampler_fn, config, out_dir: str) -> dict:
-  """Runs both sweeps with a lazily built sampler; returns {sequential, parallel} tables."""
-  e = config.budget_eval
-  rows = load_questions(e.questions, e.get("question_field", "question"),
-                        e.get("answer_field", "answer"), int(e.get("limit", 0)))
+def questions_of(e) -> list[dict]:
+  """budget_eval.questions (a file), else budget_eval.inline_questions (unscored)."""
+  if e.questions:
+    rows = load_questions(e.questions, e.get("question_field", "question"),
+                          e.get("answer_field", "answer"), int(e.get("limit", 0)))
+  else:
+    rows = [{"id": str(i), "question": q, "gold": None}
+            for i, q in enumerate(e.get("inline_questions", ()) or ())]
   if not rows:
-    raise ValueError(f"budget_eval.questions={e.questions!r} holds no questions.")
+    raise InputError(f"budget_eval.questions={e.questions!r} holds no questions; set it to a "
+                     "JSON lines file with 'question' (and gold 'answer') fields, or list "
+                     "budget_eval.inline_questions.")
+  if e.parallel.ns and any(r["gold"] is None for r in rows):
+    raise InputError("budget_eval.parallel.ns is set, but majority voting needs a gold answer "
+                     f"for every question ({e.get('answer_field', 'answer')!r} in "
+                     f"{e.questions or 'budget_eval.inline_questions'}); add answers or set "
+                     "budget_eval.parallel.ns=().")
+  return rows
+
+
+def check(config) -> dict:
+  """Validates budget_eval before any decoding; returns the BudgetConfig fields shared by
+  every setting."""
+  e = config.budget_eval
   t = template_from_config(e.template)
   base = dict(**budget_fields(t), wait=e.wait, max_answer_tokens=int(e.max_answer_tokens),
               thinking_cap=int(e.thinking_cap))
   if e.get("answer_prefix") is not None:  # e.g. "Final Answer:" for a model not trained with it
     base["answer_prefix"] = e.answer_prefix
+  validate.positive("budget_eval.batch_size", e.batch_size)
+  for spec in tuple(e.sequential.settings) + ((e.parallel.setting,) if e.parallel.ns else ()):
+    BudgetConfig(**base, **parse_setting(spec))  # each setting's numbers
+  for n in e.parallel.ns:
+    validate.positive("budget_eval.parallel.ns entry", n)
+  if e.parallel.ns:
+    validate.positive("budget_eval.parallel.questions_per_part", e.parallel.questions_per_part)
+  return base
+
+
+def evaluate(sampler_fn, config, out_dir: str) -> dict:
+  """Runs both sweeps with a lazily built sampler; returns {sequential, parallel} tables."""
+  e = config.budget_eval
+  rows = questions_of(e)
+  base = check(config)
   cache = {}
 
   def sampler():
@@ -293,8 +347,16 @@ def evaluate(sampler_fn, config, out_dir: str) -> dict:
   return results
 
 
+IDENTITY_KEYS = ("model", "generate.checkpoint", "generate.model_json", "tokenizer",
+                 "budget_eval", "seed")
+
+
 def run(config, workdir: str) -> dict:
   """Job entry: model from config.generate (checkpoint / model_json) and config.tokenizer."""
+  check(config)
+  questions_of(config.budget_eval)
+  check_model_inputs(config)
+  runs.claim(workdir, "budget_eval", config, IDENTITY_KEYS, ("budget_eval",))
   out_dir = os.path.join(workdir, "budget_eval")
   results = evaluate(lambda: make_sampler(config), config, out_dir)
   print(f"{results['n_questions']} questions; the parallel vote over the first "

@@ -123,7 +123,6 @@ def prepare_data(config, sub: str) -> dict:
 def train_stage(cfg: ml_collections.ConfigDict, sub: str) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   from sbp_jax.train.loop import train  # pylint: disable=g-import-not-at-top
-  _write_config(sub, cfg)
   hist = train(cfg, sub)
   done = int(jax.device_get(hist["state"].step))
   if done < int(cfg.train.num_steps):
@@ -383,11 +382,20 @@ def check_synthetic_supply(synth: dict, needed_tokens: int) -> None:
 
 # -- the runner ----------------------------------------------------------------------------
 
+STAGES = ("data", "baseline", "oracle", "pair", "synth_tune", "synthesize", "joint",
+          "random_pairs", "synth_tune_random", "synthesize_random", "eval", "quality")
+
+
 def run(config, workdir: str) -> dict:
+  from sbp_jax import runs  # pylint: disable=g-import-not-at-top
   e = config.experiment
   if config.train.get("checkpoint_dir"):
     raise ValueError("train.checkpoint_dir is set, but the experiment keeps each training "
                      "stage's checkpoints in that stage's directory; leave it empty.")
+  # Every stage depends on the whole config (and its train stages check their own
+  # identity too): any change to a finished experiment asks for a new workdir or --overwrite.
+  runs.claim(workdir, "sbp_experiment", config, [k for k in config.keys()],
+             STAGES + ("results.json", "results.txt"))
   t0 = time.perf_counter()
   tcfg = config.train
   steps = joint.pretraining_steps(int(e.token_budget), int(tcfg.global_batch_size),

@@ -19,7 +19,11 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
+
+from sbp_jax.errors import InputError
 
 log = logging.getLogger("sbp_jax")
 
@@ -54,6 +58,15 @@ class IteratorSave(ocp.args.CheckpointArgs):
 @dataclasses.dataclass
 class IteratorRestore(ocp.args.CheckpointArgs):
   pass
+
+
+def check_checkpoint(key: str, path: str) -> None:
+  """An input checkpoints directory that exists and holds a step; checked before a
+  Checkpointer opens it (which would create a mistyped path)."""
+  p = epath.Path(path)
+  if not p.is_dir() or not any(x.name.isdigit() for x in p.iterdir()):
+    raise InputError(f"{key}={path!r} holds no checkpoint; point it at a run's checkpoints/ "
+                     "directory or an import job's output checkpoints/.")
 
 
 def _checkpoints_iterator(iterator) -> bool:
@@ -107,18 +120,71 @@ class Checkpointer:
         iterator.restore_iterator(out.get(ITERATOR_ITEM))
     return out.state, out.data
 
+  def restore_latest(self, abstract_state, iterator=None):
+    """(step, state, data_state) from the newest step that reads back, or None when
+    there is none. A step whose shapes differ from `abstract_state` is an error
+    listing them; a damaged step (truncated or unreadable files) is moved aside
+    to damaged-<step> with a warning and the previous one is tried."""
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      try:
+        return (step, *self.restore(step, abstract_state, iterator))
+      except Exception as e:  # pylint: disable=broad-except  # orbax/tensorstore raise many types
+        mismatched = self.shape_mismatches(step, abstract_state)
+        if mismatched:
+          raise InputError(
+              f"checkpoint step {step} in {self.manager.directory} does not match the "
+              f"config's model: {'; '.join(mismatched)}. Use the model config it was "
+              "trained with, or a new --workdir for this model.") from None
+        aside = self.step_directory(step).parent / f"damaged-{step}"
+        log.warning("checkpoint step %d in %s is damaged (%s: %s); moved it to %s and "
+                    "falling back to the previous step.", step, self.manager.directory,
+                    type(e).__name__, str(e).strip().splitlines()[0][:200] if str(e) else "",
+                    aside)
+        self.step_directory(step).rename(aside)
+        self.manager.reload()
+    return None
+
+  def shape_mismatches(self, step: int, abstract_state) -> list[str]:
+    """'name: checkpoint (shape) vs config (shape)' for each differing parameter;
+    [] when the shapes agree or the step's metadata cannot be read."""
+    try:
+      saved = self.manager.item_metadata(step)["state"]
+    except Exception:  # pylint: disable=broad-except  # a damaged step: no metadata
+      return []
+    want = getattr(abstract_state, "params", None)
+    if want is None and isinstance(abstract_state, dict):
+      want = abstract_state.get("params")
+    have = saved.get("params") if hasattr(saved, "get") else None
+    if want is None or have is None:
+      return []
+    flat = lambda t: {jax.tree_util.keystr(k): tuple(getattr(v, "shape", np.shape(v)))
+                      for k, v in jax.tree_util.tree_flatten_with_path(t)[0]}
+    a, b = flat(have), flat(want)
+    out = [f"{k}: checkpoint {a.get(k, 'absent')} vs config {b.get(k, 'absent')}"
+           for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return out[:12] + ([f"and {len(out) - 12} more"] if len(out) > 12 else [])
+
   def step_directory(self, step: int):
     """The (epath) directory of a finished step."""
     return self._steps.find_step(self.manager.directory, step).path
 
   def restore_params(self, step: int, abstract_params):
     """Only the parameters (e.g. to start fine-tuning from a pretrained run)."""
-    out = self.manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-            item={"params": abstract_params},
-            restore_args=ocp.checkpoint_utils.construct_restore_args(
-                {"params": abstract_params}),
-            partial_restore=True)))
+    try:
+      out = self.manager.restore(
+          step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+              item={"params": abstract_params},
+              restore_args=ocp.checkpoint_utils.construct_restore_args(
+                  {"params": abstract_params}),
+              partial_restore=True)))
+    except Exception as e:  # pylint: disable=broad-except  # orbax/tensorstore raise many types
+      mismatched = self.shape_mismatches(step, {"params": abstract_params})
+      what = (f"does not match the config's model: {'; '.join(mismatched)}. Set the model "
+              "config (or generate.model_json) to the one it was made with" if mismatched else
+              f"could not be read ({type(e).__name__}: "
+              f"{(str(e).strip().splitlines() or [''])[0][:200]}); it is damaged. Point at "
+              "another checkpoint or re-create it")
+      raise InputError(f"checkpoint step {step} in {self.manager.directory} {what}.") from None
     return out.state["params"]
 
   def wait(self) -> None:

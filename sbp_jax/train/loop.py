@@ -11,13 +11,15 @@ import math
 import os
 
 import jax
+import numpy as np
 
-from sbp_jax import fileio
+from sbp_jax import fileio, runs, validate
 from sbp_jax.data import vocab as vocab_lib
 from sbp_jax.data.factory import make_iterator
+from sbp_jax.errors import InputError
 from sbp_jax.model import ModelConfig, Transformer, flops_per_token
 from sbp_jax.parallel import global_batch, make_rules, maybe_initialize_distributed, mesh_from_config
-from sbp_jax.train.checkpoint import Checkpointer
+from sbp_jax.train.checkpoint import Checkpointer, check_checkpoint
 from sbp_jax.train.metrics import MetricWriter, Throughput
 from sbp_jax.train.optim import make_optimizer, make_schedule
 from sbp_jax.train.preemption import stop_on_sigterm
@@ -25,6 +27,14 @@ from sbp_jax.train.state import TrainState, init_state, state_shardings
 from sbp_jax.train.step import make_eval_step, make_train_step
 
 log = logging.getLogger("sbp_jax")
+
+# What a train run's checkpoints and history depend on (runs.IGNORED drops cadence fields).
+IDENTITY_KEYS = ("model", "data", "train", "seed")
+OUTPUTS = ("checkpoints", "history.json", "tb")
+
+
+class NonFiniteLoss(InputError):
+  """The loss or gradient norm became NaN/inf; the run stopped before saving it."""
 
 
 def evaluate(eval_fn, params, data_cfg, tcfg, seed, mesh, rules) -> dict[str, float]:
@@ -44,19 +54,15 @@ def evaluate(eval_fn, params, data_cfg, tcfg, seed, mesh, rules) -> dict[str, fl
 
 def _initial_state(config, model, tx, mesh, rules, ckpt, train_iter):
   abstract, _ = state_shardings(model, tx, mesh, rules)
-  latest = ckpt.latest_step()
-  if latest is not None:
-    state, _ = ckpt.restore(latest, abstract, iterator=train_iter)
-    log.info("Resumed from step %d of %s", latest, ckpt.manager.directory)
-    return state
+  restored = ckpt.restore_latest(abstract, iterator=train_iter)
+  if restored is not None:
+    log.info("Resumed from step %d of %s", restored[0], ckpt.manager.directory)
+    return restored[1]
   state = init_state(model, tx, mesh, rules, jax.random.key(config.seed))
   init_from = config.train.get("init_from", "")
   if init_from:
     src = Checkpointer(init_from, every=1, keep=1, async_save=False)
     step = src.latest_step()
-    if step is None:
-      raise FileNotFoundError(f"train.init_from={init_from!r} holds no checkpoint; point it at "
-                              f"the 'checkpoints' folder of a finished run.")
     params = src.restore_params(step, abstract.params)
     src.close()
     state = TrainState(step=state.step, params=params, opt_state=tx.init(params))
@@ -69,12 +75,50 @@ def checkpoint_dir(config, workdir: str) -> str:
   return config.train.get("checkpoint_dir", "") or os.path.join(workdir, "checkpoints")
 
 
+def check_eval_split(config) -> None:
+  """With evals on, the eval split must yield at least one weighted token."""
+  t = config.train
+  batch, why = None, "is empty"
+  try:
+    it = make_iterator(config.data, "eval", t.seq_len, t.eval_batch_size or t.global_batch_size,
+                       config.seed)
+    batch = next(it)
+  except StopIteration:
+    pass
+  except ValueError as e:  # e.g. too little text for one window
+    why = f"is unusable ({e})"
+  if batch is None or not float(np.sum(batch["weights"])):
+    raise InputError(f"train.eval_every={t.eval_every} but the eval split of data "
+                     f"(kind {config.data.get('kind')!r}) {why}; give data an eval split "
+                     "(data.eval, data.eval_fraction) or set train.eval_every=0.")
+
+
+def _check_finite(pending, ckpt) -> None:
+  """Raises NonFiniteLoss at the first pending step whose loss or grad norm is not finite."""
+  for s, m in pending:
+    loss, gnorm = float(m["loss"]), float(m["grad_norm"])
+    if not (math.isfinite(loss) and math.isfinite(gnorm)):
+      last = ckpt.latest_step()
+      raise NonFiniteLoss(
+          f"training stopped at step {s}: loss={loss}, grad_norm={gnorm}. Nothing from that "
+          f"step was saved; the last finite checkpoint is "
+          f"{'step %d' % last if last is not None else 'none'} in {ckpt.manager.directory}. "
+          f"Lower train.lr (the step's rate was {float(m.get('lr', math.nan)):.3g}), raise "
+          "train.warmup_frac or check the data, then re-run with --overwrite or a new "
+          "--workdir.")
+
+
 def train(config, workdir: str) -> dict:
   """Runs (or resumes) training; returns the per-step loss history and evals."""
   maybe_initialize_distributed(config.get("distributed"))
   config = vocab_lib.with_job_tokenizer(config)  # the data reads the job's one tokenizer
   mesh = mesh_from_config(config.mesh)
   rules = make_rules(config.mesh.get("rules"))
+  validate.train_config(config, mesh, rules)
+  if config.train.get("init_from"):
+    check_checkpoint("train.init_from", config.train.init_from)
+  if config.train.eval_every:
+    check_eval_split(config)
   model_cfg = ModelConfig.from_dict(config.model)
   model = Transformer(model_cfg)
   vocab_lib.check_fits(config.data, model_cfg.vocab_size)
@@ -82,7 +126,8 @@ def train(config, workdir: str) -> dict:
   schedule = make_schedule(tcfg, tcfg.num_steps)
   tx = make_optimizer(tcfg, schedule)
   train_iter = make_iterator(config.data, "train", tcfg.seq_len, tcfg.global_batch_size,
-                             config.seed)
+                             config.seed)  # bad data files fail here, before the claim
+  runs.claim(workdir, "train", config, IDENTITY_KEYS, OUTPUTS)
   ckpt = Checkpointer(checkpoint_dir(config, workdir), tcfg.checkpoint_every,
                       tcfg.keep_checkpoints, tcfg.get("async_checkpoint", True))
   state = _initial_state(config, model, tx, mesh, rules, ckpt, train_iter)
@@ -97,11 +142,32 @@ def train(config, workdir: str) -> dict:
   history = {"loss": {}, "eval": {}}
   pending = []
   step = start
+
+  def flush():  # host-side check of every step since the last one, before logging or saving
+    done = jax.device_get(pending)
+    pending.clear()
+    try:
+      _check_finite(done, ckpt)
+    except NonFiniteLoss:
+      for s, m in done:
+        if not (math.isfinite(float(m["loss"])) and math.isfinite(float(m["grad_norm"]))):
+          break
+        history["loss"][s] = float(m["loss"])
+      ckpt.close()
+      writer.close()
+      if jax.process_index() == 0:
+        _append_history(os.path.join(workdir, "history.json"), history)
+      raise
+    for s, m in done:
+      history["loss"][s] = float(m["loss"])
+    return done
+
   with stop_on_sigterm() as stop:
     while step < tcfg.num_steps:
       try:
         local = next(train_iter)
       except StopIteration as e:  # e.g. never-repeated synthetic data ran out
+        flush()
         ckpt.save(step, state, train_iter.get_state(), force=True, iterator=train_iter)
         log.warning("Training data ended at step %d (%s); saved and stopping.", step, e)
         break
@@ -113,10 +179,7 @@ def train(config, workdir: str) -> dict:
       writer.advance()
       last = step == tcfg.num_steps
       if step % tcfg.log_every == 0 or last:
-        for s, m in jax.device_get(pending):
-          history["loss"][s] = float(m["loss"])
-        m = {k: float(v) for k, v in pending[-1][1].items()}
-        pending.clear()
+        m = {k: float(v) for k, v in flush()[-1][1].items()}
         writer.write(step, {**m, **meter.read()})
         writer.advance(0, loss=m["loss"])
       if tcfg.eval_every and (step % tcfg.eval_every == 0 or last):
@@ -124,8 +187,10 @@ def train(config, workdir: str) -> dict:
         history["eval"][step] = ev
         writer.write(step, ev, prefix="eval")
       if step % tcfg.checkpoint_every == 0 or last:
+        flush()
         ckpt.save(step, state, train_iter.get_state(), force=True, iterator=train_iter)
       if stop.should_stop():
+        flush()
         ckpt.save(step, state, train_iter.get_state(), force=True, iterator=train_iter)
         log.warning("SIGTERM: saved step %d and stopping; re-run to resume.", step)
         break

@@ -1,0 +1,231 @@
+"""Run identity: what a job's outputs were made from, recorded next to them.
+
+A job calls `claim(workdir, job, config, keys, outputs)` after validating its
+config and before any compute. The identity is the config fields under `keys`
+(minus IGNORED: settings that change how, not what, a job computes) plus the
+identity of every input file the config names (a path with its size and mtime;
+a directory by its entries; a glob by its matches). It lives in
+`<workdir>/identity-<job>.json`:
+- no record: it is written, and so is `<workdir>/config.json`;
+- the same identity: the job resumes or skips finished parts, as before;
+- another identity: InputError naming the changed fields, offering a new
+  --workdir or --overwrite (which deletes `outputs` first, then claims).
+config.json is only written once the claim holds, so a mistyped re-run never
+replaces the record of the run that owns the outputs.
+
+File access goes through the project's file layer (sbp_jax.fileio).
+for the project's file layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import logging
+from typing import Any, Iterable, Mapping, Sequence
+
+from sbp_jax import fileio
+
+from sbp_jax.errors import InputError
+
+log = logging.getLogger("sbp_jax")
+
+# Settings that change how a job runs (placement, logging, checkpoint cadence),
+# not what it writes; a resume may change them.
+IGNORED = (
+    "mesh", "env", "distributed", "job",
+    "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
+    "train.async_checkpoint", "train.peak_flops_per_device", "train.eval_every",
+    "train.eval_steps", "train.eval_batch_size", "data.checkpoint_iterator",
+    "budget_eval.plot", "budget_eval.title",
+)
+_MAX_DIR_ENTRIES = 256  # a directory input is identified by at most this many entries
+
+_OVERWRITE = contextvars.ContextVar("sbp_jax_overwrite", default=False)
+
+
+@contextlib.contextmanager
+def overwriting(on: bool):
+  """Within it, a conflicting claim deletes the job's outputs instead of stopping."""
+  token = _OVERWRITE.set(bool(on))
+  try:
+    yield
+  finally:
+    _OVERWRITE.reset(token)
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  """{'a.b': leaf}; sequences are leaves (as lists)."""
+  if hasattr(tree, "to_dict"):
+    tree = tree.to_dict()
+  if isinstance(tree, Mapping):
+    out = {}
+    for k, v in tree.items():
+      out.update(flatten(v, f"{prefix}{k}."))
+    return out
+  if isinstance(tree, tuple):
+    tree = list(tree)
+  return {prefix[:-1]: tree}
+
+
+def _ignored(key: str) -> bool:
+  return any(key == i or key.startswith(i + ".") for i in IGNORED)
+
+
+def config_fields(config, keys: Sequence[str]) -> dict[str, Any]:
+  """The flattened config under `keys` (top-level sections or dotted fields)."""
+  flat = flatten(config)
+  return {k: _jsonable(v) for k, v in sorted(flat.items())
+          if any(k == s or k.startswith(s + ".") for s in keys) and not _ignored(k)}
+
+
+def _jsonable(v):
+  try:
+    json.dumps(v)
+    return v
+  except TypeError:
+    return repr(v)
+
+
+def _looks_like_path(v: Any) -> bool:
+  return (isinstance(v, str) and 0 < len(v) < 4096 and "\n" not in v and
+          ("/" in v or v.endswith((".json", ".jsonl", ".gz", ".model", ".gguf", ".txt"))) and
+          not v.startswith(("http://", "https://", "package:")))
+
+
+def input_identity(path: str) -> Any:
+  """size+mtime of a file; a directory's entries with theirs; a glob's matches; None if absent."""
+  if any(c in path for c in "*?["):
+    return {m: _stat(m) for m in _glob(path)} or None
+  p = fileio.as_path(path)
+  try:
+    if not p.exists():
+      return None
+    if p.is_dir():
+      names = sorted(x.name for x in p.iterdir())[:_MAX_DIR_ENTRIES]
+      return {"dir": {n: _stat(str(p / n)) for n in names}}
+    return _stat(path)
+  except OSError:
+    return None
+
+
+def _inside(path: str, workdir: str) -> bool:
+  try:
+    return fileio.as_path(path).resolve().is_relative_to(fileio.as_path(workdir).resolve())
+  except (OSError, ValueError):
+    return False
+
+
+def inputs_of(config, keys: Sequence[str], workdir: str = "") -> dict[str, Any]:
+  """Identities of the existing files and directories named by string fields under `keys`;
+  paths inside `workdir` are the job's own outputs (e.g. a tokenizer it trains), not inputs."""
+  out = {}
+  for k, v in config_fields(config, keys).items():
+    for i, s in enumerate(v if isinstance(v, list) else [v]):
+      if _looks_like_path(s) and not (workdir and _inside(s, workdir)):
+        ident = input_identity(s)
+        if ident is not None:
+          out[k if not isinstance(v, list) else f"{k}[{i}]"] = {"path": s, "id": ident}
+  return out
+
+
+def identity(job: str, config, keys: Sequence[str], extra: Mapping | None = None,
+             workdir: str = "") -> dict:
+  return {"job": job, "config": config_fields(config, keys),
+          "inputs": inputs_of(config, keys, workdir), **({"extra": dict(extra)} if extra else {})}
+
+
+def differences(old: Mapping, new: Mapping) -> list[str]:
+  """'field: old -> new' for each field that differs (config fields, inputs, extra)."""
+  out = []
+  for part in ("config", "inputs", "extra"):
+    a, b = old.get(part, {}) or {}, new.get(part, {}) or {}
+    for k in sorted(set(a) | set(b)):
+      if a.get(k) != b.get(k):
+        if part == "inputs":
+          out.append(f"input {k} ({(b.get(k) or a.get(k))['path']}) "
+                     f"{'changed' if k in a and k in b else 'added' if k in b else 'removed'}")
+        else:
+          out.append(f"{k}: {_short(a.get(k, '<unset>'))} -> {_short(b.get(k, '<unset>'))}")
+  return out
+
+
+def _short(v) -> str:
+  s = json.dumps(v) if not isinstance(v, str) else repr(v)
+  return s if len(s) <= 60 else s[:57] + "..."
+
+
+def identity_path(workdir: str, job: str) -> str:
+  return str(fileio.as_path(workdir) / f"identity-{job}.json")
+
+
+def claim(workdir: str, job: str, config, keys: Sequence[str],
+          outputs: Iterable[str] = (), extra: Mapping | None = None,
+          write_config: bool = True) -> dict:
+  """Checks `workdir` against this run's identity (module docstring); returns the identity.
+
+  outputs: paths under workdir that the job writes (deleted by --overwrite).
+  extra: identities computed by the job itself (e.g. an import's source file).
+  """
+  new = identity(job, config, keys, extra, workdir)
+  path = identity_path(workdir, job)
+  old = _read_json(path)
+  if old is not None and old != new and not any(
+      _exists(str(fileio.as_path(workdir) / o)) for o in outputs):
+    old = None  # a run that stopped before writing anything: nothing can be stale
+  if old is not None and old != new:
+    changed = differences(old, new)
+    if _OVERWRITE.get():
+      log.warning("--overwrite: deleting %s's outputs in %s (%s).", job, workdir,
+                  "; ".join(changed))
+      for o in outputs:
+        _remove(str(fileio.as_path(workdir) / o))
+    else:
+      raise InputError(
+          f"{workdir} holds {job} outputs made with other settings ({'; '.join(changed)}). "
+          f"Use a new --workdir, or pass --overwrite to delete this job's outputs there "
+          f"({', '.join(outputs) or 'none'}) and recompute.")
+  elif old is None:
+    existing = [o for o in outputs if _exists(str(fileio.as_path(workdir) / o))]
+    if existing:  # outputs from before run identities were recorded: adopt them
+      log.warning("%s has %s outputs without a run identity (%s); assuming they match this "
+                  "config.", workdir, job, ", ".join(existing))
+  if old != new:
+    _write_json(path, new)
+  if write_config:
+    record_config(workdir, config)
+  return new
+
+
+def record_config(workdir: str, config, only_if_absent: bool = False) -> None:
+  """Writes <workdir>/config.json (the whole config, for people)."""
+  path = str(fileio.as_path(workdir) / "config.json")
+  if only_if_absent and _exists(path):
+    return
+  fileio.write_text(path, config.to_json_best_effort(indent=1) if hasattr(config, "to_json_best_effort")
+              else json.dumps(config, indent=1))
+
+
+# -- file access: the project's file layer, under the names this module uses -----------------
+
+_glob, _exists, _remove = fileio.glob, fileio.exists, fileio.remove_tree
+
+
+def _stat(path: str) -> dict:
+  st = fileio.as_path(path).stat()
+  return {"size": int(st.length), "mtime": int(st.mtime)} if not st.is_directory else {"dir": 1}
+
+
+def _read_json(path: str):
+  if not fileio.exists(path):
+    return None
+  try:
+    return json.loads(fileio.read_text(path))
+  except json.JSONDecodeError as e:
+    raise InputError(f"{path} is not valid JSON ({e.msg}); it records this job's run identity: "
+                     "restore it, or pass --overwrite to recompute.") from None
+
+
+def _write_json(path: str, obj) -> None:
+  fileio.write_json(path, obj, sort_keys=True)
