@@ -53,3 +53,12 @@ def test_s1_budget_sweep_can_extrapolate():
   assert any(s.startswith("wait=") for s in e.sequential.settings)
   boxed = "The answer is therefore \\boxed{\\frac{3\\sqrt{2}}{4} + 12\\pi}."
   assert len(boxed.encode()) <= e.max_answer_tokens  # even one token per byte fits
+
+
+def test_quality_generation_and_evaluation_share_the_265_articles():
+  from configs import entigraph_generate, entigraph_qa
+  docs = entigraph_generate.get_config("quality").entigraph.documents
+  assert tuple(entigraph_qa.get_config("quality").qa.questions) == tuple(docs)
+  assert [d.rsplit(".", 1)[1] for d in docs] == ["train", "dev"]
+  demo = entigraph_qa.get_config()
+  assert demo.entigraph.documents.startswith("data/entigraph_demo")  # the default is unchanged
