@@ -3,10 +3,12 @@
 Default: QuALITY articles (released JSONL, path below) through an
 OpenAI-compatible endpoint, e.g. our own `serve` job or a hosted model:
   export OPENAI_API_KEY=...
-  launch/tpu_run.sh --config=configs/entigraph_generate.py \
-      --config.entigraph.documents=/data/QuALITY.v1.0.1.htmlstripped.train \
+  launch/tpu_run.sh --config=configs/entigraph_generate.py:quality \
       --config.generator.http.base_url=https://api.openai.com/v1 \
       --config.generator.http.model=gpt-4-turbo
+":quality" reads QUALITY_ARTICLES: all 265 articles of QuALITY v1.0.1 (train + dev), the set
+the thesis synthesizes from and evaluates on (configs/entigraph_qa.py:quality asks the
+questions of the same files).
 The rephrase baseline is the same job with --config.entigraph.mode=rephrase.
 For a local checkpoint: --config.generator.kind=local --config.generate.checkpoint=DIR.
 """
@@ -17,9 +19,9 @@ from configs.base import get_base
 from configs.generate_tiny import generation_section
 
 
-def entigraph_section() -> ml_collections.ConfigDict:
+def entigraph_section(documents="data/entigraph_demo/articles.jsonl") -> ml_collections.ConfigDict:
   e = ml_collections.ConfigDict()
-  e.documents = "data/entigraph_demo/articles.jsonl"  # our layout or QuALITY's; globs allowed
+  e.documents = documents         # our layout or QuALITY's; a glob or a list of them
   e.mode = "entigraph"            # or "rephrase" (the baseline of A.6.2)
   e.max_docs = 0                  # 0 = all
   e.max_entities = 0              # cap on entities per document (0 = all extracted)
@@ -59,7 +61,15 @@ def generator_section() -> ml_collections.ConfigDict:
   return g
 
 
-def get_config():
+# QuALITY v1.0.1 (htmlstripped JSON lines): train + dev = the thesis's 265 articles.
+QUALITY_ARTICLES = ("/data/QuALITY.v1.0.1.htmlstripped.train",
+                    "/data/QuALITY.v1.0.1.htmlstripped.dev")
+
+
+def get_config(articles: str = "demo"):
+  """articles: "demo" (data/entigraph_demo) or "quality" (QUALITY_ARTICLES)."""
+  if articles not in ("demo", "quality"):
+    raise ValueError(f"configs/entigraph_generate.py:{articles}: choose 'demo' or 'quality'.")
   c = get_base("tiny")
   c.job = "entigraph"
   c.model.dtype = "float32"
@@ -71,5 +81,6 @@ def get_config():
                                                path="data/demo_corpus/spm_bpe_4096.model"))
   c.generate = generation_section()  # local backend only
   c.generator = generator_section()
-  c.entigraph = entigraph_section()
+  c.entigraph = entigraph_section(QUALITY_ARTICLES) if articles == "quality" else \
+      entigraph_section()
   return c

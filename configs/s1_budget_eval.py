@@ -32,8 +32,10 @@ def section() -> ml_collections.ConfigDict:
   e.answer_prefix = ml_collections.FieldReference(None, field_type=str)  # overrides template's
   e.answer_stops = ("<|im_end|>",)  # the answer ends at the first of these
   e.wait = "Wait"
-  e.thinking_cap = 1024         # bound on thinking when no max budget is set
-  e.max_answer_tokens = 32
+  # Bound on thinking without a max budget ("none", "wait=K"): twice the largest max, so the
+  # Wait rows can extrapolate past every max=N row (Figure 4.5a) instead of being cut below.
+  e.thinking_cap = 8192
+  e.max_answer_tokens = 128     # "\boxed{...}" after a short closing derivation fits
   e.batch_size = 64             # rows per budget_force call
   # (a) sequential: "max=N" rows, then "wait=K" rows (Figure 4.5a: 2/4/6 Waits).
   # Greedy settings without a minimum share one thinking decode (bf_eval.sequential).

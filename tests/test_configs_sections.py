@@ -43,3 +43,22 @@ def test_one_tokenizer_setting_drives_data_and_shingles():
       kind="sentencepiece", path="gs://b/spm_bpe_49152.model", pad_id=-1, mask_pad=False)
   assert shingle_tokenizer(c).path == c.tokenizer.path
   assert "vocab" not in c.data
+
+
+def test_s1_budget_sweep_can_extrapolate():
+  from configs import s1_budget_eval
+  e = s1_budget_eval.get_config().budget_eval
+  maxes = [int(s.split("=")[1]) for s in e.sequential.settings if s.startswith("max=")]
+  assert e.thinking_cap > max(maxes)  # Wait rows are not capped below the largest max
+  assert any(s.startswith("wait=") for s in e.sequential.settings)
+  boxed = "The answer is therefore \\boxed{\\frac{3\\sqrt{2}}{4} + 12\\pi}."
+  assert len(boxed.encode()) <= e.max_answer_tokens  # even one token per byte fits
+
+
+def test_quality_generation_and_evaluation_share_the_265_articles():
+  from configs import entigraph_generate, entigraph_qa
+  docs = entigraph_generate.get_config("quality").entigraph.documents
+  assert tuple(entigraph_qa.get_config("quality").qa.questions) == tuple(docs)
+  assert [d.rsplit(".", 1)[1] for d in docs] == ["train", "dev"]
+  demo = entigraph_qa.get_config()
+  assert demo.entigraph.documents.startswith("data/entigraph_demo")  # the default is unchanged

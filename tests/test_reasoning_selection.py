@@ -62,10 +62,16 @@ def test_filters_always_keep_and_decontamination():
 
 def test_deterministic_under_seed():
   pool = [q(i, f"d{i % 7}", (i * 37) % 1000) for i in range(300)]
-  a = [x["id"] for x in sel.select(pool, 50, seed=11).selected]
-  b = [x["id"] for x in sel.select(pool, 50, seed=11).selected]
-  c = [x["id"] for x in sel.select(pool, 50, seed=12).selected]
+  refs = ("small", "large")
+  a = [x["id"] for x in sel.select(pool, 50, seed=11, reference_models=refs).selected]
+  b = [x["id"] for x in sel.select(pool, 50, seed=11, reference_models=refs).selected]
+  c = [x["id"] for x in sel.select(pool, 50, seed=12, reference_models=refs).selected]
   assert a == b and a != c
+
+
+def test_difficulty_needs_reference_results():
+  with pytest.raises(ValueError, match="s1k.reference_models is empty"):
+    sel.select([q(1, "d", 5)], 1, seed=0)
 
 
 def test_pool_errors_name_file_line_and_field(tmp_path):

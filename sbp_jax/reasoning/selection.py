@@ -120,6 +120,12 @@ def select(pool: Sequence[dict], target: int, seed: int, *,
                      f"{target}; tighten s1k.keep_rules or raise s1k.target.")
   counts["always_keep"] = len(kept)
 
+  if not reference_models:
+    raise ValueError("s1k.reference_models is empty: the difficulty stage needs reference-model "
+                     "results (the thesis grades the pool with Qwen2.5-7B- and 32B-Instruct); "
+                     "grade every pool question with each model into reference_correct "
+                     "({model: bool}) and list the models in s1k.reference_models.")
+
   def solved(q):
     got = q.get("reference_correct", {})
     missing = [m for m in reference_models if m not in got]
