@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 _WILDCARDS = "*?["
 
 
+def as_path(path) -> epath.Path:
+  """`path` (a string or path) as an epath.Path on its backend, for joining and stat."""
+  return epath.Path(path)
+
+
 def exists(path) -> bool:
   return epath.Path(path).exists()
 
