@@ -25,8 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 
-from sbp_jax.sbp.embed import read_embedding_shard  # pylint: disable=g-import-not-at-top
-from sbp_jax.sbp.search import (SearchConfig, build_searcher, clustered_unit_vectors,
+from sbp_jax.sbp.pairing.embed import read_embedding_shard  # pylint: disable=g-import-not-at-top
+from sbp_jax.sbp.pairing.search import (SearchConfig, build_searcher, clustered_unit_vectors,
                                 exact_topk, search)
 
 

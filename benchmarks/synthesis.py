@@ -22,9 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # pylint: disable=g-import-not-at-top
 
 from configs import demo_realtext_cpu
-from sbp_jax.generate.jobs import load_params
+from sbp_jax.generate.generate_job import load_params
 from sbp_jax.generate.sampler import Sampler, SamplingParams
-from sbp_jax.generate.tokenizer import make_tokenizer
+from sbp_jax.generate.text_codec import make_tokenizer
 from sbp_jax.model import ModelConfig
 from sbp_jax.parallel import make_mesh, make_rules
 from sbp_jax.sbp import synthesize as syn

@@ -5,7 +5,7 @@
   launch/tpu_run.sh --config=configs/sbp_pair_demo.py --config.pair.embedder.kind=lm \
       --config.pair.embedder.checkpoint=runs/<pretrain>/checkpoints \
       --config.tokenizer.kind=sentencepiece --config.tokenizer.path=data/demo_corpus/spm_bpe_4096.model
-  # the Beam pipeline (DirectRunner, 2 processes here; see sbp_jax/sbp/beam_pipeline.py
+  # the Beam pipeline (DirectRunner, 2 processes here; see sbp_jax/sbp/pairing/beam.py
   # for Dataflow / Flink flags):
   launch/tpu_run.sh --config=configs/sbp_pair_demo.py --config.pair.runner=beam
 

@@ -189,7 +189,7 @@ def load_pair_stats(path: str) -> dict:
   if fileio.isdir(path):
     path = os.path.join(path, "stats.json")
   s = read_json(path, "pair stats")
-  _need(s, PAIR_FIELDS, path, "the pair job (sbp_jax.sbp.pairs.finalize_stats, stats.json)")
+  _need(s, PAIR_FIELDS, path, "the pair job (sbp_jax.sbp.pairing.select.finalize_stats, stats.json)")
   h = s["histogram"]
   _need(h, ("edges", "counts"), path + " (histogram)", "the pair job")
   if len(h["edges"]) != len(h["counts"]) + 1:
@@ -336,7 +336,7 @@ def entigraph_demo_points(run_dir: str, mode: str = "sample") -> list[dict]:
   CPT on the synthetic corpus (its manifest's token count)."""
   manifest = read_json(os.path.join(run_dir, "entigraph", "manifest.json"), "EntiGraph manifest")
   _need(manifest, ("tokens",), os.path.join(run_dir, "entigraph", "manifest.json"),
-        "sbp_jax.entigraph.pipeline")
+        "sbp_jax.entigraph.synth_corpus")
   return [dict(tokens=0.0, label="base",
                accuracy=qa_accuracy(os.path.join(run_dir, "qa_before", "qa", "summary.json"), mode)),
           dict(tokens=float(manifest["tokens"]), label="EntiGraph CPT",

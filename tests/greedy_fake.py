@@ -6,7 +6,7 @@ import zlib
 
 from sbp_jax.data import special_tokens as st
 from sbp_jax.generate.sampler import Completion
-from sbp_jax.generate.tokenizer import ByteTokenizer
+from sbp_jax.generate.text_codec import ByteTokenizer
 
 
 class GreedyFake:

@@ -414,7 +414,7 @@ def test_generate_rerun_with_changed_settings_stops(tmp_path, capsys):
   assert run_cli(common + [f"--workdir={w}"], capsys)[0] == 0
   rows = [json.loads(l) for l in open(w / "outputs" / "part-00000.jsonl")]
   assert "prompt_truncated_tokens" not in rows[0]
-  from sbp_jax.generate.tokenizer import ByteTokenizer  # pylint: disable=g-import-not-at-top
+  from sbp_jax.generate.text_codec import ByteTokenizer  # pylint: disable=g-import-not-at-top
   n = len(ByteTokenizer().encode("x" * 30))
   assert rows[1]["prompt_truncated_tokens"] == n - (20 - 4)  # recorded in the output
   before = snapshot(w)

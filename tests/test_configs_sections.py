@@ -35,7 +35,7 @@ def test_paper_pairing_is_the_thesis_with_the_qwen3_embedder():
 def test_one_tokenizer_setting_drives_data_and_shingles():
   from configs import sbp_3b_200b
   from sbp_jax.data import vocab
-  from sbp_jax.sbp.job import shingle_tokenizer
+  from sbp_jax.sbp.pair import shingle_tokenizer
   c = sbp_3b_200b.get_config()
   c.tokenizer.path = "gs://b/spm_bpe_49152.model"
   c.data.train = [dict(name="t", format="text", files="x")]

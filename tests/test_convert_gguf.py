@@ -16,7 +16,7 @@ transformers = pytest.importorskip("transformers")
 
 from sbp_jax.convert import gguf_import as gi  # pylint: disable=g-import-not-at-top
 from sbp_jax.generate.chat import ChatTemplate  # pylint: disable=g-import-not-at-top
-from sbp_jax.generate.tokenizer import HFTokenizer  # pylint: disable=g-import-not-at-top
+from sbp_jax.generate.text_codec import HFTokenizer  # pylint: disable=g-import-not-at-top
 from sbp_jax.model import Transformer  # pylint: disable=g-import-not-at-top
 from sbp_jax.train.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
 
@@ -445,7 +445,7 @@ def test_smollm2_import_job_then_greedy_chat_generation_matches(smollm2, tmp_pat
   """The import job's checkpoint through the generate job (chat formatting on),
   token for token against transformers' greedy generate."""
   from configs import generate_smollm2, import_smollm2  # pylint: disable=g-import-not-at-top
-  from sbp_jax.generate import jobs  # pylint: disable=g-import-not-at-top
+  from sbp_jax.generate import generate_job  # pylint: disable=g-import-not-at-top
   work = str(tmp_path / "import")
   c = import_smollm2.get_config()
   gi.run(c, work)
@@ -463,7 +463,7 @@ def test_smollm2_import_job_then_greedy_chat_generation_matches(smollm2, tmp_pat
   with open(g.generate.prompts, "w") as f:
     for q in questions:
       f.write(json.dumps({"prompt": q}) + "\n")
-  jobs.run_generate(g, str(tmp_path / "gen"))
+  generate_job.run_generate(g, str(tmp_path / "gen"))
   with open(tmp_path / "gen" / "outputs" / "part-00000.jsonl") as f:
     rows = [json.loads(line) for line in f]
   ref, ref_tok = smollm2["ref"], smollm2["ref_tok"]

@@ -108,7 +108,7 @@ def test_mismatch_names_the_tensor(tmp_path):
 def test_import_then_generate_job_matches_reference_greedy(tmp_path):
   from tokenizers import Tokenizer, models, pre_tokenizers  # pylint: disable=g-import-not-at-top
   from configs import generate_tiny  # pylint: disable=g-import-not-at-top
-  from sbp_jax.generate import jobs  # pylint: disable=g-import-not-at-top
+  from sbp_jax.generate import generate_job  # pylint: disable=g-import-not-at-top
   model, path = _write(tmp_path, "qwen3", head_dim=16, eos_token_id=0)
   words = ("the a cat dog sat on mat ran to big small red blue and of in it is was he she "
            "they saw ate fish bird tree house").split()
@@ -129,7 +129,7 @@ def test_import_then_generate_job_matches_reference_greedy(tmp_path):
   with open(c.generate.prompts, "w") as f:
     for p in prompts:
       f.write(json.dumps({"prompt": p}) + "\n")
-  jobs.run_generate(c, str(tmp_path / "gen"))
+  generate_job.run_generate(c, str(tmp_path / "gen"))
   with open(tmp_path / "gen" / "outputs" / "part-00000.jsonl") as f:
     got = [json.loads(l) for l in f]
   for p, row in zip(prompts, got):

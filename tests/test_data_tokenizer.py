@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from sbp_jax.data import special_tokens as st
 from sbp_jax.data import tokenizer
-from sbp_jax.generate.tokenizer import make_tokenizer
+from sbp_jax.generate.text_codec import make_tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from configs import entigraph_demo
-from sbp_jax.entigraph import demo
+from sbp_jax.entigraph import entigraph_demo as demo
 
 
 @pytest.mark.slow  # ~1-3 min on CPU

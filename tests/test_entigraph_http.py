@@ -13,7 +13,7 @@ from sbp_jax.entigraph.backends import GenerationError, GenParams, HTTPGenerator
 from sbp_jax.generate.chat import render_chat
 from sbp_jax.generate.sampler import Sampler, SamplingParams
 from sbp_jax.generate.serve import OpenAIServer
-from sbp_jax.generate.tokenizer import ByteTokenizer
+from sbp_jax.generate.text_codec import ByteTokenizer
 from sbp_jax.model import ModelConfig, Transformer
 
 

@@ -9,8 +9,8 @@ import re
 import pytest
 
 from configs import entigraph_generate
-from sbp_jax.entigraph import pipeline
-from sbp_jax.entigraph.pipeline import entity_pairs, heuristic_entities, sample_triples
+from sbp_jax.entigraph import synth_corpus
+from sbp_jax.entigraph.synth_corpus import entity_pairs, heuristic_entities, sample_triples
 
 DOCS = [
     dict(id="d0", title="The Salt Road", text="Ilse Varn led a caravan from Oskar Bay to Tessel."),
@@ -102,7 +102,7 @@ def test_heuristic_entities():
 def test_pipeline_outputs_manifest_and_failures(tmp_path):
   c = _config(tmp_path)
   work = str(tmp_path / "run")
-  m = pipeline.run_pipeline(c, work, generator=ScriptedGen())
+  m = synth_corpus.run_pipeline(c, work, generator=ScriptedGen())
   rows = _records(work)
   x = m["extraction"]
   assert (x["parsed"], x["failed"], x["documents"]) == (2, 1, 3)
@@ -126,12 +126,12 @@ def test_pipeline_outputs_manifest_and_failures(tmp_path):
 
 
 def test_fallbacks(tmp_path):
-  m = pipeline.run_pipeline(_config(tmp_path, extraction_fallback="heuristic"),
+  m = synth_corpus.run_pipeline(_config(tmp_path, extraction_fallback="heuristic"),
                             str(tmp_path / "h"), generator=ScriptedGen())
   rows = [r for r in _records(str(tmp_path / "h")) if r["doc_id"] == "d2"]
   assert m["extraction"]["entities_source"] == {"model": 2, "heuristic": 1}
   assert [(r["kind"], r["entities"]) for r in rows] == [("pair", ["Noor Baines", "Fallow Mill"])]
-  m = pipeline.run_pipeline(_config(tmp_path, extraction_fallback="raw_doc"),
+  m = synth_corpus.run_pipeline(_config(tmp_path, extraction_fallback="raw_doc"),
                             str(tmp_path / "r"), generator=ScriptedGen())
   rows = [r for r in _records(str(tmp_path / "r")) if r["doc_id"] == "d2"]
   assert [r["kind"] for r in rows] == ["raw_doc"] and DOCS[2]["text"] in rows[0]["text"]
@@ -140,16 +140,16 @@ def test_fallbacks(tmp_path):
 def test_resume_after_interruption_has_no_duplicates_or_gaps(tmp_path):
   c = _config(tmp_path)
   ref = str(tmp_path / "ref")
-  pipeline.run_pipeline(c, ref, generator=ScriptedGen())
+  synth_corpus.run_pipeline(c, ref, generator=ScriptedGen())
   work = str(tmp_path / "run")
   # Interrupt in the middle of d1's relation calls (d0 takes 1 + 10 + 3 calls).
   with pytest.raises(KeyboardInterrupt):
-    pipeline.run_pipeline(c, work, generator=ScriptedGen(fail_after=20))
+    synth_corpus.run_pipeline(c, work, generator=ScriptedGen(fail_after=20))
   assert sorted(os.listdir(os.path.join(work, "shards"))) == ["doc-00000.jsonl"]
   assert not any(f.endswith(".tmp") and not f.startswith(".") for f in os.listdir(
       os.path.join(work, "shards")))
   gen = ScriptedGen()
-  pipeline.run_pipeline(c, work, generator=gen)
+  synth_corpus.run_pipeline(c, work, generator=gen)
   assert gen.calls == 2 + 6 + 3 + 3  # only d1 (2 extraction calls + 9 relations) and d2 redone
   key = lambda r: (r["doc_id"], r["kind"], tuple(r["entities"]), r["text"])
   got, want = sorted(map(key, _records(work))), sorted(map(key, _records(ref)))
@@ -159,7 +159,7 @@ def test_resume_after_interruption_has_no_duplicates_or_gaps(tmp_path):
 def test_token_budget_stops_and_rephrase_mode(tmp_path):
   c = _config(tmp_path, mode="rephrase", rephrase_rounds=2, batch_size=2, target_tokens=60)
   work = str(tmp_path / "b")
-  m = pipeline.run_pipeline(c, work, generator=ScriptedGen())
+  m = synth_corpus.run_pipeline(c, work, generator=ScriptedGen())
   rows = _records(work)
   assert m["budget_reached"] and m["tokens"] >= 60
   # The budget is checked between calls: at most one call (2 texts) past it.
@@ -167,14 +167,14 @@ def test_token_budget_stops_and_rephrase_mode(tmp_path):
   assert {r["kind"] for r in rows} <= {"rephrase_easy", "rephrase_medium", "rephrase_hard"}
   # Same budget again: nothing is generated. A larger one finishes the cut-short document.
   gen = ScriptedGen()
-  again = pipeline.run_pipeline(c, work, generator=gen)
+  again = synth_corpus.run_pipeline(c, work, generator=gen)
   assert gen.calls == 0 and again["tokens"] == m["tokens"]
   c.entigraph.target_tokens = 10 ** 6
   gen = ScriptedGen()
-  more = pipeline.run_pipeline(c, work, generator=gen)
+  more = synth_corpus.run_pipeline(c, work, generator=gen)
   assert more["documents_done"] == 3 and not more["budget_reached"]
   assert more["records"] == {"rephrase_easy": 6, "rephrase_medium": 6, "rephrase_hard": 6}
-  full = pipeline.run_pipeline(_config(tmp_path, mode="rephrase", rephrase_rounds=2),
+  full = synth_corpus.run_pipeline(_config(tmp_path, mode="rephrase", rephrase_rounds=2),
                                str(tmp_path / "full"), generator=ScriptedGen())
   assert full["records"] == {"rephrase_easy": 6, "rephrase_medium": 6, "rephrase_hard": 6}
   assert "extraction" not in full
@@ -186,4 +186,4 @@ def test_bad_documents_name_file_and_line(tmp_path):
   p.write_text('{"id": "a", "title": "T", "text": "x"}\n{"id": "b", "text": "y"}\n')
   c.entigraph.documents = str(p)
   with pytest.raises(ValueError, match=r"bad\.jsonl:2: needs a non-empty string field 'title'"):
-    pipeline.run_pipeline(c, str(tmp_path / "x"), generator=ScriptedGen())
+    synth_corpus.run_pipeline(c, str(tmp_path / "x"), generator=ScriptedGen())

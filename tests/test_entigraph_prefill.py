@@ -6,14 +6,15 @@ import os
 import pytest
 
 from configs import entigraph_generate
-from sbp_jax.entigraph import pipeline, prompts
+from sbp_jax.entigraph import prompts
+from sbp_jax.entigraph import synth_corpus
 from sbp_jax.entigraph.backends import (GenerationError, GenParams, HTTPGenerator,
                                         LocalGenerator, generate)
 from sbp_jax.entigraph.parsing import parse_entities
 from sbp_jax.generate.chat import ChatTemplate, render_chat
 from sbp_jax.generate.sampler import Completion
 from sbp_jax.generate.serve import OpenAIServer
-from sbp_jax.generate.tokenizer import ByteTokenizer
+from sbp_jax.generate.text_codec import ByteTokenizer
 from tests.test_entigraph_http import sampler  # noqa: F401  (the one-layer byte-model fixture)
 
 CHATML = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
@@ -74,14 +75,14 @@ def test_pipeline_parses_prefix_plus_reply_and_prefills_headings(tmp_path):
   e.documents, e.progress, e.num_triples = str(path), False, 0
   work = str(tmp_path / "run")
   fake = FakeSampler()
-  m = pipeline.run_pipeline(c, work, generator=LocalGenerator(fake))
+  m = synth_corpus.run_pipeline(c, work, generator=LocalGenerator(fake))
   assert m["extraction"]["parsed"] == 0  # the reply alone is not JSON
   fails = [json.loads(l) for l in open(os.path.join(work, "failures.jsonl"))]
   assert fails[0]["raw"].startswith('Ilse Varn", ')
 
   e.extraction_reply_prefix, e.relation_prefill_heading = PREFIX, True
   work = str(tmp_path / "run2")
-  m = pipeline.run_pipeline(c, work, generator=LocalGenerator(fake))
+  m = synth_corpus.run_pipeline(c, work, generator=LocalGenerator(fake))
   x = m["extraction"]
   assert (x["parsed"], x["calls"], m["pairs"]) == (1, 1, 1)
   rows = [json.loads(l) for l in open(os.path.join(work, "shards", "doc-00000.jsonl"))]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sbp_jax.entigraph import prompts, qa
-from sbp_jax.entigraph.sources import Question, load_questions
+from sbp_jax.entigraph.articles import Question, load_questions
 
 PARSE = [
     ("The manor is Pemberley, so A fits.\nAnswer: A.", "A"),
@@ -104,7 +104,7 @@ def test_loads_quality_and_own_format(tmp_path):
   qs = load_questions([str(qual), str(own)])
   assert [(q.id, q.answer) for q in qs] == [("20001_A_1", 2), ("x2", None), ("o1", 1)]
   assert qs[0].title == "Cosmic Tea" and qs[0].author == "R. Nobody" and qs[0].year == "1952"
-  from sbp_jax.entigraph.sources import load_documents
+  from sbp_jax.entigraph.articles import load_documents
   docs = load_documents(str(qual))  # QuALITY repeats an article per question set
   assert [(d.id, d.text) for d in docs] == [("20001", "Long text.")]
   bad = tmp_path / "bad.jsonl"
@@ -120,7 +120,7 @@ def test_loads_quality_and_own_format(tmp_path):
 
 def test_loglik_scorer_matches_direct_forward():
   from sbp_jax.generate.sampler import Sampler
-  from sbp_jax.generate.tokenizer import ByteTokenizer
+  from sbp_jax.generate.text_codec import ByteTokenizer
   from sbp_jax.model import ModelConfig, Transformer
   cfg = ModelConfig(vocab_size=272, num_layers=2, d_model=32, d_ffn=64, num_heads=4,
                     num_kv_heads=2, dtype="float32", remat_policy="none")

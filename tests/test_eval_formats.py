@@ -6,7 +6,8 @@ import os
 import ml_collections
 import pytest
 
-from sbp_jax.eval import convert, report, tasks
+from sbp_jax.eval import convert, report
+from sbp_jax.eval import formats
 from sbp_jax.eval.normalize import exact_match, normalize_answer
 from sbp_jax.eval.records import RecordError, read_records
 
@@ -81,26 +82,26 @@ def test_normalize_answer_table():
 
 
 def test_split_last_word_and_prompts():
-  assert tasks.split_last_word("waited for the train  ") == ("waited for the", " train")
-  assert tasks.mc_prompt({"question": " Why? ", "context": "Because."}) == \
+  assert formats.split_last_word("waited for the train  ") == ("waited for the", " train")
+  assert formats.mc_prompt({"question": " Why? ", "context": "Because."}) == \
       "Because.\nQuestion: Why?\nAnswer:"
   r = {"question": "Q?", "choices": ["x", "y"], "answer": 1}
-  assert tasks.mmlu_item(r, True) == "Q?\nA. x\nB. y\nAnswer: B"
-  assert tasks.mmlu_header("high_school_chemistry").startswith(
+  assert formats.mmlu_item(r, True) == "Q?\nA. x\nB. y\nAnswer: B"
+  assert formats.mmlu_header("high_school_chemistry").startswith(
       "Multiple-choice questions on high school chemistry")
-  assert tasks.qa_prompt({"question": "Q?", "answers": ["a1", "a2"]}, True) == "Question: Q?\nAnswer: a1"
-  assert tasks.first_line(" Rome\nQuestion: next") == "Rome"
+  assert formats.qa_prompt({"question": "Q?", "answers": ["a1", "a2"]}, True) == "Question: Q?\nAnswer: a1"
+  assert formats.first_line(" Rome\nQuestion: next") == "Rome"
 
 
 def test_fewshot_picks_are_deterministic_and_exclude_self():
   pool = [{"i": i, "subject": "a" if i < 6 else "b"} for i in range(10)]
-  s1 = tasks.pick_shots(pool, 3, index=2, seed=0, exclude_self=True)
-  assert s1 == tasks.pick_shots(pool, 3, index=2, seed=0, exclude_self=True)
+  s1 = formats.pick_shots(pool, 3, index=2, seed=0, exclude_self=True)
+  assert s1 == formats.pick_shots(pool, 3, index=2, seed=0, exclude_self=True)
   assert len(s1) == 3 and all(s["i"] != 2 for s in s1)
-  assert s1 != tasks.pick_shots(pool, 3, index=2, seed=1, exclude_self=True)
-  same = tasks.pick_shots(pool, 5, index=7, seed=0, exclude_self=True, group="b")
+  assert s1 != formats.pick_shots(pool, 3, index=2, seed=1, exclude_self=True)
+  same = formats.pick_shots(pool, 5, index=7, seed=0, exclude_self=True, group="b")
   assert [s["subject"] for s in same[:3]] == ["b"] * 3 and all(s["i"] != 7 for s in same)
-  assert tasks.pick_shots(pool, 0, 0, 0, True) == []
+  assert formats.pick_shots(pool, 0, 0, 0, True) == []
 
 
 def _conv(tmp_path, name, *inputs, **kw):
@@ -211,9 +212,9 @@ SPM = os.path.join(os.path.dirname(FIX), "..", "..", "data", "demo_corpus", "spm
 @pytest.mark.slow  # the SentencePiece adapter's module imports seqio (TensorFlow)
 @pytest.mark.skipif(not os.path.exists(SPM), reason="needs the demo corpus tokenizer")
 def test_context_continuation_split_with_sentencepiece():
-  from sbp_jax.generate.tokenizer import make_tokenizer  # pylint: disable=g-import-not-at-top
+  from sbp_jax.generate.text_codec import make_tokenizer  # pylint: disable=g-import-not-at-top
   tok = make_tokenizer(ml_collections.ConfigDict({"kind": "sentencepiece", "path": SPM}))
-  ctx = tasks.Context(scorer=None, tokenizer=tok, prefix=(1,))
+  ctx = formats.Context(scorer=None, tokenizer=tok, prefix=(1,))
   for context, cont in [("Question: Which city is the capital of France?\nAnswer:", " Paris"),
                         ("The function returns a", " list of strings"),
                         ("The ox chased the yak because the ox", " was angry.")]:

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sbp_jax.eval import tasks
+from sbp_jax.eval import formats
 from sbp_jax.eval.scorer import Request, Scorer, rolling_requests
-from sbp_jax.generate.tokenizer import ByteTokenizer
+from sbp_jax.generate.text_codec import ByteTokenizer
 from sbp_jax.model import ModelConfig, Transformer
 from sbp_jax.parallel import make_mesh, make_rules
 
@@ -64,14 +64,14 @@ def random_model():
 
 
 def _ctx(scorer, prefix=()):
-  return tasks.Context(scorer=scorer, tokenizer=TOK, prefix=tuple(prefix), rolling_overlap=8)
+  return formats.Context(scorer=scorer, tokenizer=TOK, prefix=tuple(prefix), rolling_overlap=8)
 
 
 def test_perplexity_matches_numpy_bigram(bigram):
   scorer, logp = bigram
   docs = ["The cat sat on the mat.", "A much longer second document, long enough to need "
           "several scoring windows of the 64-token model: " + "abc def ghi " * 12]
-  metrics, per = tasks.evaluate_records("perplexity", [{"text": d} for d in docs], _ctx(scorer))
+  metrics, per = formats.evaluate_records("perplexity", [{"text": d} for d in docs], _ctx(scorer))
   # Independent computation: every byte after the first, given the previous one.
   nll, n = 0.0, 0
   for d in docs:
@@ -83,7 +83,7 @@ def test_perplexity_matches_numpy_bigram(bigram):
   assert [p["tokens"] for p in per] == [len(d.encode()) - 1 for d in docs]
   # With a document-start prefix token, the first byte is scored too.
   eos = TOK.eos_ids[0]
-  m2, _ = tasks.evaluate_records("perplexity", [{"text": d} for d in docs], _ctx(scorer, [eos]))
+  m2, _ = formats.evaluate_records("perplexity", [{"text": d} for d in docs], _ctx(scorer, [eos]))
   nll2 = nll - sum(logp[eos, d.encode()[0]] for d in docs)
   assert m2["tokens"] == n + len(docs)
   assert m2["perplexity"] == pytest.approx(math.exp(nll2 / (n + len(docs))), rel=1e-5)
@@ -164,7 +164,7 @@ def test_multiple_choice_picks_highest_raw_and_normalised(bigram):
   scorer, logp = bigram
   choices = ["qz", "xxxxxx", "ab"]
   rec = {"question": "Pick one", "choices": choices, "answer": 1}
-  metrics, per = tasks.evaluate_records("multiple_choice", [rec], _ctx(scorer))
+  metrics, per = formats.evaluate_records("multiple_choice", [rec], _ctx(scorer))
   # Independent: log-likelihood of " <choice>" after the prompt's final ':'.
   ll = []
   for c in choices:
@@ -181,13 +181,13 @@ def test_multiple_choice_picks_highest_raw_and_normalised(bigram):
 def test_winogrande_partial_scoring(bigram):
   rec = {"sentence": "The ox chased the yak because _ was angry.", "options": ["the ox", "the yak"],
          "answer": 0}
-  assert tasks.winogrande_pairs(rec) == [("The ox chased the yak because the ox", " was angry."),
+  assert formats.winogrande_pairs(rec) == [("The ox chased the yak because the ox", " was angry."),
                                          ("The ox chased the yak because the yak", " was angry.")]
   scorer, logp = bigram
   recs = [rec, {**rec, "options": ["the yak", "the ox"], "answer": 1},
           {"sentence": "Sam gave Kim a book since _ liked reading.", "options": ["Kim", "Sam"],
            "answer": 1}]
-  metrics, per = tasks.evaluate_records("winogrande", recs, _ctx(scorer))
+  metrics, per = formats.evaluate_records("winogrande", recs, _ctx(scorer))
   for r, p in zip(recs, per):
     before, after = r["sentence"].split("_")
     # Only the continuation is scored: the same tokens under each filled-in context.
@@ -206,7 +206,7 @@ def test_winogrande_partial_scoring(bigram):
 def test_lambada_last_word_accuracy_and_perplexity(bigram):
   scorer, logp = bigram
   recs = [{"text": "many words then qz"}, {"text": "and it ended with xxxx"}]
-  metrics, per = tasks.evaluate_records("lambada", recs, _ctx(scorer))
+  metrics, per = formats.evaluate_records("lambada", recs, _ctx(scorer))
   greedy = logp.argmax(-1)
   lp, n, hits = 0.0, 0, []
   for r in recs:

@@ -10,7 +10,7 @@ from configs.model import presets
 from sbp_jax.data import special_tokens as st
 from sbp_jax.generate.budget_forcing import BudgetConfig, budget_force
 from sbp_jax.generate.sampler import Sampler, SamplingParams
-from sbp_jax.generate.tokenizer import ByteTokenizer
+from sbp_jax.generate.text_codec import ByteTokenizer
 from sbp_jax.model import ModelConfig, Transformer
 
 TOK = ByteTokenizer()

@@ -68,18 +68,18 @@ def test_prompt_formatter_from_config(tmp_path):
 def test_generate_job_samples_from_rendered_prompts(tmp_path):
   """generate.chat: the job's completion is the sampler's on the rendered prompt."""
   from configs import generate_tiny  # pylint: disable=g-import-not-at-top
-  from sbp_jax.generate import jobs  # pylint: disable=g-import-not-at-top
+  from sbp_jax.generate import generate_job  # pylint: disable=g-import-not-at-top
   c = generate_tiny.get_config()
   (tmp_path / "t.jinja").write_text(CHATML)
   c.generate.chat, c.generate.chat_template = True, str(tmp_path / "t.jinja")
   c.generate.temperature, c.generate.max_new_tokens = 0.0, 8
   c.generate.prompts = str(tmp_path / "p.jsonl")
   (tmp_path / "p.jsonl").write_text(json.dumps({"prompt": "Why?"}) + "\n")
-  jobs.run_generate(c, str(tmp_path / "out"))
+  generate_job.run_generate(c, str(tmp_path / "out"))
   with open(os.path.join(tmp_path, "out", "outputs", "part-00000.jsonl")) as f:
     row = json.loads(f.readline())
   assert row["prompt"] == "Why?"  # the record keeps the raw prompt
-  sampler, sp = jobs.make_sampler(c), jobs.sampling_params(c.generate)
+  sampler, sp = generate_job.make_sampler(c), generate_job.sampling_params(c.generate)
   rendered = chat.ChatTemplate(CHATML).user_prompt("Why?")
   assert row["completion"] == sampler.generate_text([rendered], sp, seed=c.seed)[0].text
   assert row["completion"] != sampler.generate_text(["Why?"], sp, seed=c.seed)[0].text

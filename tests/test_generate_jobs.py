@@ -6,7 +6,7 @@ import os
 import pytest
 
 from configs import budget_forcing_tiny, generate_tiny
-from sbp_jax.generate import jobs
+from sbp_jax.generate import generate_job
 from sbp_jax.generate.budget_forcing import parse_setting
 from sbp_jax.reasoning import bf_eval
 
@@ -26,7 +26,7 @@ def test_generate_job_writes_parts_and_skips_finished(tmp_path):
   c.generate.batch_size = 2
   _write_prompts(c.generate.prompts, ["Hello", "The cat", "Once upon"])
   work = str(tmp_path / "run")
-  jobs.run_generate(c, work)
+  generate_job.run_generate(c, work)
   parts = sorted(os.listdir(os.path.join(work, "outputs")))
   assert parts == ["part-00000.jsonl", "part-00001.jsonl"]
   rows = [json.loads(l) for p in parts for l in open(os.path.join(work, "outputs", p))]
@@ -34,7 +34,7 @@ def test_generate_job_writes_parts_and_skips_finished(tmp_path):
   assert all(r["num_tokens"] <= 4 and "completion" in r and r["id"] for r in rows)
   # A re-run leaves finished parts alone.
   mtime = os.path.getmtime(os.path.join(work, "outputs", parts[0]))
-  jobs.run_generate(c, work)
+  generate_job.run_generate(c, work)
   assert os.path.getmtime(os.path.join(work, "outputs", parts[0])) == mtime
 
 
@@ -42,10 +42,10 @@ def test_bad_inputs_name_file_line_and_field(tmp_path):
   p = tmp_path / "q.jsonl"
   p.write_text('{"question": "a"}\n{"q": "b"}\n')
   with pytest.raises(ValueError, match=r"q\.jsonl:2: needs a string field 'question'"):
-    jobs.read_prompts(str(p), "question")
+    generate_job.read_prompts(str(p), "question")
   p.write_text('{"question": "a"\n')
   with pytest.raises(ValueError, match=r"q\.jsonl:1: not valid JSON"):
-    jobs.read_prompts(str(p), "question")
+    generate_job.read_prompts(str(p), "question")
   with pytest.raises(ValueError, match="max=N"):
     parse_setting("max=ten")
   assert parse_setting("min=8,wait=2") == {"min_thinking": 8, "num_waits": 2}

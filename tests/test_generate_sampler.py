@@ -8,7 +8,7 @@ import pytest
 
 from configs.model import presets
 from sbp_jax.generate.sampler import Sampler, SamplingParams, filter_logits, sample_tokens
-from sbp_jax.generate.tokenizer import ByteTokenizer
+from sbp_jax.generate.text_codec import ByteTokenizer
 from sbp_jax.model import ModelConfig, Transformer
 from sbp_jax.parallel import make_mesh, make_rules
 

@@ -42,7 +42,7 @@ def write_training_run(workdir, steps, eval_every, loss0, seed=0):
 
 def eval_results(acc_shift, ppl):
   """results.json contents in the eval job's layout (sbp_jax.eval.jobs.run_eval)."""
-  from sbp_jax.eval.tasks import PRIMARY
+  from sbp_jax.eval.formats import PRIMARY
   tasks = {}
   for name, fmt, value in (("heldout", "perplexity", ppl), ("arc_easy", "multiple_choice", 0.30),
                            ("winogrande", "winogrande", 0.50), ("triviaqa", "generative_qa", 0.1)):
@@ -55,21 +55,21 @@ def eval_results(acc_shift, ppl):
 
 def write_pair_stats(path, seed=0):
   """stats.json via the pair job's own stats functions."""
-  from sbp_jax.sbp import pairs
+  from sbp_jax.sbp.pairing import select
   rng = np.random.default_rng(seed)
-  total = pairs.new_stats(20)
+  total = select.new_stats(20)
   for q in range(2):  # two key shards, as finalize() adds them up
-    st = pairs.new_stats(20)
+    st = select.new_stats(20)
     scores = np.sort(np.clip(rng.normal(0.45, 0.15, (30, 8)), -1, 1), axis=1)[:, ::-1]
     gids = np.arange(30 * 8).reshape(30, 8)
     gids[0, -1] = -1  # a padded slot
-    cands = pairs.above_alpha(np.arange(30) + 30 * q, gids, scores, 0.6, st)
+    cands = select.above_alpha(np.arange(30) + 30 * q, gids, scores, 0.6, st)
     for c in cands.values():  # keep all but the first, which counts as a near-duplicate
       st["dropped"]["near_duplicate"] += 1
       st["kept"] += len(c) - 1
       st["sum_kept_similarity"] += sum(s for _, s in c[1:])
-    total = pairs.add_stats(total, st)
-  stats = pairs.finalize_stats(total, 0.6, 0.12, 500)
+    total = select.add_stats(total, st)
+  stats = select.finalize_stats(total, 0.6, 0.12, 500)
   fileio.write_json(path, stats)  # as the pair job writes it
   return stats
 
@@ -219,7 +219,8 @@ def write_entigraph_demo(run_dir):
   """entigraph/manifest.json (the pipeline) and qa_{before,after}/qa/summary.json (the QA
   job), as the entigraph_demo job lays them out."""
   from configs import entigraph_demo
-  from sbp_jax.entigraph import pipeline, qa
+  from sbp_jax.entigraph import qa
+  from sbp_jax.entigraph import synth_corpus
   c = entigraph_demo.get_config()
   c.entigraph.progress = False
   c.entigraph.max_entities = 3
@@ -228,7 +229,7 @@ def write_entigraph_demo(run_dir):
   c.qa.max_questions = 8
   c.entigraph.documents = os.path.join(ROOT, c.entigraph.documents)
   c.qa.questions = os.path.join(ROOT, c.qa.questions)
-  manifest = pipeline.run_pipeline(c, os.path.join(run_dir, "entigraph"),
+  manifest = synth_corpus.run_pipeline(c, os.path.join(run_dir, "entigraph"),
                                    generator=ScriptedEntiGraph())
   before = qa.evaluate(c, os.path.join(run_dir, "qa_before"), generator=AnswerGen("A"))
   after = qa.evaluate(c, os.path.join(run_dir, "qa_after"), generator=AnswerGen("B"))

@@ -13,7 +13,7 @@ import pytest
 from configs import s1_budget_eval
 from configs.model import presets
 from sbp_jax.generate.sampler import Sampler
-from sbp_jax.generate.tokenizer import ByteTokenizer
+from sbp_jax.generate.text_codec import ByteTokenizer
 from sbp_jax.model import ModelConfig, Transformer
 from sbp_jax.reasoning import bf_eval
 

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from configs import s1_demo
-from sbp_jax.reasoning import demo
+from sbp_jax.reasoning import s1_demo as demo
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import sentencepiece as spm
 
 from sbp_jax.data import special_tokens as st
 from sbp_jax.data.tokenizer import train_sentencepiece
-from sbp_jax.generate.tokenizer import ByteTokenizer
+from sbp_jax.generate.text_codec import ByteTokenizer
 from configs import s1_sft_tiny
 from sbp_jax.reasoning import arith_data, sft, sft_data
 

@@ -15,7 +15,8 @@ import pytest
 from configs.base import get_base
 from sbp_jax.data.factory import make_iterator
 from sbp_jax.model import ModelConfig, Transformer
-from sbp_jax.sbp import joint, tuning
+from sbp_jax.sbp import joint
+from sbp_jax.sbp import synth_tune
 from sbp_jax.train.step import weighted_nll
 
 # The seqio data layer and the SentencePiece trainer (issue 3).
@@ -62,7 +63,7 @@ def test_synthesizer_tuning_loss_ignores_d1_targets(spm_path, tmp_path):
   rng = random.Random(1)
   pairs = [{"d1": _text(rng, 12), "d2": _text(rng, 8)} for _ in range(6)]
   files = _write(tmp_path / "pairs.jsonl", pairs)
-  c = tuning.synthesizer_tuning_config(_base(spm_path, 128), "/base/checkpoints", files,
+  c = synth_tune.synthesizer_tuning_config(_base(spm_path, 128), "/base/checkpoints", files,
                                        num_steps=1, seq_len=128, global_batch_size=2)
   batch = next(make_iterator(c.data, "train", 128, 2, 0))
   w = batch["weights"]

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from sbp_jax.sbp import concepts, experiment, report, seed_gate
+from sbp_jax.sbp import concepts, experiment, seed_gate
+from sbp_jax.sbp import effect_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = "configs/demo_cpu.py:smoke"
@@ -60,8 +61,8 @@ def test_concept_corpus_splits_share_concepts(tmp_path):
 
 
 def test_share_of_gain():
-  assert report.share_of_gain(10.0, 8.0, 6.0) == pytest.approx(0.5)
-  assert report.share_of_gain(10.0, 9.0, 11.0) is None  # the oracle did not improve
+  assert effect_report.share_of_gain(10.0, 8.0, 6.0) == pytest.approx(0.5)
+  assert effect_report.share_of_gain(10.0, 9.0, 11.0) is None  # the oracle did not improve
 
 
 def test_gate_split_and_shuffle():
@@ -88,7 +89,7 @@ def test_report_json_has_every_field(smoke_run):
   assert set(rep["heldout_perplexity"]) == {"baseline", "sbp", "oracle"}
   assert all(np.isfinite(v) and v > 1 for v in rep["heldout_perplexity"].values())
   p = rep["heldout_perplexity"]
-  share = report.share_of_gain(p["baseline"], p["sbp"], p["oracle"])
+  share = effect_report.share_of_gain(p["baseline"], p["sbp"], p["oracle"])
   assert rep["share_of_oracle_gain_heldout"] == share
   assert np.isfinite(rep["seed_nll_gap"])
   assert set(rep["seed_similarity"]) == {"paired", "random_docs", "sbp", "random_pair_synth"}

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sbp_jax.sbp import embed, encoder
+from sbp_jax.sbp.pairing import embed
+from sbp_jax.sbp.pairing import encoder
 
 SENTENCES = ["The cat sat on the mat.", "Stock markets fell sharply after the interest rate rise.",
              "A comet's tail always points away from the Sun.", "ok",
@@ -96,7 +97,7 @@ def test_bad_tensor_shape_is_named(tmp_path):
 def _tiny_lm():
   from configs.model import presets
   from sbp_jax.model import ModelConfig, Transformer
-  from sbp_jax.generate.tokenizer import ByteTokenizer
+  from sbp_jax.generate.text_codec import ByteTokenizer
   cfg = ModelConfig.from_dict({**presets.get("tiny").to_dict(), "dtype": "float32",
                                "remat_policy": "none", "vocab_size": 512})
   params = Transformer(cfg).init(jax.random.key(1), jnp.zeros((1, 8), jnp.int32))["params"]

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from sbp_jax.sbp import experiment, joint, tuning
+from sbp_jax.sbp import experiment, joint
+from sbp_jax.sbp import synth_tune as tuning
 
 
 def _paper_config(name):

@@ -10,8 +10,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from sbp_jax.generate.tokenizer import ByteTokenizer
-from sbp_jax.sbp import pairs, search, shingles
+from sbp_jax.generate.text_codec import ByteTokenizer
+from sbp_jax.sbp import shingles
+from sbp_jax.sbp.pairing import select as pairs
+from sbp_jax.sbp.pairing import search
 
 TOPICS = {
     "astronomy": "star galaxy telescope orbit planet comet nebula supernova astronomer moon",
@@ -185,7 +187,7 @@ def _read_pairs(workdir):
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory, corpus, spm_model):
-  from sbp_jax.sbp import job
+  from sbp_jax.sbp import pair as job
   work = str(tmp_path_factory.mktemp("local"))
   stats = job.run_local(_config(corpus[0], spm_model), work)
   return work, stats
@@ -216,7 +218,7 @@ def test_job_pairs_and_stats(local_run, corpus):
 
 
 def test_interrupted_run_resumes_without_duplicates(local_run, corpus, spm_model, tmp_path):
-  from sbp_jax.sbp import job
+  from sbp_jax.sbp import pair as job
   work, _ = local_run
   # Reuse the finished embeddings; drop neighbours and pairs so search + selection rerun.
   import shutil
@@ -241,7 +243,9 @@ def test_fewer_doc_shards_than_value_shards(corpus, spm_model, tmp_path, caplog)
   """One docs shard with 4 value shards asked for: the job searches 1 value shard, says so,
   and keeps the pairs of the 4-docs-shard x 2-value-shard layout. Exact scoring and the
   same embeddings in both, so only the layout differs."""
-  from sbp_jax.sbp import embed, job, stages
+  from sbp_jax.sbp.pairing import embed
+  from sbp_jax.sbp import pair as job
+  from sbp_jax.sbp.pairing import stages
   normal = str(tmp_path / "normal")
   want = job.run_local(_config(corpus[0], spm_model, scoring="float", num_value_shards=2),
                        normal)
@@ -251,7 +255,7 @@ def test_fewer_doc_shards_than_value_shards(corpus, spm_model, tmp_path, caplog)
   assert stages.split(one.pair, lay)["num_shards"] == 1
   parts = [embed.read_embedding_shard(stages.Layout(normal).emb_file(s)) for s in range(4)]
   embed.write_embedding_shard(lay.emb_file(0), *(np.concatenate(x) for x in zip(*parts)))
-  with caplog.at_level(logging.WARNING, logger="sbp_jax.sbp.stages"):
+  with caplog.at_level(logging.WARNING, logger="sbp_jax.sbp.pairing.stages"):
     got = job.run_local(one, lay.workdir)
   assert "num_value_shards=4 but the corpus has 1 docs shard" in caplog.text
   assert os.listdir(lay.nbr) == ["nbr-q00000-v000.npz"]
@@ -266,7 +270,7 @@ def test_fewer_doc_shards_than_value_shards(corpus, spm_model, tmp_path, caplog)
 
 
 def test_bad_corpus_line_is_named(tmp_path):
-  from sbp_jax.sbp import docs
+  from sbp_jax.sbp.pairing import docs
   p = tmp_path / "bad.jsonl"
   p.write_text('{"id": "a", "text": "fine"}\n{"id": "b", "body": "no text"}\n')
   with pytest.raises(ValueError, match=r"bad\.jsonl:2: needs a string field 'text'"):
@@ -277,7 +281,7 @@ def test_bad_corpus_line_is_named(tmp_path):
 
 @pytest.mark.slow  # two Beam worker processes each load JAX and MiniLM (~1-2 min)
 def test_beam_pipeline_equals_single_process(local_run, corpus, spm_model, tmp_path):
-  from sbp_jax.sbp import beam_pipeline
+  from sbp_jax.sbp.pairing import beam as beam_pipeline
   work, stats = local_run
   c = _config(corpus[0], spm_model)
   c.pair.runner = "beam"
@@ -291,7 +295,8 @@ def test_beam_pipeline_equals_single_process(local_run, corpus, spm_model, tmp_p
 
 @pytest.mark.slow  # two Beam worker processes each load JAX and MiniLM (~1-2 min)
 def test_beam_pipeline_with_fewer_doc_shards_than_value_shards(corpus, spm_model, tmp_path):
-  from sbp_jax.sbp import beam_pipeline, job
+  from sbp_jax.sbp.pairing import beam as beam_pipeline
+  from sbp_jax.sbp import pair as job
   c = _config(corpus[0], spm_model, num_value_shards=4)
   c.pair.shard_size = 100  # one docs shard
   stats = job.run_local(c, str(tmp_path / "local"))

@@ -7,7 +7,7 @@ import pytest
 
 from configs.base import get_base
 from sbp_jax.convert.safetensors_import import import_hf
-from sbp_jax.sbp.embed import make_embedder
+from sbp_jax.sbp.pairing.embed import make_embedder
 from tests import hf_fixtures as hx
 
 TEXTS = hx.PROBES + ["a", "cat " * 40, "Qwen3 pools the <|endoftext|> it appends."]

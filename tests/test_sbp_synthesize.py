@@ -8,7 +8,7 @@ import os
 import pytest
 
 from sbp_jax.data import special_tokens
-from sbp_jax.generate.tokenizer import ByteTokenizer
+from sbp_jax.generate.text_codec import ByteTokenizer
 from sbp_jax.sbp import synthesize as syn
 
 DOCS = [{"id": f"d{i}", "text": f"seed document number {i} about topic {i}"} for i in range(4)]

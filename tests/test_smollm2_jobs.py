@@ -152,13 +152,13 @@ def test_budget_forcing_on_smollm2_end_to_end(imported, tmp_path):
 
 @pytest.mark.slow
 def test_entigraph_on_smollm2_end_to_end(imported, tmp_path):
-  from sbp_jax.entigraph import pipeline  # pylint: disable=g-import-not-at-top
+  from sbp_jax.entigraph import synth_corpus  # pylint: disable=g-import-not-at-top
   c = entigraph_smollm2.get_config()
   _point_at(c, imported)
   e = c.entigraph
   e.max_docs, e.max_entities, e.num_triples, e.extraction_retries = 1, 3, 1, 1
   e.extraction_max_tokens, e.relation_max_tokens, e.progress = 48, 12, False
-  pipeline.run(c, str(tmp_path))
+  synth_corpus.run(c, str(tmp_path))
   m = json.load(open(tmp_path / "manifest.json"))
   assert m["documents_started"] == 1
   ext = m["extraction"]

@@ -1,4 +1,4 @@
-"""The `pair` section: SBP step 1 (sbp_jax/sbp/job.py) with the thesis's settings (B.1.1).
+"""The `pair` section: SBP step 1 (sbp_jax/sbp/pair.py) with the thesis's settings (B.1.1).
 
 Embedding: Qwen3-Embedding-0.6B, imported with configs/import_hf.py (job
 `import_hf`), loaded as an LM embedder from the import directory with its own
@@ -19,7 +19,7 @@ def pair_section() -> ml_collections.ConfigDict:
   p.max_docs = 0              # 0 = all
   p.shard_size = 1_000_000    # docs per shard (= key shard; embedding and selection unit)
   p.runner = "beam"           # or "local" (one process, small corpora)
-  p.beam_options = ()         # e.g. Dataflow / Flink flags (sbp_jax/sbp/beam_pipeline.py)
+  p.beam_options = ()         # e.g. Dataflow / Flink flags (sbp_jax/sbp/pairing/beam.py)
 
   e = p.embedder = ml_collections.ConfigDict()
   e.kind = "lm"               # "lm": a decoder checkpoint; "encoder": a BERT-family HF dir
@@ -55,7 +55,7 @@ def pair_section() -> ml_collections.ConfigDict:
   sel.cap = 0                 # pairs per d1 (0 = no cap)
   sel.shingle = 13
   sel.hist_bins = 40
-  # The near-duplicate rule's tokenizer: unset = the job's `tokenizer` (sbp_jax/sbp/job.py).
+  # The near-duplicate rule's tokenizer: unset = the job's `tokenizer` (sbp_jax/sbp/pair.py).
   sel.tokenizer = ml_collections.ConfigDict(dict(kind="", path=""))
   p.random_pairs = 10000      # the random-pair ablation's pairs (Table B.1)
   return p

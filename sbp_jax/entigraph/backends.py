@@ -264,7 +264,7 @@ def make_generator(config) -> Generator:
   the checkpoint) or 'http' (config.generator.http)."""
   g = config.generator
   if g.kind == "local":
-    from sbp_jax.generate.jobs import make_sampler  # pylint: disable=g-import-not-at-top
+    from sbp_jax.generate.generate_job import make_sampler  # pylint: disable=g-import-not-at-top
     render = render_chat
     if config.generate.get("chat", False):  # an imported chat model: its own template
       from sbp_jax.generate.chat import ChatTemplate  # pylint: disable=g-import-not-at-top

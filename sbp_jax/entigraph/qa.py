@@ -22,7 +22,7 @@ from sbp_jax import fileio
 from sbp_jax.fileio import write_jsonl
 from sbp_jax.entigraph import prompts
 from sbp_jax.entigraph.backends import GenParams
-from sbp_jax.entigraph.sources import Question, load_questions
+from sbp_jax.entigraph.articles import Question, load_questions
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def evaluate(config, workdir: str, generator=None, sampler=None) -> dict:
       if sampler is None:
         sampler = getattr(generator, "sampler", None)
       if sampler is None:
-        from sbp_jax.generate.jobs import make_sampler  # pylint: disable=g-import-not-at-top
+        from sbp_jax.generate.generate_job import make_sampler  # pylint: disable=g-import-not-at-top
         if config.generator.kind != "local":
           raise ValueError("qa mode 'loglik' scores with the local model; set "
                            "generator.kind='local' or drop 'loglik' from qa.modes.")

@@ -19,10 +19,11 @@ import jax
 
 from sbp_jax import fileio
 from sbp_jax.fileio import write_jsonl
-from sbp_jax.eval import report, tasks
+from sbp_jax.eval import report
+from sbp_jax.eval import formats
 from sbp_jax.eval.records import read_records
 from sbp_jax.eval.scorer import Scorer
-from sbp_jax.generate.tokenizer import eos_ids_of, make_tokenizer, pad_id_of
+from sbp_jax.generate.text_codec import eos_ids_of, make_tokenizer, pad_id_of
 from sbp_jax.model import ModelConfig
 from sbp_jax.parallel import make_rules, maybe_initialize_distributed, mesh_from_config
 
@@ -76,8 +77,8 @@ def task_list(config) -> list[dict]:
     unknown = sorted(set(t) - TASK_KEYS)
     if unknown:
       raise ValueError(f"eval.tasks[{i}] has unknown key(s) {unknown}; known: {sorted(TASK_KEYS)}.")
-    if not t.get("name") or t.get("format") not in tasks.EVALUATORS:
-      raise ValueError(f"eval.tasks[{i}] needs a name and a format in {sorted(tasks.EVALUATORS)}.")
+    if not t.get("name") or t.get("format") not in formats.EVALUATORS:
+      raise ValueError(f"eval.tasks[{i}] needs a name and a format in {sorted(formats.EVALUATORS)}.")
     if t["name"] in seen:
       raise ValueError(f"eval.tasks: the name {t['name']!r} is used twice.")
     seen.add(t["name"])
@@ -171,7 +172,7 @@ def run_eval(config, workdir: str) -> dict:
         log.info("%s: done earlier (%s)", t["name"], path)
         continue
     if scorer is None:
-      from sbp_jax.generate.jobs import load_params  # pylint: disable=g-import-not-at-top
+      from sbp_jax.generate.generate_job import load_params  # pylint: disable=g-import-not-at-top
       params = load_params(cfg, e.checkpoint, mesh, rules, config.seed)
       scorer = Scorer(cfg, params, mesh, rules, batch_size=int(e.batch_size),
                       max_len=int(e.get("max_len", 0) or cfg.max_seq_len),
@@ -179,7 +180,7 @@ def run_eval(config, workdir: str) -> dict:
     if t["format"] == "generative_qa" and generate is None:
       generate = make_generate(cfg, scorer.params, tok, mesh, rules, prefix,
                                int(e.get("generate_batch_size", 8)))
-    ctx = tasks.Context(scorer=scorer, tokenizer=tok, prefix=prefix,
+    ctx = formats.Context(scorer=scorer, tokenizer=tok, prefix=prefix,
                         rolling_overlap=int(e.get("rolling_overlap", 0)), generate=generate)
     recs, pool = load_task(t)
     opts = dict(seed=int(t.get("seed", config.seed)))
@@ -188,8 +189,8 @@ def run_eval(config, workdir: str) -> dict:
     if t["format"] == "generative_qa":
       opts["max_new_tokens"] = int(t.get("max_new_tokens", 24))
     t0 = time.perf_counter()
-    metrics, per = tasks.evaluate_records(t["format"], recs, ctx, pool, **opts)
-    primary, kind = tasks.PRIMARY[t["format"]]
+    metrics, per = formats.evaluate_records(t["format"], recs, ctx, pool, **opts)
+    primary, kind = formats.PRIMARY[t["format"]]
     primary = t.get("primary") or primary
     if primary not in metrics:
       raise ValueError(f"task {t['name']}: primary={primary!r} is not one of {sorted(metrics)}.")

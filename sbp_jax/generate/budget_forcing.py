@@ -22,7 +22,7 @@ from typing import Sequence
 from sbp_jax.data import special_tokens
 from sbp_jax.errors import InputError
 from sbp_jax.generate.sampler import Sampler, SamplingParams
-from sbp_jax.generate.tokenizer import eos_ids_of
+from sbp_jax.generate.text_codec import eos_ids_of
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from sbp_jax.generate.tokenizer import eos_ids_of, pad_id_of
+from sbp_jax.generate.text_codec import eos_ids_of, pad_id_of
 from sbp_jax.model import CACHE_AXES, ModelConfig, Transformer, init_cache, unstack_layers
 from sbp_jax.parallel import (batch_shards, bucket, make_mesh, make_rules, mesh_context, place_params,
                               round_up)

@@ -253,7 +253,7 @@ class OpenAIServer(http.server.ThreadingHTTPServer):
 def run_serve(config, workdir: str) -> None:
   """Serves until interrupted (Ctrl-C or SIGTERM)."""
   import signal  # pylint: disable=g-import-not-at-top
-  from sbp_jax.generate.jobs import make_sampler  # pylint: disable=g-import-not-at-top
+  from sbp_jax.generate.generate_job import make_sampler  # pylint: disable=g-import-not-at-top
   s = config.serve
   key = ""
   if s.get("api_key_env"):

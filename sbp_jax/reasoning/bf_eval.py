@@ -33,7 +33,7 @@ from sbp_jax.errors import InputError
 from sbp_jax.fileio import iter_jsonl, read_jsonl, write_jsonl
 from sbp_jax.generate import budget_forcing as bf
 from sbp_jax.generate.budget_forcing import BudgetConfig, budget_force, parse_setting
-from sbp_jax.generate.jobs import check_model_inputs, make_sampler
+from sbp_jax.generate.generate_job import check_model_inputs, make_sampler
 from sbp_jax.generate.sampler import SamplingParams
 from sbp_jax.reasoning import answers
 from sbp_jax.reasoning.sft_data import budget_fields, template_from_config

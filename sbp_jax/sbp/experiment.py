@@ -30,7 +30,9 @@ import numpy as np
 
 from sbp_jax import fileio
 from sbp_jax.fileio import read_jsonl, write_jsonl
-from sbp_jax.sbp import joint, quality, report, seed_gate, synthesize, tuning
+from sbp_jax.sbp import joint, quality, seed_gate, synthesize
+from sbp_jax.sbp import effect_report
+from sbp_jax.sbp import synth_tune as tuning
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ def _write_config(sub: str, c: ml_collections.ConfigDict) -> None:
 
 
 def _tokenizer(config):
-  from sbp_jax.generate.tokenizer import make_tokenizer  # pylint: disable=g-import-not-at-top
+  from sbp_jax.generate.text_codec import make_tokenizer  # pylint: disable=g-import-not-at-top
   return make_tokenizer(config.tokenizer)
 
 
@@ -139,8 +141,8 @@ def train_stage(cfg: ml_collections.ConfigDict, sub: str) -> dict:
 
 
 def pair_stage(config, real_files, sub: str) -> dict:
-  """SBP step 1 (the `pair` job of sbp_jax.sbp.job) on D_pretrain."""
-  from sbp_jax.sbp import job as pair_job  # pylint: disable=g-import-not-at-top
+  """SBP step 1 (the `pair` job of sbp_jax.sbp.pair) on D_pretrain."""
+  from sbp_jax.sbp import pair as pair_job  # pylint: disable=g-import-not-at-top
   c = _copy(config)
   c.job = "pair"
   c.pair.corpus = real_files
@@ -310,7 +312,7 @@ def quality_stage(config, real_files, sbp_files, random_files, pairs_files, sub:
 
 def make_quality_embedder(config):
   """The pairing stage's embedder (the thesis scores B.1 with its pairing embedder)."""
-  from sbp_jax.sbp.embed import make_embedder  # pylint: disable=g-import-not-at-top
+  from sbp_jax.sbp.pairing.embed import make_embedder  # pylint: disable=g-import-not-at-top
   return make_embedder(config)
 
 
@@ -482,9 +484,9 @@ def run(config, workdir: str) -> dict:
 
   if e.get("concepts") and "synthesize" in stages:
     stages["fact_check"] = concept_fact_check(config, data, stages)
-  curves = {name: report.curve(rec) for name, rec in arms.items()}
-  report.plot(curves, os.path.join(workdir, PLOT_FILE))
-  rep = report.build(stages, curves)
+  curves = {name: effect_report.curve(rec) for name, rec in arms.items()}
+  effect_report.plot(curves, os.path.join(workdir, PLOT_FILE))
+  rep = effect_report.build(stages, curves)
   stages["report"] = rep
   text = format_results(stages)
   results = dict(stages=stages, wall_seconds=time.perf_counter() - t0)

@@ -31,7 +31,7 @@ JACCARD = 0.6         # near-duplicate threshold (Table 3.3)
 NUM_PERM = 128        # MinHash permutations
 WORD_SHINGLE = 5      # words per shingle for near-duplicate detection
 
-# texts -> [n, d] unit vectors; objects with an `.embed` method (sbp_jax.sbp.embed) work too.
+# texts -> [n, d] unit vectors; objects with an `.embed` method (sbp_jax.sbp.pairing.embed) work too.
 Embedder = Callable[[Sequence[str]], np.ndarray]
 
 def words(text: str) -> list[str]:
@@ -122,7 +122,7 @@ def pair_similarities(seeds: Sequence[str], outputs: Sequence[str], embed: Embed
                       batch_size: int = 256) -> np.ndarray:
   """Cosine similarity of each output to its seed; `embed` returns unit vectors."""
   _check_pairs(seeds, outputs)
-  embed = getattr(embed, "embed", embed)  # an Embedder object (sbp_jax.sbp.embed) or a callable
+  embed = getattr(embed, "embed", embed)  # an Embedder object (sbp_jax.sbp.pairing.embed) or a callable
   sims = []
   for i in range(0, len(seeds), batch_size):
     a = np.asarray(embed(list(seeds[i:i + batch_size])), np.float64)

@@ -46,7 +46,7 @@ def shuffled_seeds(rows: list[dict], seed: int) -> list[dict]:
 def pairs_nll(config, checkpoint: str, files: dict[str, str], seq_len: int) -> dict[str, float]:
   """Mean NLL per d2 token (d2 and EOS, as tuning's loss) of each pairs file, one pass."""
   import ml_collections  # pylint: disable=g-import-not-at-top
-  from sbp_jax.generate.jobs import load_params  # pylint: disable=g-import-not-at-top
+  from sbp_jax.generate.generate_job import load_params  # pylint: disable=g-import-not-at-top
   from sbp_jax.model import ModelConfig, Transformer  # pylint: disable=g-import-not-at-top
   from sbp_jax.parallel import make_rules, mesh_from_config  # pylint: disable=g-import-not-at-top
   from sbp_jax.train.loop import evaluate  # pylint: disable=g-import-not-at-top

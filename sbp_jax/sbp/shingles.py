@@ -62,5 +62,5 @@ class NearDuplicateRule:
 def make_shingle_tokenizer(tok_cfg):
   """A tokenizer config section ({kind: 'sentencepiece' | 'bytes' | 'hf', path}) -> tokenizer;
   the thesis uses SentencePiece (e.g. data/demo_corpus/spm_bpe_4096.model)."""
-  from sbp_jax.generate.tokenizer import make_tokenizer  # pylint: disable=g-import-not-at-top
+  from sbp_jax.generate.text_codec import make_tokenizer  # pylint: disable=g-import-not-at-top
   return make_tokenizer(tok_cfg)

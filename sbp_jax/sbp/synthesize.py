@@ -259,7 +259,7 @@ def sampler_generate_fn(sampler, sp, max_prompt_tokens: int,
   """GenerateFn over sbp_jax.generate.Sampler: stop at end-of-sequence, drop the stop id."""
   stops = set(sp.stop_ids or ())
   if not stops:
-    from sbp_jax.generate.tokenizer import eos_ids_of  # pylint: disable=g-import-not-at-top
+    from sbp_jax.generate.text_codec import eos_ids_of  # pylint: disable=g-import-not-at-top
     stops = set(eos_ids_of(sampler.tokenizer))
 
   def generate(texts, seed):
@@ -299,7 +299,7 @@ def run(config, workdir: str) -> dict:
     totals = {"shards_written": 0}
   else:
     docs = SeedDocs(s.seed_files, s.get("text_field", "text"), s.get("id_field", "id"))
-    from sbp_jax.generate.jobs import make_sampler, sampling_params  # pylint: disable=g-import-not-at-top
+    from sbp_jax.generate.generate_job import make_sampler, sampling_params  # pylint: disable=g-import-not-at-top
     from sbp_jax.parallel import make_mesh  # pylint: disable=g-import-not-at-top
     # The synthesizer on this host's own devices (hosts synthesize independently).
     mesh = make_mesh(tuple(s.get("ici", (-1, 1, 1))), devices=jax.local_devices())

@@ -19,7 +19,7 @@ from sbp_jax.errors import InputError
 from sbp_jax.fileio import read_jsonl, write_jsonl
 from sbp_jax.generate.chat import prompt_formatter
 from sbp_jax.generate.sampler import Sampler, SamplingParams
-from sbp_jax.generate.tokenizer import make_tokenizer
+from sbp_jax.generate.text_codec import make_tokenizer
 from sbp_jax.model import ModelConfig, Transformer, boxed_params
 from sbp_jax.parallel import make_rules, mesh_context, mesh_from_config, param_shardings
 

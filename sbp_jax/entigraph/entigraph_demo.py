@@ -18,9 +18,10 @@ import json
 import os
 
 from sbp_jax import fileio
-from sbp_jax.entigraph import cpt, pipeline, qa
+from sbp_jax.entigraph import cpt, qa
+from sbp_jax.entigraph import synth_corpus
 from sbp_jax.entigraph.backends import LocalGenerator
-from sbp_jax.entigraph.sources import load_documents
+from sbp_jax.entigraph.articles import load_documents
 
 
 def _derive(config, **sections):
@@ -51,7 +52,7 @@ def _latest(ckpt_dir: str) -> str:
 
 
 def run(config, workdir: str) -> dict:
-  from sbp_jax.generate.jobs import make_sampler  # pylint: disable=g-import-not-at-top
+  from sbp_jax.generate.generate_job import make_sampler  # pylint: disable=g-import-not-at-top
   from sbp_jax.train.loop import train  # pylint: disable=g-import-not-at-top
   d = config.demo
   results = {}
@@ -76,8 +77,8 @@ def run(config, workdir: str) -> dict:
   base_sampler = make_sampler(gen_cfg)
   gen = LocalGenerator(base_sampler, int(config.generator.batch_size), int(config.generator.top_k))
   eg_dir = os.path.join(workdir, "entigraph")
-  manifest = pipeline.run_pipeline(gen_cfg, eg_dir, generator=gen)
-  pipeline.print_manifest(manifest)
+  manifest = synth_corpus.run_pipeline(gen_cfg, eg_dir, generator=gen)
+  synth_corpus.print_manifest(manifest)
   results["entigraph"] = manifest
 
   # 3. CPT with replay.

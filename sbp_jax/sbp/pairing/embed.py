@@ -2,7 +2,7 @@
 
 Two embedders share one interface (`dim`, `embed(texts) -> [n, dim]` unit-norm
 float32): a language model's hidden states (LMEmbedder) and an external BERT
-sentence encoder (sbp_jax.sbp.encoder). LMEmbedder pools either the mean of a
+sentence encoder (sbp_jax.sbp.pairing.encoder). LMEmbedder pools either the mean of a
 chosen layer (our own model's embeddings; the thesis names this the
 self-contained ideal) or, as Qwen3-Embedding does (the thesis's pairing
 embedder), the last token's final hidden state (after the final norm), with
@@ -23,7 +23,7 @@ import numpy as np
 
 from sbp_jax import fileio
 from sbp_jax.model.layers import RMSNorm
-from sbp_jax.sbp.encoder import SentenceEncoder, masked_mean_unit, padded_batches
+from sbp_jax.sbp.pairing.encoder import SentenceEncoder, masked_mean_unit, padded_batches
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class LMEmbedder:
 
   def embed(self, texts: Sequence[str]) -> np.ndarray:
     from sbp_jax.parallel import batch_sharding, mesh_context  # pylint: disable=g-import-not-at-top
-    from sbp_jax.generate.tokenizer import pad_id_of  # pylint: disable=g-import-not-at-top
+    from sbp_jax.generate.text_codec import pad_id_of  # pylint: disable=g-import-not-at-top
     enc = getattr(self.tokenizer, "encode_for_model", None)
     enc = enc or (lambda t, n: list(self.tokenizer.encode(t))[:n])
     ids = [enc(t, self.max_len) or [pad_id_of(self.tokenizer)] for t in texts]
@@ -125,8 +125,8 @@ def make_embedder(config) -> Embedder:
     return SentenceEncoder(e.get("path", ""), batch_size=int(e.batch_size),
                            max_len=int(e.get("max_len", 0)))
   if e.kind == "lm":
-    from sbp_jax.generate.jobs import load_params  # pylint: disable=g-import-not-at-top
-    from sbp_jax.generate.tokenizer import make_tokenizer  # pylint: disable=g-import-not-at-top
+    from sbp_jax.generate.generate_job import load_params  # pylint: disable=g-import-not-at-top
+    from sbp_jax.generate.text_codec import make_tokenizer  # pylint: disable=g-import-not-at-top
     from sbp_jax.model import ModelConfig  # pylint: disable=g-import-not-at-top
     from sbp_jax.parallel import make_rules, mesh_from_config  # pylint: disable=g-import-not-at-top
     files = lm_embedder_files(config)

@@ -36,7 +36,7 @@ from sbp_jax.fileio import write_jsonl
 from sbp_jax.entigraph import prompts
 from sbp_jax.entigraph.backends import GenParams, generate, make_generator
 from sbp_jax.entigraph.parsing import parse_entities
-from sbp_jax.entigraph.sources import Document, load_documents
+from sbp_jax.entigraph.articles import Document, load_documents
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +256,7 @@ def summarize(metas: list[dict], e, target_tokens: int) -> dict:
 def run_pipeline(config, workdir: str, generator=None) -> dict:
   """Generates (or finishes) the synthetic corpus; returns the manifest."""
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  from sbp_jax.generate.tokenizer import make_tokenizer  # pylint: disable=g-import-not-at-top
+  from sbp_jax.generate.text_codec import make_tokenizer  # pylint: disable=g-import-not-at-top
   e = config.entigraph
   docs = load_documents(e.documents)
   if int(e.get("max_docs", 0)) > 0:

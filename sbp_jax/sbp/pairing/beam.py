@@ -28,8 +28,8 @@ import apache_beam as beam
 import ml_collections
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from sbp_jax.sbp import docs as docs_lib
-from sbp_jax.sbp import stages
+from sbp_jax.sbp.pairing import docs as docs_lib
+from sbp_jax.sbp.pairing import stages
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class EmbedFn(_Stage):
 
   def _get(self):
     if self._embedder is None:
-      from sbp_jax.sbp.embed import make_embedder  # pylint: disable=g-import-not-at-top
+      from sbp_jax.sbp.pairing.embed import make_embedder  # pylint: disable=g-import-not-at-top
       self._embedder = make_embedder(self.config)
     return self._embedder
 
@@ -92,7 +92,7 @@ class SelectFn(_Stage):
 
   def setup(self):
     super().setup()
-    from sbp_jax.sbp.job import make_rule  # pylint: disable=g-import-not-at-top
+    from sbp_jax.sbp.pair import make_rule  # pylint: disable=g-import-not-at-top
     self.rule = make_rule(self.config)
 
   def process(self, element):

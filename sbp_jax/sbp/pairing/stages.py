@@ -20,11 +20,11 @@ import numpy as np
 
 from sbp_jax import fileio
 from sbp_jax.fileio import write_jsonl
-from sbp_jax.sbp import docs as docs_lib
-from sbp_jax.sbp.embed import embed_docs, read_embedding_shard, write_npz
-from sbp_jax.sbp.pairs import (SelectConfig, above_alpha, add_stats, finalize_stats, new_stats,
+from sbp_jax.sbp.pairing import docs as docs_lib
+from sbp_jax.sbp.pairing.embed import embed_docs, read_embedding_shard, write_npz
+from sbp_jax.sbp.pairing.select import (SelectConfig, above_alpha, add_stats, finalize_stats, new_stats,
                                random_pair_similarity, select_for_d1)
-from sbp_jax.sbp.search import (SearchConfig, build_searcher, merge_topk, salt_of,
+from sbp_jax.sbp.pairing.search import (SearchConfig, build_searcher, merge_topk, salt_of,
                                 search_value_shard, value_shard_members)
 
 log = logging.getLogger(__name__)

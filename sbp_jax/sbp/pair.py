@@ -12,7 +12,7 @@ import functools
 import json
 import logging
 
-from sbp_jax.sbp import stages
+from sbp_jax.sbp.pairing import stages
 from sbp_jax.sbp.shingles import NearDuplicateRule, make_shingle_tokenizer
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def make_rule(config) -> NearDuplicateRule:
 def run_local(config, workdir: str, stop_after_shards: int = 0) -> dict:
   """Single-process path. stop_after_shards > 0 stops (raising) after that many selection
   shards were written, to test resumption."""
-  from sbp_jax.sbp.embed import make_embedder  # pylint: disable=g-import-not-at-top
+  from sbp_jax.sbp.pairing.embed import make_embedder  # pylint: disable=g-import-not-at-top
   p = config.pair
   lay = stages.Layout(workdir)
   man = stages.split(p, lay)
@@ -62,7 +62,7 @@ def run(config, workdir: str) -> dict:
   if p.runner == "local":
     stats = run_local(config, workdir)
   elif p.runner == "beam":
-    from sbp_jax.sbp.beam_pipeline import run_beam  # pylint: disable=g-import-not-at-top
+    from sbp_jax.sbp.pairing.beam import run_beam  # pylint: disable=g-import-not-at-top
     stats = run_beam(config, workdir)
   else:
     raise ValueError(f"pair.runner={p.runner!r}; choose 'local' or 'beam'.")

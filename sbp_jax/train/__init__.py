@@ -1,0 +1,1 @@
+"""Training: optimizer and schedules, train/eval steps, orbax checkpoints, the one train loop."""
