@@ -14,7 +14,6 @@ Every step writes under its own subdirectory and is skipped or resumed on a re-r
 from __future__ import annotations
 
 import copy
-import json
 import os
 
 from sbp_jax import fileio

@@ -23,7 +23,7 @@ from sbp_jax.eval import report
 from sbp_jax.eval import formats
 from sbp_jax.eval.records import read_records
 from sbp_jax.eval.scorer import Scorer
-from sbp_jax.generate.text_codec import eos_ids_of, make_tokenizer, pad_id_of
+from sbp_jax.generate.text_codec import check_fits, eos_ids_of, make_tokenizer
 from sbp_jax.model import ModelConfig
 from sbp_jax.parallel import make_rules, maybe_initialize_distributed, mesh_from_config
 
@@ -147,10 +147,7 @@ def run_eval(config, workdir: str) -> dict:
   mesh = mesh_from_config(config.mesh)
   rules = make_rules(config.mesh.get("rules"))
   tok = make_tokenizer(config.tokenizer)
-  vocab = getattr(tok, "vocab_size", None)
-  if vocab is not None and vocab > cfg.vocab_size:
-    raise ValueError(f"tokenizer has {vocab} ids but the model's vocab_size is {cfg.vocab_size}; "
-                     "evaluate with the tokenizer the model was trained with (config.tokenizer).")
+  check_fits(tok, cfg.vocab_size)
   prefix = resolve_prefix(e.get("prefix", "none"), tok, cfg.vocab_size)
   out_dir = os.path.join(workdir, "eval")
   # Finished tasks are reused only for the same checkpoint step and scoring setup.

@@ -16,7 +16,6 @@ release, and `sbp_jax/eval/tfds_source.py` builds them from tensorflow-datasets.
 
 from __future__ import annotations
 
-import os
 from typing import Callable, Sequence
 
 from sbp_jax import fileio

@@ -19,7 +19,7 @@ from sbp_jax.errors import InputError
 from sbp_jax.fileio import read_jsonl, write_jsonl
 from sbp_jax.generate.chat import prompt_formatter
 from sbp_jax.generate.sampler import Sampler, SamplingParams
-from sbp_jax.generate.text_codec import make_tokenizer
+from sbp_jax.generate.text_codec import check_fits, make_tokenizer
 from sbp_jax.model import ModelConfig, Transformer, boxed_params
 from sbp_jax.parallel import make_rules, mesh_context, mesh_from_config, param_shardings
 
@@ -77,10 +77,7 @@ def make_sampler(config, checkpoint: str | None = None, mesh=None) -> Sampler:
   mesh = mesh if mesh is not None else mesh_from_config(config.mesh)
   rules = make_rules(config.mesh.get("rules"))
   tok = make_tokenizer(config.tokenizer)
-  vocab = getattr(tok, "vocab_size", None)
-  if vocab is not None and vocab > cfg.vocab_size:
-    raise ValueError(f"tokenizer has {vocab} ids but model.vocab_size={cfg.vocab_size}; use the "
-                     "model's own tokenizer (config.tokenizer) or a larger vocab.")
+  check_fits(tok, cfg.vocab_size)
   if checkpoint is None:
     checkpoint = config.generate.checkpoint
   params = load_params(cfg, checkpoint, mesh, rules, config.seed)

@@ -95,6 +95,14 @@ class ByteTokenizer:
     return b[0] if len(b) == 1 else None
 
 
+def check_fits(tok, vocab_size: int) -> None:
+  """A tokenizer whose ids reach past the model's embedding cannot drive it."""
+  n = getattr(tok, "vocab_size", None)
+  if n is not None and n > vocab_size:
+    raise ValueError(f"the tokenizer has {n} ids but the model's vocab_size is {vocab_size}; use "
+                     "the tokenizer the model was trained with (config.tokenizer).")
+
+
 def make_tokenizer(tok_cfg):
   """From a config section {kind: 'bytes' | 'hf' | 'sentencepiece' | '' (from the path), path}."""
   kind = tok_cfg.get("kind", "bytes")
