@@ -102,8 +102,14 @@ def test_ensure_imported_skips_a_finished_import_and_names_missing_fields(tmp_pa
   cfg = ModelConfig(vocab_size=64, num_layers=1, d_model=8, d_ffn=16, num_heads=2,
                     num_kv_heads=1)
   (tmp_path / "model.json").write_text(json.dumps(dataclasses.asdict(cfg)))
-  sec = ml_collections.ConfigDict(dict(source="/nonexistent.gguf", workdir=str(tmp_path)))
-  assert gguf_import.ensure_imported(sec) == str(tmp_path)  # never opens the missing source
+  src = tmp_path / "not_really.gguf"  # not a GGUF: a finished import must never parse it
+  src.write_bytes(b"placeholder")
+  sec = ml_collections.ConfigDict(dict(source=str(src), workdir=str(tmp_path)))
+  assert gguf_import.ensure_imported(sec) == str(tmp_path)
+  # The run identity needs the source: a missing one is named, never silently reused.
+  sec.source = str(tmp_path / "nonexistent.gguf")
+  with pytest.raises(FileNotFoundError, match="nonexistent.gguf"):
+    gguf_import.ensure_imported(sec)
   with pytest.raises(ValueError, match="workdir"):
     gguf_import.ensure_imported(ml_collections.ConfigDict(dict(source="x.gguf", workdir="")))
 
