@@ -42,6 +42,7 @@ def get_base(model: str = "tiny") -> ml_collections.ConfigDict:
   c.train.global_batch_size = 2048
   c.train.grad_accum_steps = 1
   c.train.num_steps = 1000
+  c.train.run_steps = 0            # > 0: stop after this many steps this run (resume later)
   c.train.schedule = "cosine"  # or "constant"
   c.train.lr = 1e-2
   c.train.end_lr = 5e-5

@@ -38,7 +38,6 @@ def get_config(size: str = "main"):
                  num_kv_heads=2, max_seq_len=512, dtype="float32", remat_policy="none")
   c.mesh.ici = (1, 1, 1)
   c.tokenizer.path = SPM
-  c.data.vocab = SPM
 
   e = c.experiment
   e.concepts = concepts_section(size != "control")
@@ -78,7 +77,6 @@ def get_config(size: str = "main"):
   s.ici = (1, 1, 1)
 
   c.pair = pair_section()
-  c.pair.select.tokenizer.path = SPM
   c.pair.shard_size = 600
   c.pair.search.k = 10
   c.pair.select.cap = 0             # the thesis keeps every neighbour above alpha

@@ -36,10 +36,13 @@ log = logging.getLogger("sbp_jax")
 IGNORED = (
     "mesh", "env", "distributed", "job",
     "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
-    "train.async_checkpoint", "train.peak_flops_per_device", "train.eval_every",
+    "train.async_checkpoint", "train.peak_flops_per_device", "train.eval_every", "train.run_steps",
     "train.eval_steps", "train.eval_batch_size", "data.checkpoint_iterator",
     "budget_eval.plot", "budget_eval.title",
 )
+# Paths a job writes (outputs outside the workdir): part of the identity as settings, but
+# never read as inputs.
+OUTPUT_FIELDS = ("train.checkpoint_dir",)
 _MAX_DIR_ENTRIES = 256  # a directory input is identified by at most this many entries
 
 _OVERWRITE = contextvars.ContextVar("sbp_jax_overwrite", default=False)
@@ -123,6 +126,8 @@ def inputs_of(config, keys: Sequence[str], workdir: str = "") -> dict[str, Any]:
   out = {}
   for k, v in config_fields(config, keys).items():
     for i, s in enumerate(v if isinstance(v, list) else [v]):
+      if k in OUTPUT_FIELDS:
+        continue
       if _looks_like_path(s) and not (workdir and _inside(s, workdir)):
         ident = input_identity(s)
         if ident is not None:

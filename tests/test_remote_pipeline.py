@@ -77,9 +77,9 @@ def test_pipeline_with_remote_corpus_and_workdir(tmp_path, monkeypatch):
   plan = types.SimpleNamespace(real_rate=0.8, synthetic_rate=0.2)  # synthetic lasts 2 steps
   t = joint.text_arm_config(c, joint.joint_sources(corpus, syn["files"], plan), 1)
   t.train.update(checkpoint_dir=ckpt, checkpoint_every=1, seq_len=64, global_batch_size=8,
-                 eval_every=1, eval_steps=1, async_checkpoint=False)
-  train(t, f"{work}/train")
-  t.train.num_steps = 2
+                 eval_every=1, eval_steps=1, async_checkpoint=False, num_steps=2, run_steps=1)
+  train(t, f"{work}/train")  # stops after step 1 (run_steps)
+  t.train.run_steps = 0
   resumed = train(t, f"{work}/train")
   assert list(resumed["loss"]) == [2]  # the second run went on from the step-1 checkpoint
   hist = fileio.read_json(f"{work}/train/history.json")

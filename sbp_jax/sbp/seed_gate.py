@@ -51,6 +51,7 @@ def pairs_nll(config, checkpoint: str, files: dict[str, str], seq_len: int) -> d
   from sbp_jax.parallel import make_rules, mesh_from_config  # pylint: disable=g-import-not-at-top
   from sbp_jax.train.loop import evaluate  # pylint: disable=g-import-not-at-top
   from sbp_jax.train.step import make_eval_step  # pylint: disable=g-import-not-at-top
+  from sbp_jax.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
   cfg = ModelConfig.from_dict(dict(config.model, max_seq_len=max(int(config.model.max_seq_len),
                                                                    seq_len)))
   mesh, rules = mesh_from_config(config.mesh), make_rules(config.mesh.get("rules"))
@@ -63,7 +64,7 @@ def pairs_nll(config, checkpoint: str, files: dict[str, str], seq_len: int) -> d
     tcfg = ml_collections.ConfigDict(dict(seq_len=seq_len, eval_batch_size=batch,
                                           global_batch_size=batch,
                                           eval_steps=math.ceil(n_tok / (batch * seq_len)) + 1))
-    data = ml_collections.ConfigDict(config.data.to_dict())
+    data = ml_collections.ConfigDict(vocab_lib.with_job_tokenizer(config).data.to_dict())
     data.eval = [dict(name=f"seed_gate_{name}", format="pairs", files=path)]
     out[name] = float(evaluate(eval_fn, params, data, tcfg, int(config.seed), mesh, rules)["loss"])
   return out

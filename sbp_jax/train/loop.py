@@ -162,8 +162,13 @@ def train(config, workdir: str) -> dict:
       history["loss"][s] = float(m["loss"])
     return done
 
+  # train.run_steps > 0: stop (with a checkpoint) after that many steps in this invocation,
+  # e.g. to fit a scheduler's time slice; the same command later resumes to num_steps.
+  run_until = tcfg.num_steps
+  if tcfg.get("run_steps"):
+    run_until = min(run_until, step + int(tcfg.run_steps))
   with stop_on_sigterm() as stop:
-    while step < tcfg.num_steps:
+    while step < run_until:
       try:
         local = next(train_iter)
       except StopIteration as e:  # e.g. never-repeated synthetic data ran out
@@ -177,7 +182,7 @@ def train(config, workdir: str) -> dict:
       pending.append((step, metrics))
       meter.add(tokens_per_step)
       writer.advance()
-      last = step == tcfg.num_steps
+      last = step == run_until
       if step % tcfg.log_every == 0 or last:
         m = {k: float(v) for k, v in flush()[-1][1].items()}
         writer.write(step, {**m, **meter.read()})
