@@ -31,6 +31,23 @@ def test_launcher_requires_config():
   assert r.returncode == 2 and "--config=" in r.stderr
 
 
+def _sigterm_after_checkpoint(cmd, env, ckpt: str, after: int) -> str:
+  """Runs cmd until a checkpoint step > `after` exists, then SIGTERMs it; its output."""
+  proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  deadline = time.time() + 300
+  while time.time() < deadline and proc.poll() is None:
+    steps = [int(d) for d in os.listdir(ckpt) if d.isdigit()] if os.path.isdir(ckpt) else []
+    if any(s > after for s in steps):
+      break
+    time.sleep(0.5)
+  assert proc.poll() is None, proc.stdout.read()
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 0, out
+  return out
+
+
 @pytest.mark.slow
 def test_launcher_trains_then_sigterm_then_resumes(tmp_path):
   workdir = str(tmp_path / "run")
@@ -38,36 +55,15 @@ def test_launcher_trains_then_sigterm_then_resumes(tmp_path):
          "--config.train.num_steps=400", "--config.train.checkpoint_every=20",
          "--config.train.log_every=10", "--config.train.eval_every=0"]
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
-  proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
   ckpt = os.path.join(workdir, "checkpoints")
-  deadline = time.time() + 300
-  while time.time() < deadline and proc.poll() is None:
-    steps = [d for d in os.listdir(ckpt) if d.isdigit()] if os.path.isdir(ckpt) else []
-    if steps:
-      break
-    time.sleep(0.5)
-  assert proc.poll() is None, proc.stdout.read()
-  proc.send_signal(signal.SIGTERM)
-  out, _ = proc.communicate(timeout=120)
-  assert proc.returncode == 0, out
+  out = _sigterm_after_checkpoint(cmd, env, ckpt, 0)
   assert "SIGTERM: saved step" in out
   stopped = int(out.split("SIGTERM: saved step")[1].split()[0])
   assert 20 <= stopped < 400
 
   # The same command resumes (num_steps is part of the run's identity: a changed schedule
   # would be a different run). Stop it again once it has saved one more checkpoint.
-  proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
-  deadline = time.time() + 300
-  while time.time() < deadline and proc.poll() is None:
-    if any(d.isdigit() and int(d) > stopped for d in os.listdir(ckpt)):
-      break
-    time.sleep(0.5)
-  assert proc.poll() is None, proc.stdout.read()
-  proc.send_signal(signal.SIGTERM)
-  out, _ = proc.communicate(timeout=120)
-  assert proc.returncode == 0, out
+  out = _sigterm_after_checkpoint(cmd, env, ckpt, stopped)
   assert f"Resumed from step {stopped}" in out, out
   with open(os.path.join(workdir, "history.json")) as f:
     losses = {int(k): v for k, v in json.load(f)["loss"].items()}
