@@ -214,6 +214,7 @@ def _train_config(cfg, num_steps):
   return c
 
 
+@pytest.mark.slow  # trains three runs end to end
 def test_trainer_resumes_from_iterator_checkpoints_and_deletes_old_ones(cfg, tmp_path,
                                                                          monkeypatch):
   full = loop.train(_train_config(cfg, 7), str(tmp_path / "full"))["loss"]

@@ -104,6 +104,7 @@ def _tiny_lm():
   return cfg, jax.tree.map(np.asarray, __import__("flax").linen.meta.unbox(params)), ByteTokenizer()
 
 
+@pytest.mark.slow  # compiles the embedder on several meshes
 def test_lm_embedder_pools_the_chosen_layer_and_shards():
   from sbp_jax.model import Transformer
   from sbp_jax.parallel import make_mesh

@@ -73,7 +73,9 @@ def single_device_run():
   return _run((1, 1, 1), devices=jax.devices()[:1])
 
 
-@pytest.mark.parametrize("ici", [(8, 1, 1), (2, 4, 1), (1, 4, 2)])
+# The default suite keeps one mesh; the other two run with the slow tests.
+@pytest.mark.parametrize("ici", [(8, 1, 1), pytest.param((2, 4, 1), marks=pytest.mark.slow),
+                                 pytest.param((1, 4, 2), marks=pytest.mark.slow)])
 def test_sharded_step_matches_single_device(ici, single_device_run):
   ref_losses, ref_params = single_device_run
   losses, params = _run(ici)
@@ -105,6 +107,7 @@ def _config(num_steps, **train):
   return c
 
 
+@pytest.mark.slow  # a full training run
 def test_loss_drops_on_repeated_text(tmp_path):
   c = _config(60, lr=3e-3, checkpoint_every=1000)
   c.train.eval_every = 60
@@ -144,6 +147,7 @@ class _SignalAt:
     self._it.set_state(s)
 
 
+@pytest.mark.slow  # a full training run
 def test_sigterm_then_resume_reproduces_uninterrupted_curve(tmp_path, monkeypatch):
   full = loop.train(_config(12), str(tmp_path / "full"))["loss"]
   undo = _preempt_at(monkeypatch, 6)
@@ -157,6 +161,7 @@ def test_sigterm_then_resume_reproduces_uninterrupted_curve(tmp_path, monkeypatc
     assert got == pytest.approx(full[s], rel=1e-6, abs=1e-7), s
 
 
+@pytest.mark.slow  # a full training run
 def test_restore_onto_a_different_mesh(tmp_path, monkeypatch):
   full = loop.train(_config(8), str(tmp_path / "full"))["loss"]
   undo = _preempt_at(monkeypatch, 3)
