@@ -141,7 +141,9 @@ def _analytic_sizes(cfg: ModelConfig, mesh, tok_chip: int, seq_chip: int, L: int
       ("one layer's weights gathered (bf16)", _gib(cbytes * layer_params / tensor)),
       ("saved residual stream, all layers", _gib(cfg.num_layers * tok_chip * cfg.d_model * cbytes)),
       ("logits f32 [tokens, vocab/tensor]", _gib(4 * tok_chip * cfg.vocab_size / tensor)),
-      ("attention scores f32, one layer", _gib(4 * seq_chip * heads_chip * L * L)),
+      # Splash never forms them; it keeps [heads, L] softmax statistics instead.
+      ("attention scores f32, one layer",
+       "none (splash)" if cfg.attention == "splash" else _gib(4 * seq_chip * heads_chip * L * L)),
       ("MLP gate+up, one layer", _gib(2 * cbytes * tok_chip * cfg.d_ffn / tensor)),
   ])
 
