@@ -8,7 +8,18 @@ memory and FLOPs per chip are known before a pod is booked. No TPU is needed:
   .venv/bin/python benchmarks/aot_compile.py --model=3b --topology=v5p:4x4x4
   .venv/bin/python benchmarks/aot_compile.py --model=6b --topology=v5p:4x4x4 \
       --ici=1,-1,1 --grad_accum=4
+  .venv/bin/python benchmarks/aot_compile.py --model=3b --topology=v5p:4x4x4 \
+      --seq_len=8192 --grad_accum=8 --attention=splash   # synthesizer-tuning, Pallas kernel
 
+The topology comes from libtpu, which describes (and compiles for) TPU chips
+on any x86 Linux host. Either install the package's TPU extra
+(`pip install .[tpu]`, which pins the libtpu this JAX wants), or, to leave an
+existing environment's packages alone, put libtpu in a folder of its own:
+
+  .venv/bin/python -m pip install --no-deps --target /opt/libtpu_site 'libtpu==0.0.42.*'
+  PYTHONPATH=$PWD:/opt/libtpu_site .venv/bin/python benchmarks/aot_compile.py ...
+
+Without libtpu the script exits with a message saying this, before compiling.
 Compiling takes minutes on a small host (about 10 min for 3B on 2 busy cores).
 Exits 1 when the step does not fit the chip's HBM.
 
@@ -51,6 +62,23 @@ GiB = 1024 ** 3
 # Per-chip HBM and peak dense bf16 FLOP/s by topology prefix (public TPU specs).
 CHIPS = {"v5p": (95 * GiB, 459e12), "v5e": (16 * GiB, 197e12), "v4": (32 * GiB, 275e12),
          "v6e": (32 * GiB, 918e12)}
+
+
+NO_LIBTPU = (
+    "Compiling for a TPU topology needs libtpu (a TPU does not), and this Python cannot import "
+    "it. Install the TPU extra (`pip install .[tpu]`), or keep this environment as it is: "
+    "`python -m pip install --no-deps --target DIR 'libtpu==0.0.42.*'` and run with "
+    "PYTHONPATH=$PWD:DIR (or point TPU_LIBRARY_PATH at libtpu.so).")
+
+
+def tpu_devices(topology: str) -> list:
+  """The compile-only devices of a libtpu topology name such as 'v5p:4x4x4'."""
+  try:
+    return topologies.get_topology_desc(platform="tpu", topology_name=topology).devices
+  except RuntimeError as e:  # JAX's words for "no libtpu found"
+    if "TPU support not installed" not in str(e):
+      raise
+    raise SystemExit(NO_LIBTPU) from None
 
 
 def _ints(s: str) -> tuple[int, ...]:
@@ -113,7 +141,9 @@ def _analytic_sizes(cfg: ModelConfig, mesh, tok_chip: int, seq_chip: int, L: int
       ("one layer's weights gathered (bf16)", _gib(cbytes * layer_params / tensor)),
       ("saved residual stream, all layers", _gib(cfg.num_layers * tok_chip * cfg.d_model * cbytes)),
       ("logits f32 [tokens, vocab/tensor]", _gib(4 * tok_chip * cfg.vocab_size / tensor)),
-      ("attention scores f32, one layer", _gib(4 * seq_chip * heads_chip * L * L)),
+      # Splash never forms them; it keeps [heads, L] softmax statistics instead.
+      ("attention scores f32, one layer",
+       "none (splash)" if cfg.attention == "splash" else _gib(4 * seq_chip * heads_chip * L * L)),
       ("MLP gate+up, one layer", _gib(2 * cbytes * tok_chip * cfg.d_ffn / tensor)),
   ])
 
@@ -145,8 +175,7 @@ def compile_train_step(args) -> dict:
   if args.hbm_gib:
     hbm = args.hbm_gib * GiB
   t0 = time.perf_counter()
-  topo = topologies.get_topology_desc(platform="tpu", topology_name=args.topology)
-  devices = topo.devices
+  devices = tpu_devices(args.topology)
   mesh = make_mesh(args.ici, devices=devices)
   config = get_base(args.model)
   if args.remat:

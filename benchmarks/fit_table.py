@@ -10,6 +10,10 @@ chip's 95 GiB, model FLOPs per step and the step time at an assumed MFU:
   .venv/bin/python benchmarks/fit_table.py --models=3b --slices=v5p-128 \
       --workloads=synth_tune --attentions=einsum,splash   # splash beside einsum
 
+It needs libtpu on the path, not a TPU: see benchmarks/aot_compile.py for the
+two ways to install it (the `[tpu]` extra, or `pip install --target` a folder
+of its own put on PYTHONPATH).
+
 Training cells use the paper's batches (2,048 x 4,096 = 8M tokens for
 pretraining; 2,048 x 8,192 = 16M tokens for synthesizer-tuning), FSDP over all
 chips (mesh (1, N, 1)) and gradient accumulation chosen so that each chip holds
@@ -35,7 +39,6 @@ import aot_compile  # noqa: E402  (sets the compile-only environment before JAX 
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-from jax.experimental import topologies  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
 from configs.base import get_base  # noqa: E402
@@ -53,7 +56,7 @@ HBM_BW = 2.765e12  # v5p HBM bytes/s per chip (public spec)
 def train_cell(model: str, topology: str, seq_len: int, global_batch: int,
                tokens_per_chip: int, attention: str = "einsum") -> dict:
   hbm, peak = aot_compile._chip(topology)
-  n = len(topologies.get_topology_desc(platform="tpu", topology_name=topology).devices)
+  n = len(aot_compile.tpu_devices(topology))
   per_chip_seqs = global_batch // n
   micro = max(tokens_per_chip // seq_len, 1)
   acc = max(per_chip_seqs // micro, 1)
@@ -72,7 +75,7 @@ def train_cell(model: str, topology: str, seq_len: int, global_batch: int,
 
 def decode_cell(model: str, topology: str, cache_len: int, batch_per_chip: int) -> dict:
   hbm, peak = aot_compile._chip(topology)
-  devices = topologies.get_topology_desc(platform="tpu", topology_name=topology).devices
+  devices = aot_compile.tpu_devices(topology)
   n = len(devices)
   mesh = make_mesh((1, -1, 1), devices=devices)
   rules = make_rules()
@@ -125,6 +128,10 @@ def main(argv=None) -> int:
   p.add_argument("--attentions", default="einsum,splash",
                  help="model.attention values compared in the training cells")
   args = p.parse_args(argv)
+  unknown = sorted(set(args.slices.split(",")) - set(SLICES))
+  if unknown:
+    p.error(f"--slices: unknown {unknown}; known: {', '.join(SLICES)}")
+  aot_compile.tpu_devices(SLICES[args.slices.split(",")[0]])  # no libtpu: say so before the table
   rows = []
   header = ("model", "slice", "chips", "workload", "attention", "mesh", "accum/batch", "GiB/chip",
             "fits",

@@ -37,14 +37,17 @@ def _block_sizes(length: int) -> splash.BlockSizes:
                            block_kv_dkv=b, block_kv_dkv_compute=b, block_q_dq=b, block_kv_dq=b)
 
 
-@functools.lru_cache(maxsize=32)
 def _kernel(heads: int, length: int, interpret: bool):
-  """A causal splash kernel for [heads, length, head_dim] queries (kv heads may be fewer)."""
+  """A causal splash kernel for [heads, length, head_dim] queries (kv heads may be fewer).
+
+  Built while tracing, so its block-mask tables become constants of the traced
+  program: evaluating them eagerly would run on the current mesh's devices,
+  which an AOT compile for a TPU topology cannot execute. The numpy mask
+  processing is cached inside splash itself.
+  """
   mask = splash.MultiHeadMask([splash.CausalMask((length, length))] * heads)
-  # Concrete mask tables (not tracers of whichever jit first asked), so the cache is safe.
-  with jax.ensure_compile_time_eval():
-    return splash.make_splash_mha(mask, block_sizes=_block_sizes(length), head_shards=1,
-                                  q_seq_shards=1, interpret=interpret)
+  return splash.make_splash_mha(mask, block_sizes=_block_sizes(length), head_shards=1,
+                                q_seq_shards=1, interpret=interpret)
 
 
 def _local(q: Array, k: Array, v: Array, segment_ids: Array) -> Array:
