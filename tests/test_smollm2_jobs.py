@@ -113,6 +113,12 @@ def test_ensure_imported_skips_a_finished_import_and_names_missing_fields(tmp_pa
   gguf_import.claim_import(str(tmp_path), "import_gguf", str(src), "bfloat16", str(src))
   (tmp_path / "model.json").write_text(json.dumps(dataclasses.asdict(cfg)))
   assert gguf_import.ensure_imported(sec) == str(tmp_path)
+  other = tmp_path / "other.gguf"  # another source into the same workdir: stops, naming it
+  other.write_bytes(b"another placeholder")
+  with pytest.raises(ValueError, match=r"convert\.source: .*not_really\.gguf' -> "
+                     r".*other\.gguf'.*--overwrite"):
+    gguf_import.ensure_imported(ml_collections.ConfigDict(dict(source=str(other),
+                                                               workdir=str(tmp_path))))
   # The run identity needs the source: a missing one is named, never silently reused.
   sec.source = str(tmp_path / "nonexistent.gguf")
   with pytest.raises(FileNotFoundError, match="nonexistent.gguf"):
