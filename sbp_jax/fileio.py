@@ -81,7 +81,7 @@ def expand(patterns: str | Sequence[str], key: str, hint: str = "") -> list[str]
 
   A pattern that matches nothing, or no pattern at all, raises FileNotFoundError
   naming the config `key` (and `hint`, the fix)."""
-  pats = [patterns] if isinstance(patterns, str) else list(patterns)
+  pats = [p for p in ([patterns] if isinstance(patterns, str) else list(patterns)) if str(p)]
   fix = f"; {hint}" if hint else ""
   if not pats:
     raise FileNotFoundError(f"{key} is empty{fix}.")

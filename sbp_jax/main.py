@@ -18,7 +18,7 @@ import traceback
 from absl import flags
 from ml_collections import config_flags
 
-from sbp_jax import errors, runs
+from sbp_jax import errors, fileio, runs
 
 # Jobs are imported lazily so that, e.g., a generation job never imports Beam.
 JOBS = {
@@ -83,6 +83,9 @@ def run_job(config, workdir: str, overwrite: bool = False) -> None:
   """Runs config.job in workdir. The job records config.json (runs.claim) once its
   inputs are checked; jobs that claim nothing get it when they finish."""
   job = resolve_job(config.job)
+  if fileio.exists(workdir) and not fileio.isdir(workdir):
+    raise errors.InputError(f"--workdir={workdir} is a file, not a directory; choose another "
+                            "--workdir.")
   apply_env(config.get("env"))
   if config.get("import_gguf"):  # a job on an imported GGUF model imports it first
     from sbp_jax.convert.gguf_import import ensure_imported  # pylint: disable=g-import-not-at-top

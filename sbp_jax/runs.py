@@ -9,12 +9,14 @@ a directory by its entries; a glob by its matches). It lives in
 - no record: it is written, and so is `<workdir>/config.json`;
 - the same identity: the job resumes or skips finished parts, as before;
 - another identity: InputError naming the changed fields, offering a new
-  --workdir or --overwrite (which deletes `outputs` first, then claims).
+  --workdir or --overwrite (which deletes `outputs` first, then claims);
+- outputs but no record (written before run identities existed): nothing proves
+  which settings made them, so the same InputError, unless the job runs as a
+  stage of a claimed parent job (`stage_of`), whose identity covers them.
 config.json is only written once the claim holds, so a mistyped re-run never
 replaces the record of the run that owns the outputs.
 
 File access goes through the project's file layer (sbp_jax.fileio).
-for the project's file layer.
 """
 
 from __future__ import annotations
@@ -42,10 +44,11 @@ IGNORED = (
 )
 # Paths a job writes (outputs outside the workdir): part of the identity as settings, but
 # never read as inputs.
-OUTPUT_FIELDS = ("train.checkpoint_dir",)
+OUTPUT_FIELDS = ("train.checkpoint_dir", "synthesize.output_dir")
 _MAX_DIR_ENTRIES = 256  # a directory input is identified by at most this many entries
 
 _OVERWRITE = contextvars.ContextVar("sbp_jax_overwrite", default=False)
+_PARENT = contextvars.ContextVar("sbp_jax_parent_job", default="")
 
 
 @contextlib.contextmanager
@@ -56,6 +59,17 @@ def overwriting(on: bool):
     yield
   finally:
     _OVERWRITE.reset(token)
+
+
+@contextlib.contextmanager
+def stage_of(parent: str):
+  """Within it, jobs run as stages of `parent`, which has claimed the same settings for
+  all of its workdir: a stage's outputs without a record of their own are the parent's."""
+  token = _PARENT.set(parent)
+  try:
+    yield
+  finally:
+    _PARENT.reset(token)
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -73,14 +87,19 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _ignored(key: str) -> bool:
-  return any(key == i or key.startswith(i + ".") for i in IGNORED)
+  return _under(key, IGNORED)
 
 
-def config_fields(config, keys: Sequence[str]) -> dict[str, Any]:
-  """The flattened config under `keys` (top-level sections or dotted fields)."""
+def _under(key: str, prefixes: Sequence[str]) -> bool:
+  return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def config_fields(config, keys: Sequence[str], ignore: Sequence[str] = ()) -> dict[str, Any]:
+  """The flattened config under `keys` (top-level sections or dotted fields), without
+  IGNORED and the job's own `ignore` (fields that change how it runs, not what it writes)."""
   flat = flatten(config)
   return {k: _jsonable(v) for k, v in sorted(flat.items())
-          if any(k == s or k.startswith(s + ".") for s in keys) and not _ignored(k)}
+          if _under(k, keys) and not _ignored(k) and not _under(k, ignore)}
 
 
 def _jsonable(v):
@@ -120,11 +139,12 @@ def _inside(path: str, workdir: str) -> bool:
     return False
 
 
-def inputs_of(config, keys: Sequence[str], workdir: str = "") -> dict[str, Any]:
+def inputs_of(config, keys: Sequence[str], workdir: str = "",
+              ignore: Sequence[str] = ()) -> dict[str, Any]:
   """Identities of the existing files and directories named by string fields under `keys`;
   paths inside `workdir` are the job's own outputs (e.g. a tokenizer it trains), not inputs."""
   out = {}
-  for k, v in config_fields(config, keys).items():
+  for k, v in config_fields(config, keys, ignore).items():
     for i, s in enumerate(v if isinstance(v, list) else [v]):
       if k in OUTPUT_FIELDS:
         continue
@@ -136,9 +156,10 @@ def inputs_of(config, keys: Sequence[str], workdir: str = "") -> dict[str, Any]:
 
 
 def identity(job: str, config, keys: Sequence[str], extra: Mapping | None = None,
-             workdir: str = "") -> dict:
-  return {"job": job, "config": config_fields(config, keys),
-          "inputs": inputs_of(config, keys, workdir), **({"extra": dict(extra)} if extra else {})}
+             workdir: str = "", ignore: Sequence[str] = ()) -> dict:
+  return {"job": job, "config": config_fields(config, keys, ignore),
+          "inputs": inputs_of(config, keys, workdir, ignore),
+          **({"extra": dict(extra)} if extra else {})}
 
 
 def differences(old: Mapping, new: Mapping) -> list[str]:
@@ -157,7 +178,10 @@ def differences(old: Mapping, new: Mapping) -> list[str]:
 
 
 def _short(v) -> str:
-  s = json.dumps(v) if not isinstance(v, str) else repr(v)
+  """v in at most 60 characters; a long string keeps its end (where two paths differ)."""
+  if isinstance(v, str):
+    return repr(v) if len(v) <= 58 else repr("..." + v[-55:])
+  s = json.dumps(v)
   return s if len(s) <= 60 else s[:57] + "..."
 
 
@@ -167,40 +191,62 @@ def identity_path(workdir: str, job: str) -> str:
 
 def claim(workdir: str, job: str, config, keys: Sequence[str],
           outputs: Iterable[str] = (), extra: Mapping | None = None,
-          write_config: bool = True) -> dict:
+          write_config: bool = True, ignore: Sequence[str] = ()) -> dict:
   """Checks `workdir` against this run's identity (module docstring); returns the identity.
 
-  outputs: paths under workdir that the job writes (deleted by --overwrite).
+  outputs: paths the job writes, relative to workdir or absolute (deleted by --overwrite).
   extra: identities computed by the job itself (e.g. an import's source file).
+  ignore: the job's fields that change how it runs, not what it writes (beyond IGNORED).
   """
-  new = identity(job, config, keys, extra, workdir)
+  outputs = list(outputs)
+  new = identity(job, config, keys, extra, workdir, ignore)
   path = identity_path(workdir, job)
-  old = _read_json(path)
-  if old is not None and old != new and not any(
-      _exists(str(fileio.as_path(workdir) / o)) for o in outputs):
+  try:
+    old = _read_json(path)
+  except InputError:
+    if not _OVERWRITE.get():
+      raise
+    old = {"unreadable": path}  # matches no identity: --overwrite clears the outputs
+  if old is not None and _comparable(old, ignore) == new:
+    old = new  # it differed only in fields now known to change how, not what
+  existing = [o for o in outputs if _exists(str(fileio.as_path(workdir) / o))]
+  if old is not None and old != new and not existing:
     old = None  # a run that stopped before writing anything: nothing can be stale
   if old is not None and old != new:
-    changed = differences(old, new)
-    if _OVERWRITE.get():
-      log.warning("--overwrite: deleting %s's outputs in %s (%s).", job, workdir,
-                  "; ".join(changed))
-      for o in outputs:
-        _remove(str(fileio.as_path(workdir) / o))
+    _conflict(workdir, job, outputs, f"outputs made with other settings "
+              f"({'; '.join(differences(old, new))})")
+  elif old is None and existing:
+    if _PARENT.get():
+      log.info("%s: %s outputs without a record of their own (%s) belong to the %s run "
+               "that claimed this workdir.", workdir, job, ", ".join(existing), _PARENT.get())
     else:
-      raise InputError(
-          f"{workdir} holds {job} outputs made with other settings ({'; '.join(changed)}). "
-          f"Use a new --workdir, or pass --overwrite to delete this job's outputs there "
-          f"({', '.join(outputs) or 'none'}) and recompute.")
-  elif old is None:
-    existing = [o for o in outputs if _exists(str(fileio.as_path(workdir) / o))]
-    if existing:  # outputs from before run identities were recorded: adopt them
-      log.warning("%s has %s outputs without a run identity (%s); assuming they match this "
-                  "config.", workdir, job, ", ".join(existing))
+      _conflict(workdir, job, outputs, f"outputs ({', '.join(existing)}) written before run "
+                "identities were recorded, so nothing says which settings made them")
   if old != new:
     _write_json(path, new)
   if write_config:
     record_config(workdir, config)
   return new
+
+
+def _comparable(ident: Mapping, ignore: Sequence[str]) -> dict:
+  """A recorded identity without the fields IGNORED and `ignore` leave out today, so that
+  declaring a field how-not-what later does not invalidate a finished run's record."""
+  keep = lambda k: not _ignored(k) and not _under(k.split("[")[0], ignore)
+  return {**ident, **{part: {k: v for k, v in (ident.get(part) or {}).items() if keep(k)}
+                      for part in ("config", "inputs") if part in ident}}
+
+
+def _conflict(workdir: str, job: str, outputs: Sequence[str], what: str) -> None:
+  """Stops naming the two fixes; under --overwrite deletes the job's outputs instead."""
+  if _OVERWRITE.get():
+    log.warning("--overwrite: deleting %s's outputs in %s (%s).", job, workdir, what)
+    for o in outputs:
+      _remove(str(fileio.as_path(workdir) / o))
+    return
+  raise InputError(f"{workdir} holds {job} {what}. Use a new --workdir, or pass --overwrite "
+                   f"to delete this job's outputs there ({', '.join(outputs) or 'none'}) and "
+                   "recompute.")
 
 
 def record_config(workdir: str, config, only_if_absent: bool = False) -> None:

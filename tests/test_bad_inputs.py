@@ -271,6 +271,51 @@ CASES = [
      r"x\.gguf does not exist"),
     ("gguf_truncated", lambda t: [cfg("import_smollm2"), "--config.convert.source=" + gguf_file(t)],
      r"m\.gguf(: tensor .token_embd\.weight.| is not a readable GGUF file).*truncated"),
+    # -- pair ------------------------------------------------------------------------------
+    ("pair_corpus_missing", lambda t: [cfg("sbp_pair_demo"), f"--config.pair.corpus={t}/c.jsonl"],
+     r"pair\.corpus: .*c\.jsonl.* matches no file"),
+    ("pair_runner_unknown", lambda t: [cfg("sbp_pair_demo"), "--config.pair.runner=spark"],
+     r"pair\.runner='spark'"),
+    ("pair_embedder_unknown", lambda t: [cfg("sbp_pair_demo"), "--config.pair.embedder.kind=bert"],
+     r"pair\.embedder\.kind='bert'"),
+    ("pair_shard_size_zero", lambda t: [cfg("sbp_pair_demo"), "--config.pair.shard_size=0"],
+     r"pair\.shard_size=0"),
+    ("pair_k_zero", lambda t: [cfg("sbp_pair_demo"), "--config.pair.search.k=0"],
+     r"pair\.search\.k=0"),
+    ("pair_alpha_nan", lambda t: [cfg("sbp_pair_demo"), "--config.pair.select.alpha=nan"],
+     r"pair\.select\.alpha=nan"),
+    # -- synthesize -------------------------------------------------------------------------
+    ("synth_seed_files_unset", lambda t: [cfg("sbp_synthesize_tiny")],
+     r"synthesize\.seed_files is empty; point it at"),
+    ("synth_seed_files_missing", lambda t: [cfg("sbp_synthesize_tiny"),
+                                            f"--config.synthesize.seed_files={t}/s*.jsonl"],
+     r"synthesize\.seed_files: .*s\*\.jsonl.* matches no file"),
+    ("synth_target_zero", lambda t: [cfg("sbp_synthesize_tiny"),
+                                     "--config.synthesize.target_tokens=0"],
+     r"synthesize\.target_tokens=0"),
+    ("synth_batch_zero", lambda t: [cfg("sbp_synthesize_tiny"), "--config.synthesize.batch_size=0"],
+     r"synthesize\.batch_size=0"),
+    ("synth_temperature_negative", lambda t: [cfg("sbp_synthesize_tiny"),
+                                              "--config.synthesize.temperature=-1"],
+     r"synthesize\.temperature=-1"),
+    ("synth_top_p_over_one", lambda t: [cfg("sbp_synthesize_tiny"), "--config.synthesize.top_p=2",
+                                        "--config.synthesize.seed_files=" + prompts_file(t)],
+     r"synthesize\.top_p=2"),
+    ("synth_checkpoint_missing", lambda t: [
+        cfg("sbp_synthesize_tiny"), "--config.synthesize.seed_files=" + prompts_file(t),
+        f"--config.synthesize.checkpoint={t}/typo/checkpoints"],
+     r"synthesize\.checkpoint=.*typo/checkpoints.* holds no checkpoint"),
+    ("synth_vocab_too_small", lambda t: [cfg("sbp_synthesize_tiny"), "--config.model.vocab_size=64",
+                                         "--config.synthesize.seed_files=" + prompts_file(t)],
+     r"tokenizer has \d+ ids but the model's vocab_size is 64"),
+    # -- eval --------------------------------------------------------------------------------
+    ("eval_checkpoint_missing", lambda t: [cfg("eval_demo"),
+                                           f"--config.eval.checkpoint={t}/typo/checkpoints"],
+     r"eval\.checkpoint=.*typo/checkpoints.* holds no checkpoint"),
+    ("eval_prefix_out_of_vocab", lambda t: [cfg("eval_demo"), "--config.eval.prefix=99999"],
+     r"eval\.prefix='99999'"),
+    ("eval_model_json_missing", lambda t: [cfg("eval_demo"), f"--config.eval.model_json={t}/m.json"],
+     r"eval\.model_json.*m\.json"),
 ]
 
 
@@ -356,6 +401,67 @@ def test_same_identity_resumes_and_overwrite_recomputes(trained, tmp_path, capsy
   assert snapshot(w / "checkpoints") != before
 
 
+def test_unreadable_identity_is_named_and_overwrite_recomputes(trained, tmp_path, capsys):
+  w = _copy(trained, tmp_path)
+  (w / "identity-train.json").write_text('{"job": "train", "config": {')  # cut short
+  before = snapshot(w)
+  rc, err = run_cli([cfg("tiny_train"), *TINY_TRAIN, f"--workdir={w}"], capsys)
+  assert rc == 1 and "Traceback" not in err, err
+  assert re.search(r"identity-train\.json is not valid JSON.*--overwrite", err), err
+  assert snapshot(w) == before
+  rc, err = run_cli([cfg("tiny_train"), *TINY_TRAIN, "--overwrite", f"--workdir={w}"], capsys)
+  assert rc == 0, err
+  assert json.load(open(w / "identity-train.json"))["job"] == "train"
+
+
+def test_workdir_that_is_a_file_is_named(tmp_path, capsys):
+  f = tmp_path / "work"
+  f.write_text("a file\n")
+  rc, err = run_cli([cfg("generate_tiny"), *TINY_GEN, "--config.generate.prompts=" +
+                     prompts_file(tmp_path), f"--workdir={f}"], capsys)
+  assert rc == 1 and "Traceback" not in err, err
+  assert f"--workdir={f} is a file" in err and f.read_text() == "a file\n"
+
+
+def test_import_rerun_from_another_source_stops(tmp_path, capsys):
+  from tests import hf_fixtures as hx  # pylint: disable=g-import-not-at-top
+  tok = hx.llama3_tokenizer(str(tmp_path / "tok"))
+  a = hx.tiny_checkpoint(str(tmp_path / "a"), "llama", tok)
+  b = hx.tiny_checkpoint(str(tmp_path / "b"), "llama", tok, hidden_size=64, head_dim=16)
+  w = tmp_path / "imported"
+  imp = lambda src, *more: run_cli([cfg("import_hf"), f"--config.convert.source={src}",
+                                    "--config.convert.dtype=float32", *more,
+                                    f"--workdir={w}"], capsys)
+  assert imp(a)[0] == 0
+  before = snapshot(w)
+  assert imp(a)[0] == 0 and snapshot(w) == before  # the same source: reused
+  rc, err = imp(b)
+  assert rc == 1 and re.search(r"convert\.source: .*a' -> .*b'.*--overwrite", err), err
+  assert snapshot(w) == before
+  shutil.rmtree(a)  # the same path, re-exported with another shape
+  hx.tiny_checkpoint(a, "llama", tok, hidden_size=64, head_dim=16)
+  rc, err = imp(a)
+  assert rc == 1 and re.search(r"input convert\.source \(.*a\) changed", err), err
+  assert snapshot(w) == before
+  assert imp(a, "--overwrite")[0] == 0
+  assert json.load(open(w / "model.json"))["d_model"] == 64
+
+
+@pytest.mark.slow
+def test_budget_eval_rerun_with_changed_settings_stops(tmp_path, capsys):
+  w = tmp_path / "bf"
+  common = [cfg("budget_forcing_tiny"), "--config.budget_eval.thinking_cap=8",
+            "--config.budget_eval.max_answer_tokens=4"]
+  assert run_cli(common + ["--config.budget_eval.sequential.settings=max=4",
+                           f"--workdir={w}"], capsys)[0] == 0
+  before = snapshot(w)
+  rc, err = run_cli(common + ["--config.budget_eval.sequential.settings=max=2",
+                              f"--workdir={w}"], capsys)
+  assert rc == 1 and re.search(r"budget_eval\.sequential\.settings: .*max=4.* -> .*max=2.*"
+                               r"--overwrite", err), err
+  assert snapshot(w) == before
+
+
 def test_damaged_newest_checkpoint_falls_back(trained, tmp_path, capsys, caplog):
   w = _copy(trained, tmp_path)
   for base, _, files in os.walk(w / "checkpoints" / "4" / "state"):
@@ -371,17 +477,27 @@ def test_damaged_newest_checkpoint_falls_back(trained, tmp_path, capsys, caplog)
   assert os.path.isdir(w / "checkpoints" / "4")  # retrained from step 2 and saved again
 
 
-def test_checkpoint_of_another_shape_lists_the_params(trained, tmp_path, capsys):
+def test_outputs_from_before_identities_are_never_adopted(trained, tmp_path, capsys):
   w = _copy(trained, tmp_path)
   os.remove(w / "identity-train.json")  # as a run from before identities were recorded
-  before = snapshot(w / "checkpoints")
+  before = snapshot(w)
+  rc, err = run_cli([cfg("tiny_train"), *TINY_TRAIN, f"--workdir={w}"], capsys)
+  assert rc == 1 and "Traceback" not in err, err
+  assert re.search(r"train outputs \(checkpoints, history\.json.*\) written before run "
+                   r"identities were recorded.*new --workdir.*--overwrite", err), err
+  assert snapshot(w) == before
+
+
+def test_checkpoint_of_another_shape_lists_the_params(trained, tmp_path, capsys):
+  before = snapshot(trained / "checkpoints")
   rc, err = run_cli([cfg("tiny_train"), *TINY_TRAIN, "--config.model.d_ffn=96",
-                     f"--workdir={w}"], capsys)
+                     f"--config.train.init_from={trained}/checkpoints",
+                     f"--workdir={tmp_path}/w"], capsys)
   assert rc == 1 and "Traceback" not in err, err
   assert re.search(r"checkpoint step 4 .* does not match the config's model: .*checkpoint "
                    r"\(.*\) vs config \(.*96", err), err
   assert "strict" not in err
-  assert snapshot(w / "checkpoints") == before
+  assert snapshot(trained / "checkpoints") == before
 
 
 def test_non_finite_loss_stops_and_keeps_the_finite_checkpoint(tmp_path, capsys):

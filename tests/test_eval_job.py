@@ -6,6 +6,8 @@ import os
 import pytest
 
 from configs import eval_demo, eval_table, tiny_train
+from sbp_jax import runs
+from sbp_jax.errors import InputError
 from sbp_jax.eval import jobs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,14 +40,24 @@ def test_eval_job_writes_results_and_resumes(tmp_path, capsys):
   with open(os.path.join(work, "results.json")) as f:
     assert json.load(f)["tasks"].keys() == names
 
-  # A re-run reuses finished tasks; changing one task redoes only that one.
-  stamp = {n: os.path.getmtime(os.path.join(work, "eval", f"{n}.json")) for n in names}
+  # A re-run with the same identity reuses every finished task (a lost one is redone);
+  # a changed task stops before any compute, naming it; --overwrite recomputes.
+  os.remove(os.path.join(work, "eval", "triviaqa.json"))
+  stamp = {n: os.path.getmtime(os.path.join(work, "eval", f"{n}.json"))
+           for n in names - {"triviaqa"}}
+  c.eval.batch_size = 2 * c.eval.batch_size  # how, not what: the same identity
+  again = jobs.run_eval(c, work)
+  assert again["tasks"]["triviaqa"]["metrics"] == res["tasks"]["triviaqa"]["metrics"]
+  for n, t in stamp.items():
+    assert os.path.getmtime(os.path.join(work, "eval", f"{n}.json")) == t
+    assert again["tasks"][n] == res["tasks"][n]
   c.eval.tasks = [dict(t, limit=3) if t["name"] == "winogrande" else t for t in tasks]
-  res2 = jobs.run_eval(c, work)
+  with pytest.raises(InputError, match=r"eval\.tasks\.winogrande\.limit: 2 -> 3.*--overwrite"):
+    jobs.run_eval(c, work)
+  with runs.overwriting(True):
+    res2 = jobs.run_eval(c, work)
   assert res2["tasks"]["winogrande"]["metrics"]["n"] == 3
-  assert res2["tasks"]["heldout"] == res["tasks"]["heldout"]
-  for n in names - {"winogrande"}:
-    assert os.path.getmtime(os.path.join(work, "eval", f"{n}.json")) == stamp[n]
+  assert res2["tasks"]["heldout"]["metrics"] == res["tasks"]["heldout"]["metrics"]
 
   # eval_table: the same run as baseline and as a second column gives zero deltas.
   t = eval_table.get_config()

@@ -113,6 +113,7 @@ def test_gate_stops_a_seed_blind_synthesizer(smoke_run, tmp_path):
   work = tmp_path / "run"
   for name in ("data", "baseline", "oracle", "pair", "gate_split", "synth_tune", "seed_gate"):
     shutil.copytree(os.path.join(smoke_run, name), work / name, symlinks=True)
+  shutil.copy(os.path.join(smoke_run, "identity-sbp_experiment.json"), work)  # the same run
   minimum = st["seed_gate"]["gap"] + 1.0
   out = _main(str(work), f"--config.experiment.min_seed_nll_gap={minimum}", check=False)
   assert out.returncode != 0 and "SeedGateError" in out.stderr

@@ -313,3 +313,66 @@ def test_beam_pipeline_with_fewer_doc_shards_than_value_shards(corpus, spm_model
   assert sorted(map(key, _read_pairs(str(tmp_path / "beam")))) == sorted(
       map(key, _read_pairs(str(tmp_path / "local"))))
   assert beam_stats["kept"] == stats["kept"] > 0 and beam_stats["dropped"] == stats["dropped"]
+
+
+def test_pair_rerun_with_other_settings_stops_before_compute(local_run, corpus, spm_model,
+                                                             tmp_path):
+  import shutil
+  from sbp_jax import runs
+  from sbp_jax.errors import InputError
+  from sbp_jax.sbp import pair as job
+  work, stats = local_run
+  w = str(tmp_path / "w")
+  shutil.copytree(work, w)  # outputs from before the job recorded its identity
+  with pytest.raises(InputError, match=r"pair outputs \(docs, embeddings, neighbors, pairs, "
+                     r"stats\.json\) written before run identities.*--overwrite"):
+    job.run(_config(corpus[0], spm_model), w)
+  shutil.rmtree(w)
+  c = _config(corpus[0], spm_model)
+  assert job.run(c, w)["kept"] == stats["kept"]
+  before = {f: open(os.path.join(w, "pairs", f), "rb").read()
+            for f in os.listdir(os.path.join(w, "pairs"))}
+  c2 = _config(corpus[0], spm_model)
+  c2.pair.select.alpha = 0.7
+  with pytest.raises(InputError, match=r"pair\.select\.alpha: 0\.5 -> 0\.7.*new --workdir"):
+    job.run(c2, w)
+  beam = _config(corpus[0], spm_model)
+  beam.pair.runner = "beam"  # which driver runs the stages is not part of the identity
+  assert (runs.identity("pair", beam, job.identity_keys(beam), ignore=job.HOW) ==
+          runs.identity("pair", c, job.identity_keys(c), ignore=job.HOW))
+  c.pair.beam_options = ("--runner=DirectRunner",)
+  job.run(c, w)  # the same identity: every stage skips its finished shards
+  assert {f: open(os.path.join(w, "pairs", f), "rb").read()
+          for f in os.listdir(os.path.join(w, "pairs"))} == before
+  with runs.overwriting(True):  # --overwrite: cleared, then recomputed with alpha 0.7
+    kept = job.run(c2, w)["kept"]
+  recs = _read_pairs(w)
+  assert len(recs) == kept and all(r["similarity"] > 0.7 for r in recs)
+  assert json.load(open(os.path.join(w, "identity-pair.json")))["config"][
+      "pair.select.alpha"] == 0.7
+
+
+@pytest.mark.slow  # five `python -m sbp_jax.main` processes, each loading MiniLM (~2 min)
+def test_kill9_at_random_moments_then_the_same_command_equals_an_uninterrupted_run(
+    corpus, spm_model, tmp_path):
+  from tests import kill_resume
+  args = [f"--config.pair.corpus={corpus[0]}", "--config.pair.shard_size=10",
+          "--config.pair.embedder.batch_size=8", "--config.pair.search.k=8",
+          "--config.pair.select.alpha=0.5", "--config.pair.select.cap=4",
+          f"--config.pair.select.tokenizer.path={spm_model}", "--config.pair.random_pairs=2000"]
+  whole, cut = str(tmp_path / "whole"), str(tmp_path / "cut")
+  written = lambda w: sum(len(fs) for _, _, fs in os.walk(w)) - 2  # minus identity, config
+  span = kill_resume.uninterrupted(kill_resume.main_cmd("sbp_pair_demo.py", whole, *args),
+                                   lambda: written(whole))
+  hits = kill_resume.killed_then_finished(
+      kill_resume.main_cmd("sbp_pair_demo.py", cut, *args), lambda: written(cut), span,
+      seed=18, kills=3)
+  assert hits, "no kill landed while the job was writing"
+  got, want = kill_resume.files(cut), kill_resume.files(whole)
+  assert sorted(got) == sorted(want)
+  for rel in want:
+    if rel.endswith(".npz"):  # arrays, not zip bytes
+      a, b = np.load(os.path.join(cut, rel)), np.load(os.path.join(whole, rel))
+      assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files), rel
+    else:
+      assert got[rel] == want[rel], rel

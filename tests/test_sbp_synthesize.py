@@ -1,5 +1,6 @@
 """SBP synthesis: seeded shards, resume without duplicates, repetition filter."""
 
+import glob
 import hashlib
 import json
 import math
@@ -171,3 +172,78 @@ def test_synthesize_job_with_the_real_sampler(tmp_path):
              for r in rows)
   again = syn.run(c, str(tmp_path / "w"))
   assert again["this_host"]["shards_written"] == 0
+
+
+def _tiny_job(tmp_path, **over):
+  from configs import sbp_synthesize_tiny
+  c = sbp_synthesize_tiny.get_config()
+  seeds = tmp_path / "seeds.jsonl"
+  if not seeds.exists():
+    seeds.write_text("".join(json.dumps(d) + "\n" for d in DOCS[:4]))
+  c.synthesize.update(dict(seed_files=str(seeds), target_tokens=64, tokens_per_shard=32,
+                           max_new_tokens=16, batch_size=4, progress=False), **over)
+  return c
+
+
+def test_synthesize_rerun_with_other_settings_stops_before_compute(tmp_path):
+  from sbp_jax import runs
+  from sbp_jax.errors import InputError
+  w = str(tmp_path / "w")
+  c = _tiny_job(tmp_path)
+  first = syn.run(c, w)
+  shards = {n: open(os.path.join(w, "synthetic", n), "rb").read()
+            for n in os.listdir(os.path.join(w, "synthetic"))}
+  record = open(os.path.join(w, "config.json")).read()
+  for over, named in ((dict(temperature=0.5), r"synthesize\.temperature: 1\.0 -> 0\.5"),
+                      (dict(max_new_tokens=8), r"synthesize\.max_new_tokens: 16 -> 8")):
+    with pytest.raises(InputError, match=named + r".*new --workdir.*--overwrite"):
+      syn.run(_tiny_job(tmp_path, **over), w)
+  with open(tmp_path / "seeds.jsonl", "a") as f:
+    f.write(json.dumps({"id": "d9", "text": "one more seed"}) + "\n")
+  with pytest.raises(InputError, match=r"input synthesize\.seed_files .*seeds\.jsonl\) changed"):
+    syn.run(_tiny_job(tmp_path), w)
+  assert open(os.path.join(w, "config.json")).read() == record
+  assert {n: open(os.path.join(w, "synthetic", n), "rb").read()
+          for n in os.listdir(os.path.join(w, "synthetic"))} == shards
+  with runs.overwriting(True):  # --overwrite: cleared, then recomputed from the new seeds
+    again = syn.run(_tiny_job(tmp_path), w)
+  assert again["this_host"]["shards_written"] == first["shards"]
+  assert json.load(open(os.path.join(w, "identity-synthesize.json")))["inputs"][
+      "synthesize.seed_files"]["id"]["size"] == os.path.getsize(tmp_path / "seeds.jsonl")
+  # The progress bar is how, not what: the same identity, so every shard is skipped.
+  assert syn.run(_tiny_job(tmp_path, progress=True), w)["this_host"]["shards_written"] == 0
+
+
+def test_synthesize_outputs_from_before_identities_are_not_adopted(tmp_path):
+  from sbp_jax.errors import InputError
+  w = tmp_path / "w"
+  (w / "synthetic").mkdir(parents=True)
+  (w / "synthetic" / "synthetic-00000.jsonl").write_text('{"text": "old"}\n')
+  with pytest.raises(InputError, match=r"synthetic.* written before run identities were "
+                     r"recorded.*new --workdir.*--overwrite"):
+    syn.run(_tiny_job(tmp_path), str(w))
+  assert (w / "synthetic" / "synthetic-00000.jsonl").read_text() == '{"text": "old"}\n'
+
+
+@pytest.mark.slow  # five `python -m sbp_jax.main` processes (~1-2 min on one core)
+def test_kill9_at_random_moments_then_the_same_command_equals_an_uninterrupted_run(tmp_path):
+  from tests import kill_resume
+  seeds = tmp_path / "seeds.jsonl"
+  seeds.write_text("".join(json.dumps({"id": f"d{i}", "text": f"seed {i} " * (i + 1)}) + "\n"
+                           for i in range(16)))
+  args = [f"--config.synthesize.seed_files={seeds}", "--config.synthesize.target_tokens=480",
+          "--config.synthesize.tokens_per_shard=40", "--config.synthesize.max_new_tokens=12",
+          "--config.synthesize.batch_size=4", "--config.synthesize.progress=False"]
+  whole, cut = str(tmp_path / "whole"), str(tmp_path / "cut")
+  shards = lambda w: len(glob.glob(os.path.join(w, "synthetic", "synthetic-*.jsonl")))
+  span = kill_resume.uninterrupted(kill_resume.main_cmd("sbp_synthesize_tiny.py", whole, *args),
+                                   lambda: shards(whole))
+  hits = kill_resume.killed_then_finished(
+      kill_resume.main_cmd("sbp_synthesize_tiny.py", cut, *args), lambda: shards(cut), span,
+      seed=18, kills=3)
+  assert hits and all(n < 12 for _, n in hits), hits  # killed while writing shards
+  skip = lambda rel: rel == "synthesize_summary.json"  # holds this invocation's timing
+  got, want = kill_resume.files(cut, skip), kill_resume.files(whole, skip)
+  assert sorted(got) == sorted(want)
+  assert got == want
+  assert shards(cut) == 12

@@ -101,11 +101,24 @@ def test_ensure_imported_skips_a_finished_import_and_names_missing_fields(tmp_pa
   import ml_collections  # pylint: disable=g-import-not-at-top
   cfg = ModelConfig(vocab_size=64, num_layers=1, d_model=8, d_ffn=16, num_heads=2,
                     num_kv_heads=1)
-  (tmp_path / "model.json").write_text(json.dumps(dataclasses.asdict(cfg)))
   src = tmp_path / "not_really.gguf"  # not a GGUF: a finished import must never parse it
   src.write_bytes(b"placeholder")
+  (tmp_path / "model.json").write_text(json.dumps(dataclasses.asdict(cfg)))
   sec = ml_collections.ConfigDict(dict(source=str(src), workdir=str(tmp_path)))
+  # Without its run identity, nothing says which source made it: never reused.
+  with pytest.raises(ValueError, match="model.json.* written before run identities"):
+    gguf_import.ensure_imported(sec)
+  # An import claims its workdir before it writes (runs.claim), then writes model.json last.
+  os.remove(tmp_path / "model.json")
+  gguf_import.claim_import(str(tmp_path), "import_gguf", str(src), "bfloat16", str(src))
+  (tmp_path / "model.json").write_text(json.dumps(dataclasses.asdict(cfg)))
   assert gguf_import.ensure_imported(sec) == str(tmp_path)
+  other = tmp_path / "other.gguf"  # another source into the same workdir: stops, naming it
+  other.write_bytes(b"another placeholder")
+  with pytest.raises(ValueError, match=r"convert\.source: .*not_really\.gguf' -> "
+                     r".*other\.gguf'.*--overwrite"):
+    gguf_import.ensure_imported(ml_collections.ConfigDict(dict(source=str(other),
+                                                               workdir=str(tmp_path))))
   # The run identity needs the source: a missing one is named, never silently reused.
   sec.source = str(tmp_path / "nonexistent.gguf")
   with pytest.raises(FileNotFoundError, match="nonexistent.gguf"):

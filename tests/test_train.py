@@ -173,3 +173,24 @@ def test_restore_onto_a_different_mesh(tmp_path, monkeypatch):
   assert sorted(rest) == [5, 6, 7, 8]
   for s in rest:
     assert rest[s] == pytest.approx(full[s], rel=1e-4), s
+
+
+@pytest.mark.slow  # five `python -m sbp_jax.main` processes (~1-2 min on one core)
+def test_kill9_at_random_moments_then_the_same_command_equals_an_uninterrupted_run(tmp_path):
+  import json
+  from tests import kill_resume
+  args = ["--config.train.num_steps=60", "--config.train.global_batch_size=8",
+          "--config.train.seq_len=32", "--config.train.checkpoint_every=5",
+          "--config.train.log_every=1", "--config.train.eval_every=0"]
+  whole, cut = str(tmp_path / "whole"), str(tmp_path / "cut")
+  steps = lambda w: [int(d) for d in os.listdir(os.path.join(w, "checkpoints"))
+                     if d.isdigit()] if os.path.isdir(os.path.join(w, "checkpoints")) else []
+  span = kill_resume.uninterrupted(kill_resume.main_cmd("tiny_train.py", whole, *args),
+                                   lambda: len(steps(whole)))
+  hits = kill_resume.killed_then_finished(
+      kill_resume.main_cmd("tiny_train.py", cut, *args), lambda: max(steps(cut), default=0),
+      span, seed=18, kills=3)
+  assert hits and all(s < 60 for _, s in hits), hits  # killed while training
+  loss = lambda w: json.load(open(os.path.join(w, "history.json")))["loss"]
+  assert loss(cut) == loss(whole)  # every step's loss, the re-run ones included
+  assert max(steps(cut)) == 60

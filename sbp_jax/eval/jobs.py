@@ -2,8 +2,8 @@
 `eval_table` (several results.json -> the Table 3.2 layout).
 
 eval writes, under its workdir:
-  eval/<task>.json                per task: metrics (a re-run skips tasks whose
-                                  file matches the task config and checkpoint)
+  eval/<task>.json                per task: metrics (a re-run with the same run
+                                  identity, sbp_jax.runs, skips finished tasks)
   eval/<task>.predictions.jsonl   per example: prediction, log-likelihoods, ...
   results.json, results.txt       all tasks, and the printed table
 """
@@ -53,6 +53,8 @@ def _write(path: str, text: str) -> None:
 def model_config(config) -> ModelConfig:
   e = config.eval
   if e.get("model_json"):  # model fields written by the import job
+    fileio.require(e.model_json, "eval.model_json", "point it at the model.json an import job "
+                   "wrote, or clear it to use config.model")
     return ModelConfig.from_dict({**fileio.read_json(e.model_json), "dtype": config.model.dtype})
   return ModelConfig.from_dict(config.model)
 
@@ -139,35 +141,59 @@ def latest_step(checkpoint: str) -> int | None:
     ckpt.close()
 
 
+OUTPUTS = ("eval", "results.json", "results.txt")
+IDENTITY_KEYS = ("eval", "model", "tokenizer", "seed")
+# Batching and bucketing change how the scores are computed, not what they are.
+HOW = ("eval.batch_size", "eval.generate_batch_size", "eval.min_bucket")
+
+
+def identity_view(config, suite: list[dict]) -> dict:
+  """The config with eval.tasks keyed by task name, so that the run identity names a
+  changed task field (eval.tasks.<name>.<field>) and identifies each task's files."""
+  view = plain(config)
+  view["eval"]["tasks"] = {t["name"]: t for t in suite}
+  return view
+
+
+def check_task_files(suite: list[dict]) -> None:
+  for i, t in enumerate(suite):
+    for field in ("files", "fewshot_files"):
+      if t.get(field):
+        fileio.expand(t[field], f"eval.tasks[{i}].{field} ({t['name']})",
+                      f"point it at the task's JSON-lines file(s) ({t['format']} format)")
+
+
 def run_eval(config, workdir: str) -> dict:
+  from sbp_jax import runs  # pylint: disable=g-import-not-at-top
   e = config.eval
   maybe_initialize_distributed(config.get("distributed"))
   suite = task_list(config)
+  check_task_files(suite)
   cfg = model_config(config)
   mesh = mesh_from_config(config.mesh)
   rules = make_rules(config.mesh.get("rules"))
   tok = make_tokenizer(config.tokenizer)
   check_fits(tok, cfg.vocab_size)
   prefix = resolve_prefix(e.get("prefix", "none"), tok, cfg.vocab_size)
+  if e.checkpoint:
+    from sbp_jax.train.checkpoint import check_checkpoint  # pylint: disable=g-import-not-at-top
+    check_checkpoint("eval.checkpoint", e.checkpoint)
+  # Finished tasks are reused only under the same run identity (its checkpoint's steps,
+  # every task's settings and files, the model and tokenizer).
+  runs.claim(workdir, "eval", identity_view(config, suite), IDENTITY_KEYS, OUTPUTS,
+             write_config=False, ignore=HOW)
+  runs.record_config(workdir, config)
   out_dir = os.path.join(workdir, "eval")
-  # Finished tasks are reused only for the same checkpoint step and scoring setup.
   step = latest_step(e.checkpoint)
-  stamp = dict(checkpoint=e.checkpoint, step=step, model_json=e.get("model_json", ""),
-               prefix=list(prefix),
-               max_len=int(e.get("max_len", 0) or cfg.max_seq_len),
-               tokenizer=plain(config.tokenizer))
 
   results: dict = {"checkpoint": e.checkpoint, "step": step, "tasks": {}}
   scorer = generate = None
   for t in suite:
     path = os.path.join(out_dir, f"{t['name']}.json")
-    key = dict(task=t, **stamp)
     if fileio.exists(path):
-      done = fileio.read_json(path)
-      if done.get("key") == json.loads(json.dumps(key)):
-        results["tasks"][t["name"]] = done["result"]
-        log.info("%s: done earlier (%s)", t["name"], path)
-        continue
+      results["tasks"][t["name"]] = fileio.read_json(path)["result"]
+      log.info("%s: done earlier (%s)", t["name"], path)
+      continue
     if scorer is None:
       from sbp_jax.generate.generate_job import load_params  # pylint: disable=g-import-not-at-top
       params = load_params(cfg, e.checkpoint, mesh, rules, config.seed)
@@ -196,7 +222,7 @@ def run_eval(config, workdir: str) -> dict:
     results["tasks"][t["name"]] = res
     if jax.process_index() == 0:  # as in _write
       write_jsonl(os.path.join(out_dir, f"{t['name']}.predictions.jsonl"), per)
-    _write(path, json.dumps(dict(key=key, result=res), indent=1))
+    _write(path, json.dumps(dict(result=res), indent=1))
     log.info("%s: %s", t["name"], metrics)
   if scorer is not None:
     s = scorer.stats

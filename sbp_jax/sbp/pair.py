@@ -57,15 +57,52 @@ def run_local(config, workdir: str, stop_after_shards: int = 0) -> dict:
   return stages.finalize(p, lay, n, int(config.seed))
 
 
-def run(config, workdir: str) -> dict:
+OUTPUTS = ("docs", "embeddings", "neighbors", "pairs", "stats.json")
+# Which driver runs the stages, and its options: both write the same files.
+HOW = ("pair.runner", "pair.beam_options")
+
+
+def identity_keys(config) -> list[str]:
+  """The sections the pairs depend on: the job's tokenizer when the shingle rule or an LM
+  embedder reads it, and the model for an LM embedder."""
+  lm = config.pair.embedder.kind == "lm"
+  keys = ["pair", "seed"]
+  if lm or shingle_tokenizer(config) is config.tokenizer:
+    keys.append("tokenizer")
+  return keys + (["model"] if lm else [])
+
+
+def check(config) -> None:
+  """The settings and inputs the job needs, before it claims its workdir."""
+  from sbp_jax import validate  # pylint: disable=g-import-not-at-top
+  from sbp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+  from sbp_jax.sbp.pairing import docs  # pylint: disable=g-import-not-at-top
   p = config.pair
+  if p.runner not in ("local", "beam"):
+    raise InputError(f"pair.runner={p.runner!r}; choose 'local' or 'beam'.")
+  if p.embedder.kind not in ("encoder", "lm"):
+    raise InputError(f"pair.embedder.kind={p.embedder.kind!r}; choose 'encoder' (a BERT "
+                     "sentence encoder directory) or 'lm' (an sbp_jax checkpoint).")
+  for key, value in (("shard_size", p.shard_size), ("embedder.batch_size", p.embedder.batch_size),
+                     ("search.k", p.search.k), ("search.num_value_shards",
+                                                p.search.num_value_shards),
+                     ("search.num_salts", p.search.num_salts),
+                     ("select.shingle", p.select.shingle)):
+    validate.positive(f"pair.{key}", value)
+  validate.finite_number("pair.select.alpha", p.select.alpha)
+  docs.corpus_files(p.corpus)  # a missing corpus is named here
+
+
+def run(config, workdir: str) -> dict:
+  from sbp_jax import runs  # pylint: disable=g-import-not-at-top
+  p = config.pair
+  check(config)
+  runs.claim(workdir, "pair", config, identity_keys(config), OUTPUTS, ignore=HOW)
   if p.runner == "local":
     stats = run_local(config, workdir)
   elif p.runner == "beam":
     from sbp_jax.sbp.pairing.beam import run_beam  # pylint: disable=g-import-not-at-top
     stats = run_beam(config, workdir)
-  else:
-    raise ValueError(f"pair.runner={p.runner!r}; choose 'local' or 'beam'.")
   summary = {k: stats[k] for k in ("queries", "neighbours", "kept", "dropped",
                                    "mean_similarity_kept", "mean_similarity_random")}
   print(json.dumps(summary, indent=1))

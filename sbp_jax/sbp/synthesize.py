@@ -49,6 +49,10 @@ GenerateFn = Callable[[Sequence[str], int], list[Sample]]
 
 # -- inputs --------------------------------------------------------------------------------
 
+SEED_FILES_HINT = ("point it at the D_pretrain JSON-lines files (e.g. "
+                   "data/demo_corpus/train.jsonl.gz)")
+
+
 class SeedDocs:
   """D_pretrain as {"id", "text"} records numbered 0.. in file order, read by index.
 
@@ -62,8 +66,7 @@ class SeedDocs:
                key: str = "synthesize.seed_files"):
     self.text_field, self.id_field, self.key = text_field, id_field, key
     self._hint = f"check {key} and its text_field setting"
-    self.files = fileio.expand(files, key, "point it at the D_pretrain JSON-lines files "
-                               "(e.g. data/demo_corpus/train.jsonl.gz)")
+    self.files = fileio.expand(files, key, SEED_FILES_HINT)
     self._index = fileio.JsonlIndex(self.files)
     if not len(self._index):
       raise ValueError(f"{key}={files!r} holds no documents.")
@@ -285,13 +288,50 @@ def prompt_start(config) -> tuple[int, ...]:
   return (vocab_lib.start_id(vocab_lib.make_vocabulary(vocab_lib.job_tokenizer(config))),)
 
 
+# What the shards depend on (the sampler reads generate.model_json when set, and the
+# prompt's start id the job's tokenizer); placement and the progress bar do not count.
+IDENTITY_KEYS = ("model", "synthesize", "tokenizer", "seed", "generate.model_json", "data.vocab")
+HOW = ("synthesize.ici", "synthesize.progress")
+
+
+def check(config) -> None:
+  """The settings and inputs the job needs, before it claims its workdir."""
+  from sbp_jax import validate  # pylint: disable=g-import-not-at-top
+  from sbp_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+  from sbp_jax.generate.generate_job import model_config  # pylint: disable=g-import-not-at-top
+  from sbp_jax.generate.text_codec import check_fits, make_tokenizer  # pylint: disable=g-import-not-at-top
+  s = config.synthesize
+  for key in ("target_tokens", "tokens_per_shard", "batch_size", "max_batches_per_shard",
+              "max_prompt_tokens", "max_new_tokens", "shingle"):
+    validate.positive(f"synthesize.{key}", s[key])
+  validate.finite_number("synthesize.temperature", s.temperature, minimum=0)
+  if not 0 < validate.finite_number("synthesize.top_p", s.top_p) <= 1:
+    raise InputError(f"synthesize.top_p={s.top_p!r} must be in (0, 1]; set "
+                     "--config.synthesize.top_p (1.0 turns nucleus sampling off).")
+  fileio.expand(s.seed_files, "synthesize.seed_files", SEED_FILES_HINT)
+  if s.checkpoint:
+    from sbp_jax.train.checkpoint import check_checkpoint  # pylint: disable=g-import-not-at-top
+    check_checkpoint("synthesize.checkpoint", s.checkpoint)
+  check_fits(make_tokenizer(config.tokenizer), model_config(config).vocab_size)
+
+
+def output_dir(config, workdir: str) -> str:
+  """synthesize.output_dir, or <workdir>/synthetic; a relative local path is made absolute."""
+  out = config.synthesize.get("output_dir", "") or os.path.join(workdir, "synthetic")
+  return out if "://" in out else os.path.abspath(out)
+
+
 def run(config, workdir: str) -> dict:
   """Job `synthesize`: config.synthesize -> workdir/synthetic/synthetic-NNNNN.jsonl."""
   import jax  # pylint: disable=g-import-not-at-top
+  from sbp_jax import runs  # pylint: disable=g-import-not-at-top
   from sbp_jax.parallel import maybe_initialize_distributed  # pylint: disable=g-import-not-at-top
   maybe_initialize_distributed(config.get("distributed"))
   s = config.synthesize
-  out_dir = s.get("output_dir", "") or os.path.join(workdir, "synthetic")
+  check(config)
+  out_dir = output_dir(config, workdir)
+  runs.claim(workdir, "synthesize", config, IDENTITY_KEYS, (out_dir, "synthesize_summary.json"),
+             ignore=HOW)
   total = num_shards(int(s.target_tokens), int(s.tokens_per_shard))
   mine = host_shards(total, jax.process_index(), jax.process_count())
   if all(fileio.exists(shard_path(out_dir, k)) for k in mine):

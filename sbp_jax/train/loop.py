@@ -162,6 +162,12 @@ def train(config, workdir: str) -> dict:
       history["loss"][s] = float(m["loss"])
     return done
 
+  def save():  # the metrics go with each checkpoint, so a killed run loses neither
+    flush()
+    ckpt.save(step, state, train_iter.get_state(), force=True, iterator=train_iter)
+    if jax.process_index() == 0:
+      _append_history(os.path.join(workdir, "history.json"), history)
+
   # train.run_steps > 0: stop (with a checkpoint) after that many steps in this invocation,
   # e.g. to fit a scheduler's time slice; the same command later resumes to num_steps.
   run_until = tcfg.num_steps
@@ -172,8 +178,7 @@ def train(config, workdir: str) -> dict:
       try:
         local = next(train_iter)
       except StopIteration as e:  # e.g. never-repeated synthetic data ran out
-        flush()
-        ckpt.save(step, state, train_iter.get_state(), force=True, iterator=train_iter)
+        save()
         log.warning("Training data ended at step %d (%s); saved and stopping.", step, e)
         break
       batch = global_batch(local, mesh, rules)
@@ -192,11 +197,9 @@ def train(config, workdir: str) -> dict:
         history["eval"][step] = ev
         writer.write(step, ev, prefix="eval")
       if step % tcfg.checkpoint_every == 0 or last:
-        flush()
-        ckpt.save(step, state, train_iter.get_state(), force=True, iterator=train_iter)
+        save()
       if stop.should_stop():
-        flush()
-        ckpt.save(step, state, train_iter.get_state(), force=True, iterator=train_iter)
+        save()
         log.warning("SIGTERM: saved step %d and stopping; re-run to resume.", step)
         break
   ckpt.close()
