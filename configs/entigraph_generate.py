@@ -29,6 +29,7 @@ def entigraph_section(documents="data/entigraph_demo/articles.jsonl") -> ml_coll
   e.extraction_retries = 2        # extra extraction calls when the JSON cannot be parsed
   e.extraction_fallback = "record"  # record | raw_doc | heuristic (see pipeline.py)
   e.include_summary = True        # the extracted summary is also a training text
+  e.entity_filter = False         # drop headings, versions, names not in the text (entity_filter.py)
   # Prefill: the start of the extraction reply, e.g. '{"entities": ["' for small chat
   # models that drift into prose; "" for API models (OpenAI's has no prefill; an
   # HTTP endpoint needs generator.http.prefill).

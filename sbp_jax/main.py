@@ -28,6 +28,7 @@ JOBS = {
     "entigraph_cpt": "sbp_jax.entigraph.cpt:run",
     "entigraph_qa": "sbp_jax.entigraph.qa:run",
     "entigraph_demo": "sbp_jax.entigraph.entigraph_demo:run",
+    "entigraph_cpt_study": "sbp_jax.entigraph.cpt_study:run",
     "serve": "sbp_jax.generate.serve:run_serve",
     "generate": "sbp_jax.generate.generate_job:run_generate",
     "import_hf": "sbp_jax.convert.safetensors_import:run",

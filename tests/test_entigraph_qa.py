@@ -13,7 +13,7 @@ from sbp_jax.entigraph.articles import Question, load_questions
 
 PARSE = [
     ("The manor is Pemberley, so A fits.\nAnswer: A.", "A"),
-    ("Thought: ...\nAnswer: c", "C"),
+    ("Thought: ...\nAnswer: c", None),                     # upper-case letters only
     ("Answer: B. Wait, no.\nAnswer: D.", "D"),            # the last answer counts
     ("so the answer is (B)", "B"),
     ("It must be the third one. C.", "C"),                 # A.7.1: ends in 'X.'
@@ -24,6 +24,15 @@ PARSE = [
     ("The answer depends on context", None),
     ("", None),
     ("Choices A and B are both plausible", None),
+    # Strictness (a lax, case-insensitive 'answer ... X' reads these as A):
+    ("I cannot answer a question about an article I have not read.", None),
+    ("Reasoning: none.\nI cannot answer. A", None),
+    ("the answer is a mystery to me", None),
+    ("It is a tool that compiles files, so it is a.", None),   # a letter inside a sentence
+    ("Answer: A or B.", None),
+    ("Option B looks wrong.\nAnswer: A.\nI am not sure.", None),  # the last line decides
+    ("The flag is -j. A.", "A"),
+    ("B is out, so it is not B. Answer: C", "C"),
 ]
 
 
@@ -78,6 +87,16 @@ def test_random_pick_among_valid_is_seeded_and_unbiased():
   freq = {c: picks.count(c) / 4000 for c in "ABC"}
   assert abs(freq["B"] - 0.5) < 0.04 and abs(freq["A"] - 0.25) < 0.04
   assert qa.pick_answer([], random.Random(0)) is None
+
+
+def test_majority_pick_takes_the_most_frequent_and_breaks_ties_at_random():
+  assert all(qa.pick_answer(["A", "B", "B", "C"], random.Random(i), "majority") == "B"
+             for i in range(50))
+  ties = {qa.pick_answer(["A", "C", "C", "A", "D"], random.Random(i), "majority")
+          for i in range(50)}
+  assert ties == {"A", "C"}
+  with pytest.raises(ValueError, match="qa.pick='vote'"):
+    qa.pick_answer(["A"], random.Random(0), "vote")
 
 
 def test_question_rewriting_and_prompt():

@@ -9,6 +9,7 @@ loop (replay comes from data.kind='replay').
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 
@@ -17,6 +18,15 @@ from sbp_jax.data import vocab as vocab_lib
 from sbp_jax.fileio import read_jsonl
 
 log = logging.getLogger(__name__)
+
+
+def derive(config, **sections):
+  """A copy of config with whole sections replaced (a stage's own job, data, train...)."""
+  c = copy.deepcopy(config)
+  with c.unlocked():
+    for k, v in sections.items():
+      setattr(c, k, v)
+  return c
 
 
 def _text_records(files):

@@ -23,14 +23,6 @@ from sbp_jax.entigraph.backends import LocalGenerator
 from sbp_jax.entigraph.articles import load_documents
 
 
-def _derive(config, **sections):
-  c = copy.deepcopy(config)
-  with c.unlocked():
-    for k, v in sections.items():
-      setattr(c, k, v)
-  return c
-
-
 def _bytes_data(path: str) -> dict:
   return dict(kind="text_bytes", path=path, text="", eval_fraction=0.0)
 
@@ -62,7 +54,7 @@ def run(config, workdir: str) -> dict:
     tr = copy.deepcopy(config.train)
     tr.num_steps = int(d.base_steps)
     base_dir = os.path.join(workdir, "base")
-    hist = train(_derive(config, job="train", train=tr, data=_bytes_data(d.generic)), base_dir)
+    hist = train(cpt.derive(config, job="train", train=tr, data=_bytes_data(d.generic)), base_dir)
     base_ckpt = os.path.join(base_dir, "checkpoints")
     losses = hist["loss"]
     results["base_final_loss"] = losses[max(losses)] if losses else None
@@ -70,7 +62,7 @@ def run(config, workdir: str) -> dict:
           f"{results['base_final_loss']}", flush=True)
 
   # 2. EntiGraph synthetic corpus with the base model as generator.
-  gen_cfg = _derive(config)
+  gen_cfg = cpt.derive(config)
   with gen_cfg.unlocked():
     gen_cfg.generate.checkpoint = base_ckpt
   base_sampler = make_sampler(gen_cfg)
@@ -86,7 +78,7 @@ def run(config, workdir: str) -> dict:
   n_texts = _export_corpus(manifest["shards"], docs, bool(d.include_raw), corpus)
   tr = copy.deepcopy(config.train)
   tr.lr, tr.end_lr, tr.init_from = float(d.cpt_lr), float(d.cpt_lr) / 10, base_ckpt
-  cpt_cfg = _derive(config, job="entigraph_cpt", train=tr,
+  cpt_cfg = cpt.derive(config, job="entigraph_cpt", train=tr,
                     data=dict(kind="replay", rate=float(d.replay_rate), main=_bytes_data(corpus),
                               replay=_bytes_data(d.generic)))
   with cpt_cfg.unlocked():
@@ -101,7 +93,7 @@ def run(config, workdir: str) -> dict:
   # 4. Closed-book QA before and after.
   results["qa_before"] = qa.evaluate(gen_cfg, os.path.join(workdir, "qa_before"),
                                      sampler=base_sampler)
-  after_cfg = _derive(config)
+  after_cfg = cpt.derive(config)
   with after_cfg.unlocked():
     after_cfg.generate.checkpoint = os.path.join(cpt_dir, "checkpoints")
   results["qa_after"] = qa.evaluate(after_cfg, os.path.join(workdir, "qa_after"),

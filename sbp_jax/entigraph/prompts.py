@@ -18,6 +18,8 @@ Do two things:
    - objects, tools and artefacts the text refers to;
    - ideas, concepts and themes the article relies on.
 Be exhaustive: more entities is better than fewer, as long as each one matters to the text.
+Name things, not the layout: no section headings, no title, no version numbers or dates, and
+spell each entity exactly as the article does.
 
 Reply with a single JSON object and nothing else, shaped like this:
 {"summary": "<short summary>", "entities": ["<entity 1>", "<entity 2>", "..."]}"""

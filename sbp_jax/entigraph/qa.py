@@ -2,14 +2,15 @@
 
 Each question names the article's title and author so that it can be answered
 without the text. mode 'sample': a 5-shot chain-of-thought prompt, `k` sampled
-replies, keep those ending in a parseable 'Answer: X.', pick one of them at
-random (seeded; not a majority vote); a question with no parseable reply counts
-as wrong. mode 'loglik': no sampling; the choice whose text has the highest
+replies, keep those whose last line parses strictly as an answer ('Answer: X.'),
+pick one of them (qa.pick: 'random' as the thesis, seeded, or 'majority'); a
+question with no parseable reply counts as wrong. mode 'loglik': no sampling; the choice whose text has the highest
 summed log-probability after the question wins (needs the local model).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import random
@@ -23,24 +24,31 @@ from sbp_jax.fileio import write_jsonl
 from sbp_jax.entigraph import prompts
 from sbp_jax.entigraph.backends import GenParams
 from sbp_jax.entigraph.articles import Question, load_questions
+from sbp_jax.errors import InputError
 
 log = logging.getLogger(__name__)
 
-_ANSWER = re.compile(r"answer\s*(?:is)?\s*[:：]?\s*\(?\**([ABCD])\b\)?", re.I)
-_TAIL = re.compile(r"(?:^|[\s(*])([ABCD])[.)]?\s*$")
+# The reply's last non-empty line must end in an answer: "Answer: B.", "the answer is (C)",
+# or a lone upper-case letter that opens the line or a sentence ("... fits. D."; A.7.1
+# checks that a reply ends in "X."). Lower-case letters never count.
+_ANSWER_LINE = re.compile(
+    r"(?:^|\b(?:[Aa]nswer|ANSWER)(?:\s+is)?\s*[:：]?\s*|[.!?:]\s+)"
+    r"\**\(?([ABCD])\)?\**\.?\**$")
+_NEGATED = re.compile(r"\b(?:cannot|can't|can not|unable to|not|no)\s+(?:be\s+)?answer", re.I)
 
 
 def parse_answer(reply: str) -> str | None:
-  """The choice letter of a reply, or None. Accepted: the last 'Answer: X'
-  (optionally 'answer is (X)'), or a reply ending in a lone 'X.' (A.7.1's check
-  of the last two characters). Text after a new '## Example' is ignored."""
+  """The choice letter of a reply, or None. Strict: only the last non-empty line counts
+  (text after a new '## Example' is ignored), and it must end in an upper-case choice
+  letter that stands alone or follows 'Answer:' / 'answer is'. So 'I cannot answer a
+  question like this.' and 'It is a tool.' are not answers."""
   text = reply.split("## Example")[0].strip()
   if not text:
     return None
-  hits = _ANSWER.findall(text)
-  if hits:
-    return hits[-1].upper()
-  m = _TAIL.search(text)
+  last = text.splitlines()[-1].strip()
+  if _NEGATED.search(last):
+    return None
+  m = _ANSWER_LINE.search(last)
   return m.group(1) if m else None
 
 
@@ -48,13 +56,27 @@ def question_text(q: Question) -> str:
   return prompts.qa_question(q.title, q.author, q.question, q.year)
 
 
-def pick_answer(valid: Sequence[str], rng: random.Random) -> str | None:
-  return rng.choice(list(valid)) if valid else None
+PICKS = ("random", "majority")
+
+
+def pick_answer(valid: Sequence[str], rng: random.Random, how: str = "random") -> str | None:
+  """One of the parsed answers: a random one (A.7.1: 'randomly select one valid response',
+  explicitly not a vote) or the most frequent (ties broken at random)."""
+  if not valid:
+    return None
+  if how == "random":
+    return rng.choice(list(valid))
+  if how == "majority":
+    counts = collections.Counter(valid)
+    top = max(counts.values())
+    return rng.choice(sorted(a for a, n in counts.items() if n == top))
+  raise InputError(f"qa.pick={how!r}; choose one of {PICKS}.")
 
 
 def sample_eval(gen, questions: Sequence[Question], k: int, params: GenParams, shots: int,
-                seed: int, batch_questions: int = 4) -> tuple[list[dict], dict]:
-  """Per question: k replies, the parseable ones, and the randomly picked answer."""
+                seed: int, batch_questions: int = 4, pick: str = "random"
+                ) -> tuple[list[dict], dict]:
+  """Per question: k replies, the parseable ones, and the picked answer (`pick_answer`)."""
   rows = []
   qs = [q for q in questions if q.answer is not None]
   for b in range(0, len(qs), batch_questions):
@@ -68,10 +90,10 @@ def sample_eval(gen, questions: Sequence[Question], k: int, params: GenParams, s
       rep = replies[j * k:(j + 1) * k]
       parsed = [parse_answer(r) for r in rep]
       valid = [p for p in parsed if p is not None]
-      pick = pick_answer(valid, random.Random(f"{seed}:{q.id}"))
+      chosen = pick_answer(valid, random.Random(f"{seed}:{q.id}"), pick)
       rows.append(dict(id=q.id, doc_id=q.doc_id, question=question_text(q),
-                       gold="ABCD"[q.answer], pick=pick, valid=valid, num_valid=len(valid),
-                       correct=pick == "ABCD"[q.answer], replies=rep))
+                       gold="ABCD"[q.answer], pick=chosen, valid=valid, num_valid=len(valid),
+                       correct=chosen == "ABCD"[q.answer], replies=rep))
   return rows, summarize(rows, k, len(questions) - len(qs))
 
 
@@ -152,7 +174,7 @@ def evaluate(config, workdir: str, generator=None, sampler=None) -> dict:
       rows, s = sample_eval(generator, questions, int(qa.k), GenParams(
           temperature=float(qa.temperature), top_p=float(qa.top_p),
           max_tokens=int(qa.max_new_tokens)), int(qa.shots), int(config.seed),
-                            int(qa.get("batch_questions", 4)))
+                            int(qa.get("batch_questions", 4)), str(qa.get("pick", "random")))
     elif mode == "loglik":
       if sampler is None:
         sampler = getattr(generator, "sampler", None)

@@ -30,14 +30,23 @@ import random
 import re
 import zlib
 
-from sbp_jax import fileio
+from sbp_jax import fileio, runs
 from sbp_jax.fileio import write_jsonl
 from sbp_jax.entigraph import prompts
 from sbp_jax.entigraph.backends import GenParams, generate, make_generator
+from sbp_jax.entigraph.entity_filter import filter_entities
 from sbp_jax.entigraph.parsing import parse_entities
 from sbp_jax.entigraph.articles import Document, load_documents
 
 log = logging.getLogger(__name__)
+
+IDENTITY_KEYS = ("entigraph", "generator", "generate", "tokenizer", "model", "seed")
+OUTPUTS = ("shards", "meta", "manifest.json", "failures.jsonl")
+# Settings that change how far or how visibly a run goes, not what a document's texts are.
+_RESUMABLE = ("entigraph.progress", "entigraph.target_tokens", "entigraph.max_docs",
+              "generator.http.max_concurrency", "generator.http.requests_per_second",
+              "generator.http.max_retries", "generator.http.backoff_s",
+              "generator.http.max_backoff_s", "generator.http.timeout_s")
 
 FALLBACKS = ("record", "raw_doc", "heuristic")
 
@@ -123,10 +132,16 @@ def extract(gen, style: str, doc: Document, e, seed: int) -> tuple[dict, list[st
     # The reply prefix (prefill) is part of the reply the parser sees.
     raw = generate(gen, style, [item], params, str(e.get("extraction_reply_prefix", "")))[0]
     res = parse_entities(raw)
+    ents, dropped = res.entities, {}
+    if res.ok and e.get("entity_filter", False):
+      ents, dropped = filter_entities(res.entities, doc.title, doc.text)
+      if not ents:
+        res = dataclasses.replace(res, ok=False, error=f"no entity left after the filter "
+                                  f"(dropped {dropped})")
     if res.ok:
-      ents = res.entities[:int(e.max_entities)] if int(e.max_entities) > 0 else res.entities
+      ents = ents[:int(e.max_entities)] if int(e.max_entities) > 0 else ents
       return dict(ok=True, method=res.method, attempts=a + 1, summary=res.summary,
-                  failed_replies=attempts), ents
+                  failed_replies=attempts, extracted=list(res.entities), dropped=dropped), ents
     attempts.append(dict(raw=raw, error=res.error))
   return dict(ok=False, method="", attempts=len(attempts), summary="",
               failed_replies=attempts), []
@@ -245,11 +260,22 @@ def summarize(metas: list[dict], e, target_tokens: int) -> dict:
     out["pairs"] = sum(m["num_pairs"] for m in metas)
     out["triples"] = sum(m["num_triples"] for m in metas)
     out["mean_entities"] = sum(len(m["entities"]) for m in metas) / max(len(metas), 1)
+    dropped = collections.Counter()
+    for x in ok:
+      dropped.update(x.get("dropped", {}))
+    out["extraction"]["filter_dropped"] = dict(dropped)
   for m in metas:
     for kind, n in m.get("tokens_by_kind", {}).items():
       tokens[kind] += n
   out["tokens_by_kind"] = dict(tokens)
   return out
+
+
+def claim(config, workdir: str) -> None:
+  """The job's run identity (sbp_jax.runs): a re-run with other settings names them."""
+  keys = [k for k in runs.config_fields(config, IDENTITY_KEYS)
+          if not any(k == r or k.startswith(r + ".") for r in _RESUMABLE)]
+  runs.claim(workdir, "entigraph", config, keys, OUTPUTS)
 
 
 def run_pipeline(config, workdir: str, generator=None) -> dict:
@@ -261,6 +287,7 @@ def run_pipeline(config, workdir: str, generator=None) -> dict:
   if int(e.get("max_docs", 0)) > 0:
     docs = docs[:int(e.max_docs)]
   tok = make_tokenizer(config.tokenizer)
+  claim(config, workdir)
   shard_dir, meta_dir = os.path.join(workdir, "shards"), os.path.join(workdir, "meta")
   fileio.makedirs(shard_dir)
   fileio.makedirs(meta_dir)

@@ -1,0 +1,87 @@
+"""EntiGraph CPT end to end on SmolLM2-135M-Instruct (thesis chapter 2 at CPU scale):
+the model writes its own EntiGraph and Rephrase corpora about a niche corpus, is
+continually pretrained on each (and on the raw documents), and answers closed-book
+four-choice questions about it; a sweep over EntiGraph subsamples is fitted with the
+mixture-of-exponential curve.
+
+  launch/tpu_run.sh --config=configs/entigraph_smollm2_cpt.py          # size "cpu"
+  launch/tpu_run.sh --config=configs/entigraph_smollm2_cpt.py:smoke    # minutes; the test's size
+
+Writes WORKDIR/qa_report.json and WORKDIR/scaling.png (job entigraph_cpt_study,
+sbp_jax/entigraph/cpt_study.py). Every stage resumes, so a run can be stopped
+and restarted with the same command; train.run_steps caps one invocation's steps.
+
+Niche corpus: the command-line option sections of the Python 3.11 manual shipped in
+data/demo_corpus (PSF License), questions made and checked by niche_corpus.py.
+
+Thesis settings (A.2) kept at every size: replay of generic text at rate 0.1 (one
+coin per batch), linear warmup over 5% of the steps then cosine decay to 0, Raw CPT
+4 passes, EntiGraph and Rephrase CPT 2 passes with Rephrase token-matched to
+EntiGraph, the model's own tokenizer. QA: few-shot chain of thought, k sampled
+replies, the strictly parsed ones kept, one picked. Scaled down for CPU (sizes):
+  cpu:   17 documents / 119 questions; <= 5 entities per document (10 pairs + 2
+         triples), 160-token relation texts, one rewrite per style; context 512,
+         batch 8, peak lr 1e-4 (the thesis's 5e-6 moves a model over hundreds of
+         thousands of tokens; these runs see tens of thousands); QA 3 shots, k=4,
+         majority pick (with 4 samples a random pick adds much noise), 64 new tokens.
+  smoke: 2 documents, 8 questions, 2 entities (capitalised phrases when the
+         48-token extraction fails), 16-token texts, context 128, batch 2, k=2,
+         1 shot, 8 new tokens: checks the plumbing only.
+  full:  what an accelerator should run: all entities, 64 triples per document,
+         1,024-token texts, 3 rewrite rounds, context 2,048, batch 16, lr 5e-6, QA 5 shots,
+         k=64, random pick (A.7.1).
+"""
+
+import ml_collections
+
+from configs import entigraph_smollm2
+
+SIZES = ("cpu", "smoke", "full")
+
+
+def get_config(size: str = "cpu"):
+  if size not in SIZES:
+    raise ValueError(f"configs/entigraph_smollm2_cpt.py:{size}: choose one of {SIZES}.")
+  c = entigraph_smollm2.get_config()
+  c.job = "entigraph_cpt_study"
+  c.model.dtype = "float32"       # CPU compute; the params are float32 in every case
+  c.tokenizer.mask_pad = True     # SmolLM2 pads with its eos <|im_end|>: padding found by position
+  c.niche = ml_collections.ConfigDict(dict(
+      source="data/demo_corpus/train.jsonl.gz", min_facts=4, max_docs=0, seed=0))
+  c.replay_text = ml_collections.ConfigDict(dict(
+      source="data/demo_corpus/train.jsonl.gz", max_docs=400))
+  e = c.entigraph
+  e.documents = ""                # set by the job: WORKDIR/niche/documents.jsonl
+  e.max_docs = 0
+  e.max_entities = 5
+  e.num_triples = 2
+  e.relation_max_tokens = 160
+  e.rephrase_rounds = 1
+  e.progress = False
+  c.arms = ml_collections.ConfigDict(dict(
+      raw_epochs=4.0, synthetic_epochs=2.0, match_rephrase=True, replay_rate=0.1,
+      scaling_fractions=(0.25, 0.5)))   # + the full corpus and 0 tokens (the base model)
+  t = c.train
+  t.seq_len, t.global_batch_size = 512, 8
+  t.schedule, t.warmup_frac, t.lr, t.end_lr = "cosine", 0.05, 1e-4, 0.0
+  t.log_every, t.eval_every, t.checkpoint_every, t.async_checkpoint = 10, 0, 50, False
+  c.qa = ml_collections.ConfigDict(dict(
+      k=4, shots=3, pick="majority", temperature=1.0, top_p=1.0, max_new_tokens=64,
+      batch_questions=2, max_questions=0))
+  if size == "smoke":
+    c.niche.max_docs = 2
+    c.replay_text.max_docs = 20
+    e.max_entities, e.num_triples, e.extraction_retries = 2, 0, 1
+    e.extraction_max_tokens, e.relation_max_tokens = 48, 16
+    e.extraction_fallback = "heuristic"  # 48 tokens rarely hold a usable list: keep texts flowing
+    c.arms.scaling_fractions = (0.34, 0.67)
+    t.seq_len, t.global_batch_size, t.log_every, t.checkpoint_every = 128, 2, 1, 1000
+    c.qa.update(k=2, shots=1, max_new_tokens=8, batch_questions=4, max_questions=8)
+  elif size == "full":
+    e.max_entities, e.num_triples, e.rephrase_rounds = 0, 64, 3
+    e.extraction_max_tokens, e.relation_max_tokens = 1024, 1024
+    c.model.dtype = "bfloat16"
+    t.seq_len, t.global_batch_size, t.lr, t.checkpoint_every = 2048, 16, 5e-6, 200
+    c.arms.scaling_fractions = (0.0625, 0.125, 0.25, 0.5)
+    c.qa.update(k=64, shots=5, pick="random", max_new_tokens=256, batch_questions=1)
+  return c
