@@ -12,7 +12,7 @@ pairs) stops the run before synthesis.
 """
 
 from configs.sbp_common import get_sbp_config
-from configs.sbp_pair_demo import pair_section
+from configs.sbp_pair_demo import demo_pair_section
 
 SPM = "data/demo_corpus/spm_bpe_4096.model"
 
@@ -78,7 +78,7 @@ def get_config(size: str = "main"):
   s.max_batches_per_shard = 200
   s.ici = (1, 1, 1)
 
-  c.pair = pair_section()
+  c.pair = demo_pair_section()
   c.pair.shard_size = 600
   c.pair.search.k = 10
   c.pair.select.cap = 0             # the thesis keeps every neighbour above alpha

@@ -94,6 +94,7 @@ def test_report_json_has_every_field(smoke_run):
   assert np.isfinite(rep["seed_nll_gap"])
   assert set(rep["seed_similarity"]) == {"paired", "random_docs", "sbp", "random_pair_synth"}
   assert all(np.isfinite(v) for v in rep["seed_similarity"].values())
+  assert rep["pair_concept_purity"] > 0.9  # the pairing embedder finds same-concept documents
   # Training dynamics: each arm evaluated eval_points times, in tokens-seen order.
   for arm, pts in rep["dynamics"].items():
     assert len(pts) == 10 and pts[-1]["perplexity"] == p[arm], arm
