@@ -5,8 +5,8 @@
 
 sbp_jax/sbp/concepts.py generates the corpus: D_pretrain has a few documents per
 concept, the oracle many, held-out text is new documents of the same concepts.
-The baseline repeats D_pretrain ~16 times; the oracle has 20x its unique data (seen
-0.8 times). In the control corpus no two documents share a concept: pairing then finds
+The baseline repeats D_pretrain ~20 times; the oracle has 20x its unique data (seen
+about once). In the control corpus no two documents share a concept: pairing then finds
 no related documents, and the seed gate (or the pair stage, when it keeps too few
 pairs) stops the run before synthesis.
 """
