@@ -17,6 +17,7 @@ def experiment_section() -> ml_collections.ConfigDict:
   e.random_pair_ablation = True  # Table B.1: a synthesizer tuned on random pairs
   e.random_pairs = 0             # its training pairs (0 = as many as SBP's pairs)
   e.ablation_synthetic_tokens = 0  # what it synthesizes, for the similarity statistic only
+  e.ablation_tune_steps = 0      # its synthesizer-tuning steps (0 = synth_tune.num_steps)
   e.eval_points = 10             # held-out evaluations over each arm's budget (Fig. 3.3)
   e.gate_pairs = 64              # pairs held out of synthesizer-tuning for the seed gate
   e.min_seed_nll_gap = 0.0       # stop before synthesis when the seed NLL gap is below this

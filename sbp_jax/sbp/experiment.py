@@ -327,10 +327,11 @@ def format_b1(b1: dict) -> str:
   return head + "\n" + row
 
 
-def _tuning_config(config, base_ckpt: str, pairs_files, task_name: str = "sbp_pairs"):
+def _tuning_config(config, base_ckpt: str, pairs_files, task_name: str = "sbp_pairs",
+                   num_steps: int = 0):
   st = config.synth_tune
   c = tuning.synthesizer_tuning_config(
-      config, base_ckpt, pairs_files, num_steps=int(st.num_steps), lr=float(st.lr),
+      config, base_ckpt, pairs_files, num_steps=num_steps or int(st.num_steps), lr=float(st.lr),
       seq_len=int(st.seq_len), global_batch_size=int(st.global_batch_size),
       warmup_frac=float(st.warmup_frac), grad_accum_steps=int(st.get("grad_accum_steps", 0)),
       task_name=task_name)
@@ -460,7 +461,7 @@ def run(config, workdir: str) -> dict:
         real_files, n_pairs, int(config.seed), sub))
     stages["synth_tune_random"] = run_stage(workdir, "synth_tune_random", lambda sub: train_stage(
         _tuning_config(config, base_ckpt, stages["random_pairs"]["pairs_files"],
-                       "sbp_random_pairs"), sub))
+                       "sbp_random_pairs", int(e.get("ablation_tune_steps", 0))), sub))
     if "gate_split" in stages:  # the same gate pairs: a seed-blind synthesizer scores ~0
       stages["seed_gate_random"] = run_stage(workdir, "seed_gate_random", lambda sub:
                                              seed_gate_stage(
