@@ -44,18 +44,23 @@ def main():
   sampler = Sampler(cfg, load_params(cfg, "", mesh, rules, 0), tokenizer=tok, mesh=mesh,
                     rules=rules)
   docs = syn.SeedDocs(c.experiment.real_files)
-  print(f"{'batch':>6}{'new':>6}{'kept tok':>10}{'seconds':>9}{'tok/s':>9}")
+  print(f"{'batch':>6}{'new':>6}{'kept tok':>10}{'seconds':>9}{'kept tok/s':>12}"
+        f"{'gen tok/s':>11}{'vs first':>10}")
+  first = None
   for bs in [int(b) for b in args.batch_sizes.split(",")]:
     sp = SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=args.new)
     gen = syn.sampler_generate_fn(sampler, sp, args.prompt)
-    gen([d["text"] for d in docs[:bs]], 0)  # compile
+    gen([d["text"] for d in docs.take(range(bs))], 0)  # compile
     with tempfile.TemporaryDirectory() as d:
       t0 = time.perf_counter()
       tot = syn.synthesize_to_dir(docs, gen, d, seed=0, target_tokens=bs * args.new * args.batches,
                                   tokens_per_shard=bs * args.new * args.batches, batch_size=bs,
                                   max_batches_per_shard=args.batches, progress=False)
       dt = time.perf_counter() - t0
-    print(f"{bs:>6}{args.new:>6}{tot['kept_tokens']:>10}{dt:>9.1f}{tot['kept_tokens'] / dt:>9.0f}")
+    rate = tot["kept_tokens"] / dt
+    first = first or rate
+    print(f"{bs:>6}{args.new:>6}{tot['kept_tokens']:>10}{dt:>9.1f}{rate:>12.0f}"
+          f"{tot['generated_tokens'] / dt:>11.0f}{rate / first:>9.2f}x", flush=True)
 
 
 if __name__ == "__main__":

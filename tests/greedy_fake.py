@@ -28,7 +28,7 @@ class GreedyFake:
 
   def generate(self, prompts, sp, seed=0, max_new_tokens=None, min_new_tokens=None):
     self.calls += 1
-    stops = set(sp.stop_ids)
+    stops = set(sp.stop_ids) | {q[0] for q in sp.stop_sequences if len(q) == 1}
     out = []
     for i, p in enumerate(prompts):
       hi = sp.max_new_tokens if max_new_tokens is None else max_new_tokens[i]
@@ -47,5 +47,6 @@ class GreedyFake:
           reason = "stop_token"
           break
       body = toks[:-1] if reason == "stop_token" else toks
-      out.append(Completion(toks, self.tokenizer.decode(body), reason, None, ext_at))
+      out.append(Completion(toks, self.tokenizer.decode(body), reason, None, ext_at,
+                            int(reason == "stop_token")))
     return out

@@ -66,13 +66,16 @@ def test_extension_appends_wait_k_times(sampler):
     assert r.thinking_tokens == 5 and r.forced_end and r.thinking == "WaitW"
 
 
-def test_qwen_style_multi_token_delimiters(sampler):
-  im = TOK.token_to_id(st.IM_START)
-  bc = BudgetConfig(think_start=st.IM_START + "think", think_end=st.IM_START + "answer",
-                    num_waits=2, max_answer_tokens=2)
-  for r in budget_force(sampler, QUESTIONS, bc, _greedy(1e9, im)):
-    assert r.thinking == "WaitWait"
-    assert r.answer.startswith(st.IM_START + "answer")
+def test_multi_token_delimiter_ends_thinking_only_when_complete(sampler):
+  # The bias makes "<|im_start|>" (or "a") the greedy token at every step: its
+  # first token alone, again and again, never the whole delimiter.
+  for start, end, tid in ((st.IM_START + "think", st.IM_START + "answer",
+                           TOK.token_to_id(st.IM_START)), ("<t>", "ab", ord("a"))):
+    bc = BudgetConfig(think_start=start, think_end=end, num_waits=2, max_thinking=6,
+                      max_answer_tokens=2)
+    for r in budget_force(sampler, QUESTIONS, bc, _greedy(1e9, tid)):
+      assert r.thinking_tokens == 6 and r.forced_end and r.waits == 0, r
+      assert r.answer.startswith(end)
 
 
 def test_settings_read_off_one_greedy_trace_equal_their_own_runs():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from configs.model import presets
-from sbp_jax.generate.sampler import Sampler, SamplingParams, filter_logits, sample_tokens
+from sbp_jax.generate.sampler import Sampler, SamplingParams, sample_tokens, top_k_filter
 from sbp_jax.generate.text_codec import ByteTokenizer
 from sbp_jax.model import ModelConfig, Transformer
 from sbp_jax.parallel import make_mesh, make_rules
@@ -90,13 +90,15 @@ def test_top_p_never_leaves_nucleus():
   logits = jnp.log(jnp.asarray(np.tile(probs, (4096, 1))))
   keys = jax.random.split(jax.random.key(0), 4096)
   toks = np.asarray(sample_tokens(logits, keys, 1.0, 0, 0.8, use_top_p=True))
-  # Mass above rank 2 is 0.75 < 0.8, so the nucleus is {0, 1, 2}.
+  # Mass above rank 2 is 0.75 < 0.8, so the nucleus is {0, 1, 2}, drawn in proportion.
   assert set(toks.tolist()) == {0, 1, 2}
+  np.testing.assert_allclose(np.bincount(toks, minlength=3) / len(toks),
+                             probs[:3] / probs[:3].sum(), atol=0.03)
   toks = np.asarray(sample_tokens(logits, keys, 1.0, 0, 0.7, use_top_p=True))
   assert set(toks.tolist()) == {0, 1}
   toks = np.asarray(sample_tokens(logits, keys, 1.0, 1, 1.0, use_top_k=True))
   assert set(toks.tolist()) == {0}
-  masked = np.asarray(filter_logits(logits[:1], 2, 1.0, True, False))[0]
+  masked = np.asarray(top_k_filter(logits[:1], 2))[0]
   assert np.isfinite(masked[:2]).all() and np.isneginf(masked[2:]).all()
 
 
@@ -131,3 +133,56 @@ def test_stop_ids_stop_strings_and_min_new_tokens(sampler):
                                             stop_strings=(target,)))[0]
     assert got.finish_reason == "stop_string"
     assert target not in got.text and text.startswith(got.text)
+
+
+def _free(sampler, prompt, n=24):
+  return sampler.generate([prompt], SamplingParams(temperature=0.0, max_new_tokens=n,
+                                                   stop_ids=()))[0].tokens
+
+
+def _repeat_then_pair(toks):
+  """(j, k): toks[k] also occurs earlier at j < k, followed there by another token than
+  toks[k + 1], so a stop (toks[k], toks[k + 1]) matched by its first token would end at j."""
+  for k in range(1, len(toks) - 1):
+    for j in range(k):
+      if toks[j] == toks[k] and toks[j + 1] != toks[k + 1]:
+        return j, k
+  return None
+
+
+def _prompt_with_pair(sampler):
+  for seed in range(40):
+    prompt = np.random.default_rng(seed).integers(3, 256, size=5).tolist()
+    free = _free(sampler, prompt)
+    found = _repeat_then_pair(free)
+    if found:
+      return prompt, free, found[1]
+  pytest.skip("no greedy generation with a repeated token found")
+
+
+def test_stop_sequence_ends_only_when_all_its_tokens_are_generated(sampler):
+  prompt, free, k = _prompt_with_pair(sampler)
+  seq = (free[k], free[k + 1])
+  got = sampler.generate([prompt], SamplingParams(temperature=0.0, max_new_tokens=24,
+                                                  stop_ids=(), stop_sequences=(seq,)))[0]
+  assert got.tokens == free[:k + 2] and got.finish_reason == "stop_token"
+  assert got.stop_len == 2 and got.text == ByteTokenizer().decode(free[:k])
+  # Under the minimum the sequence cannot complete: its last token is masked right
+  # after its first one, and nowhere else.
+  late = sampler.generate([prompt], SamplingParams(temperature=0.0, max_new_tokens=24,
+                                                   stop_ids=(), stop_sequences=(seq,),
+                                                   min_new_tokens=k + 2))[0]
+  assert late.tokens[:k + 1] == free[:k + 1] and late.tokens[k + 1] != free[k + 1]
+
+
+def test_suppressed_stop_sequence_is_taken_back_whole(sampler):
+  prompt, free, k = _prompt_with_pair(sampler)
+  seq, wait = (free[k], free[k + 1]), (87, 97)
+  got = sampler.generate([prompt], SamplingParams(
+      temperature=0.0, max_new_tokens=40, stop_ids=(), stop_sequences=(seq,),
+      extend_ids=wait, extensions=1))[0]
+  # The same as decoding up to the sequence, dropping it and re-prefilling with "Wait".
+  head = free[:k] + list(wait)
+  rest = sampler.generate([prompt + head], SamplingParams(
+      temperature=0.0, max_new_tokens=40 - len(head), stop_ids=(), stop_sequences=(seq,)))[0]
+  assert got.tokens == head + rest.tokens and got.extended_at == [k]

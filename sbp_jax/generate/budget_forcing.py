@@ -5,13 +5,14 @@ Thinking runs between a start and an end delimiter. All decoding goes through
 - max budget: a row gets at most N thinking tokens (`max_new_tokens`; N=0 means
   none: the answer follows the start delimiter); when it runs out, the end delimiter (plus an optional string
   such as "Final Answer:") is appended and the answer phase starts;
-- min budget: the end delimiter's first token (and end-of-sequence) is masked
+- min budget: the end delimiter (and end-of-sequence) cannot complete
   (`min_new_tokens`) until the row has thought for the minimum;
 - extension: each time the model ends its thinking, the delimiter is dropped
   and a string ("Wait") appended, up to K times (the sampler's `extend_ids`, so
   thinking is one decode however often it is extended).
-A multi-token delimiter (Qwen-style "<|im_start|>answer") is detected and masked
-by its first token.
+A delimiter of several tokens (Qwen-style "<|im_start|>answer", or "</think>" in a
+vocabulary without it) is a stop sequence: thinking ends only when all its tokens
+are generated, and a suppressed one is taken back whole.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Sequence
 
 from sbp_jax.data import special_tokens
 from sbp_jax.errors import InputError
-from sbp_jax.generate.sampler import Sampler, SamplingParams
+from sbp_jax.generate.sampler import MAX_STOP_LEN, Sampler, SamplingParams
 from sbp_jax.generate.text_codec import eos_ids_of
 
 
@@ -103,8 +104,11 @@ def _check(sampler: Sampler, bc: BudgetConfig):
   tok = sampler.tokenizer
   if tok is None:
     raise ValueError("budget forcing needs a sampler with a tokenizer.")
-  if not delimiter_ids(tok, bc.think_end):
-    raise ValueError(f"think_end={bc.think_end!r} encodes to no tokens.")
+  n = len(delimiter_ids(tok, bc.think_end))
+  if not 0 < n <= MAX_STOP_LEN:
+    raise InputError(f"think_end={bc.think_end!r} encodes to {n} tokens; a thinking delimiter "
+                     f"needs 1 to {MAX_STOP_LEN} (pick a shorter one, or one the vocabulary "
+                     "holds as a single token).")
   return tok
 
 
@@ -118,22 +122,23 @@ def think(sampler: Sampler, prefix: Sequence[list[int]], bc: BudgetConfig,
           sp: SamplingParams = SamplingParams(temperature=0.0), seed: int = 0) -> list[Thinking]:
   """The thinking phase of every row, obeying the max / min budgets and extensions of `bc`.
 
-  One decode: the end delimiter (and end-of-sequence) is masked until the minimum,
-  replaced by "Wait" while extensions are left (inside the sampler's loop), and
-  the row is cut at the budget.
+  One decode: the end delimiter (and end-of-sequence) cannot complete until the
+  minimum, is replaced by "Wait" while extensions are left (inside the sampler's
+  loop), and the row is cut at the budget.
   """
   tok = _check(sampler, bc)
-  stop = tuple(dict.fromkeys((delimiter_ids(tok, bc.think_end)[0],) + eos_ids_of(tok)))
   budget = budget_of(bc)
   outs = sampler.generate(
       prefix,
-      dataclasses.replace(sp, stop_ids=stop, stop_strings=(), max_new_tokens=budget,
+      dataclasses.replace(sp, stop_ids=eos_ids_of(tok),
+                          stop_sequences=(tuple(delimiter_ids(tok, bc.think_end)),),
+                          stop_strings=(), max_new_tokens=budget,
                           min_new_tokens=bc.min_thinking, extend_ids=tuple(tok.encode(bc.wait)),
                           extensions=bc.num_waits), seed=seed)
   rows = []
   for o in outs:
     ended = o.finish_reason == "stop_token"
-    tokens = o.tokens[:-1] if ended else o.tokens
+    tokens = o.tokens[:len(o.tokens) - o.stop_len]
     rows.append(Thinking(tokens, list(o.extended_at) + ([len(tokens)] if ended else []),
                          len(o.extended_at), not ended))
   return rows
@@ -149,7 +154,8 @@ def answer(sampler: Sampler, prefix: Sequence[list[int]], thoughts: Sequence[Thi
                                                if bc.answer_prefix else [])
   outs = sampler.generate(
       [list(p) + t.tokens + suffix for p, t in zip(prefix, thoughts)],
-      dataclasses.replace(sp, stop_ids=eos, stop_strings=(), max_new_tokens=bc.max_answer_tokens,
+      dataclasses.replace(sp, stop_ids=eos, stop_sequences=(), stop_strings=(),
+                          max_new_tokens=bc.max_answer_tokens,
                           min_new_tokens=0), seed=seed)
   head = tok.decode(suffix)
   return [BudgetResult(thinking=tok.decode(t.tokens), answer=head + o.text,
@@ -189,6 +195,10 @@ def from_trace(trace: Thinking, bc: BudgetConfig, wait_len: int) -> Thinking:
   the trace it is the trace: a run with budget B and K extensions ends at the
   trace's (K+1)-th end if that comes before B, else it is cut at B (every
   earlier end having been extended with the same "Wait" ids as in the trace).
+  Exact for a one-token end delimiter. With one of several tokens, a run whose
+  budget cuts the delimiter after its first tokens keeps them, which the trace (that
+  took them back) does not hold, and the trace does not say whether an end was the
+  delimiter or end-of-sequence; such settings should be decoded on their own.
   This replays the extension rule of `think` on the trace's recorded ends;
   requires derivable(bc, trace's config). One thinking decode then serves
   every setting.

@@ -6,7 +6,10 @@ never attended to (attention is causal by slot). The decode loop is a
 `lax.while_loop` compiled once per (batch, prompt bucket, generation bucket,
 filter flags); each step runs the model on one token per row, so a token costs
 the same however much has been generated (attention spans the fixed-size
-cache). Stop strings are checked on the host between chunks of steps.
+cache). Stops are token sequences (a stop id is one of length 1), matched inside
+the loop against each row's last generated tokens, so a delimiter of several
+tokens ends a row only when all of them are generated. Stop strings (text) are
+checked on the host between chunks of steps.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from sbp_jax.model import CACHE_AXES, ModelConfig, Transformer, init_cache, unst
 from sbp_jax.parallel import (batch_shards, bucket, make_mesh, make_rules, mesh_context, place_params,
                               round_up)
 
-MAX_STOP_IDS = 16
+MAX_STOPS = 16      # stop ids and stop sequences together
+MAX_STOP_LEN = 8    # tokens in the longest stop sequence
 MAX_EXTEND_IDS = 16
 _NEG = -jnp.inf
 
@@ -41,11 +45,13 @@ class SamplingParams:
   max_new_tokens: int = 256
   min_new_tokens: int = 0    # stop ids are masked until this many tokens exist
   stop_ids: tuple[int, ...] | None = None  # None: the tokenizer's end-of-sequence ids
+  stop_sequences: tuple[tuple[int, ...], ...] = ()  # multi-token stops, e.g. a delimiter
   stop_strings: tuple[str, ...] = ()
   logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit)
-  # Suppress a stop up to `extensions` times per row: the stop token is replaced by
-  # `extend_ids` (e.g. "Wait"), which are forced, and decoding goes on (s1's budget
-  # forcing). Done inside the decode loop, so extending costs no extra prefill.
+  # Suppress a stop up to `extensions` times per row: the stop (all its tokens, for a
+  # stop sequence) is replaced by `extend_ids` (e.g. "Wait"), which are forced, and
+  # decoding goes on (s1's budget forcing). Done inside the decode loop, so extending
+  # costs no extra prefill.
   extend_ids: tuple[int, ...] = ()
   extensions: int = 0
 
@@ -59,6 +65,9 @@ class SamplingParams:
     if self.extensions < 0 or (self.extensions and not self.extend_ids):
       raise ValueError(f"extensions={self.extensions} needs extend_ids (the tokens that "
                        "replace a suppressed stop) and must be >= 0.")
+    bad = [q for q in self.stop_sequences if not 0 < len(q) <= MAX_STOP_LEN]
+    if bad:
+      raise ValueError(f"stop sequence {bad[0]!r} must have 1 to {MAX_STOP_LEN} tokens.")
     if len(self.extend_ids) > MAX_EXTEND_IDS:
       raise ValueError(f"extend_ids has {len(self.extend_ids)} tokens; at most "
                        f"{MAX_EXTEND_IDS} are supported.")
@@ -66,46 +75,93 @@ class SamplingParams:
 
 @dataclasses.dataclass
 class Completion:
-  tokens: list[int]        # generated ids, with the stop token when one ended the row
-  text: str                # decoded, without the stop token / stop string
-  finish_reason: str       # "stop_token" | "stop_string" | "length"
+  tokens: list[int]        # generated ids, with the stop's tokens when one ended the row
+  text: str                # decoded, without the stop tokens / stop string
+  finish_reason: str       # "stop_token" (a stop id or sequence) | "stop_string" | "length"
   logits: np.ndarray | None = None  # [len(tokens), vocab] when record_logits
   extended_at: list[int] = dataclasses.field(default_factory=list)  # where extend_ids begin
+  stop_len: int = 0        # trailing tokens that are the stop (finish_reason "stop_token")
 
 
-def filter_logits(x: jax.Array, top_k: jax.Array, top_p: jax.Array, use_top_k: bool,
-                  use_top_p: bool) -> jax.Array:
-  """Masks (to -inf) everything outside the top-k and then the top-p nucleus.
+def _order_keys(x: jax.Array) -> jax.Array:
+  """uint32 keys that order like the float32 values x (-inf lowest)."""
+  bits = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
+  return jnp.where(bits >> 31 == 1, ~bits, bits | jnp.uint32(1 << 31))
 
-  x: [b, V] temperature-scaled logits. The nucleus is the smallest prefix of
-  tokens, by decreasing probability, whose mass reaches top_p.
+
+def top_k_filter(x: jax.Array, top_k: jax.Array) -> jax.Array:
+  """Masks (to -inf) all but the top_k largest of each row of x [b, V] (ties kept).
+
+  The k-th value is found by bisection over the values' 32-bit keys (32 passes
+  over the vocabulary): on CPU, XLA's sort cost more than the model.
   """
-  if not (use_top_k or use_top_p):
-    return x
-  v = x.shape[-1]
-  srt = -jnp.sort(-x, axis=-1)
-  rank = jnp.arange(v)[None, :]
-  if use_top_k:
-    k = jnp.clip(top_k, 1, v)
-    kth = jnp.take_along_axis(srt, jnp.broadcast_to(k - 1, (x.shape[0], 1)), axis=-1)
-    x = jnp.where(x < kth, _NEG, x)
-    srt = jnp.where(rank < k, srt, _NEG)
-  if use_top_p:
-    probs = jax.nn.softmax(srt, axis=-1)
-    before = jnp.cumsum(probs, axis=-1) - probs  # mass strictly above each rank
-    n_keep = jnp.maximum(jnp.sum(before < top_p, axis=-1, keepdims=True), 1)
-    thresh = jnp.take_along_axis(srt, n_keep - 1, axis=-1)
-    x = jnp.where(x < thresh, _NEG, x)
-  return x
+  keys = _order_keys(x)
+  k = jnp.clip(jnp.asarray(top_k, jnp.int32), 1, x.shape[-1])
+  lo = jnp.zeros(keys.shape[:1] + (1,), jnp.uint32)
+  hi = jnp.max(keys, axis=-1, keepdims=True)
+
+  def step(_, bounds):  # the smallest key c with fewer than k keys above it
+    lo, hi = bounds
+    mid = lo + (hi - lo) // 2
+    below = jnp.sum(keys > mid, axis=-1, keepdims=True) < k
+    return jnp.where(below, lo, mid + 1), jnp.where(below, mid, hi)
+
+  return jnp.where(keys >= jax.lax.fori_loop(0, 32, step, (lo, hi))[1], x, _NEG)
+
+
+def _draw(probs: jax.Array, keys: jax.Array) -> jax.Array:
+  """One token per row from unnormalised probabilities [b, V]: the cumulative
+  distribution inverted at one uniform number (a Gumbel draw would need V of them)."""
+  cdf = jnp.cumsum(probs, axis=-1)
+  u = 1 - jax.vmap(jax.random.uniform)(keys)  # (0, 1]: a zero-probability token is never hit
+  tok = jnp.sum(cdf < (u * cdf[:, -1])[:, None], axis=-1)
+  return jnp.minimum(tok, probs.shape[-1] - 1).astype(jnp.int32)
+
+
+def _draw_nucleus(x: jax.Array, keys: jax.Array, top_p) -> jax.Array:
+  """One token per row from the top-p nucleus of softmax(x), without sorting.
+
+  The nucleus is the smallest set of most likely tokens whose mass reaches top_p
+  (ties at its edge all in). Rejection: draw from the tokens above a pivot; a token
+  is in the nucleus iff the mass strictly above it is < top_p; if the draw is not,
+  neither is anything at or below it, so it becomes the pivot and the row draws
+  again (round r with key fold_in(key, r)). An accepted draw is distributed as the
+  nucleus renormalised, and most rows accept at once (a draw falls outside with
+  probability about 1 - top_p), so a step costs a few passes over the vocabulary.
+  """
+  probs = jax.nn.softmax(x, axis=-1)
+  order = _order_keys(x)
+  b = x.shape[0]
+
+  def body(c):
+    r, pivot, tok, ok = c
+    cand = _draw(jnp.where(order > pivot[:, None], probs, 0),
+                 jax.vmap(jax.random.fold_in)(keys, jnp.full((b,), r)))
+    at = jnp.take_along_axis(order, cand[:, None], axis=1)
+    inside = jnp.sum(jnp.where(order > at, probs, 0), axis=-1) < top_p
+    return (r + 1, jnp.where(ok | inside, pivot, at[:, 0]), jnp.where(ok, tok, cand),
+            ok | inside)
+
+  start = (jnp.int32(0), jnp.zeros((b,), jnp.uint32), jnp.zeros((b,), jnp.int32),
+           jnp.zeros((b,), bool))
+  # Rounds are capped so that non-finite logits (no row ever accepts) cannot hang a step.
+  return jax.lax.while_loop(lambda c: ~jnp.all(c[3]) & (c[0] < 64), body, start)[2]
 
 
 def sample_tokens(logits: jax.Array, keys: jax.Array, temperature, top_k, top_p,
-                  use_top_k: bool = False, use_top_p: bool = False) -> jax.Array:
-  """One token per row. temperature 0 is argmax; keys: [b] typed PRNG keys."""
+                  use_top_k: bool = False, use_top_p: bool = False,
+                  greedy_only: bool = False) -> jax.Array:
+  """One token per row. temperature 0 is argmax; keys: [b] typed PRNG keys.
+  Top-k, then the top-p nucleus of what is left; greedy_only: temperature is
+  known to be 0, so nothing is drawn."""
   greedy = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  if greedy_only:
+    return greedy
   x = logits / jnp.maximum(temperature, 1e-6)
-  x = filter_logits(x, top_k, top_p, use_top_k, use_top_p)
-  sampled = jax.vmap(jax.random.categorical)(keys, x).astype(jnp.int32)
+  if use_top_k:
+    x = top_k_filter(x, top_k)
+  sampled = (_draw_nucleus(x, keys, top_p) if use_top_p
+             else _draw(jax.nn.softmax(x, axis=-1), keys))
   return jnp.where(temperature <= 0, greedy, sampled)
 
 
@@ -128,8 +184,8 @@ def _stop_prefix(tokenizer, toks: list[int], stops: Sequence[str]) -> int:
 class DecodeControls:
   """What the decode loop obeys; fixed for one call (static flags pick the compilation)."""
   max_new: jax.Array      # [b] token limit of each row
-  min_new: jax.Array      # [b] stop ids are masked until a row has this many
-  stop_ids: jax.Array     # [MAX_STOP_IDS], -1 = unused
+  min_new: jax.Array      # [b] stops cannot complete until a row has this many tokens
+  stops: jax.Array        # [MAX_STOPS, MAX_STOP_LEN] right-aligned, -1 before (or unused)
   bias: jax.Array         # [vocab] added to the logits
   temperature: jax.Array
   top_k: jax.Array
@@ -140,6 +196,7 @@ class DecodeControls:
   max_ext: jax.Array      # suppressions allowed per row
   use_top_k: bool = flax.struct.field(pytree_node=False, default=False)
   use_top_p: bool = flax.struct.field(pytree_node=False, default=False)
+  greedy_only: bool = flax.struct.field(pytree_node=False, default=False)
 
 
 @flax.struct.dataclass
@@ -148,7 +205,8 @@ class DecodeState:
   cache: list             # per layer {"k", "v"} [b, kv_heads, cache_len, head_dim]
   logits: jax.Array       # [b, vocab] for the next token
   index: jax.Array        # [b] cache slot of the next token
-  n: jax.Array            # [b] tokens generated
+  n: jax.Array            # [b] tokens generated (kept: a suppressed stop is taken back)
+  drawn: jax.Array        # [b] tokens sampled so far (the random stream's position)
   done: jax.Array         # [b]
   out: jax.Array          # [b, g] generated ids (pad after the end)
   keys: jax.Array         # [b] typed PRNG keys, one stream per row
@@ -166,7 +224,7 @@ class Plan:
   lengths: np.ndarray     # [rows]
   g_len: int              # generation bucket
   controls: DecodeControls  # of host arrays
-  stop_ids: tuple[int, ...]
+  stops: tuple[tuple[int, ...], ...]
   stop_strings: tuple[str, ...]
   seed: int
   record_logits: bool
@@ -195,7 +253,9 @@ class Sampler:
 
   def __init__(self, cfg: ModelConfig, params, tokenizer=None, mesh: Mesh | None = None,
                rules=None, chunk: int = 32, min_bucket: int = 16, cache_dtype=None):
-    self.cfg = dataclasses.replace(cfg, scan_layers=False)
+    # A layer loop (see unstack_layers), and no remat: decoding keeps no activations
+    # for a backward pass, and remat's barriers would only stop XLA fusing.
+    self.cfg = dataclasses.replace(cfg, scan_layers=False, remat_policy="none")
     self.model = Transformer(self.cfg)
     self.tokenizer = tokenizer
     self.mesh = mesh if mesh is not None else make_mesh((1, 1, 1), devices=jax.devices()[:1])
@@ -226,8 +286,15 @@ class Sampler:
     """Up to `limit` steps of the decode loop (fewer if every row is done)."""
     b, g = state.out.shape
     vocab = state.logits.shape[-1]
-    is_stop = jnp.any(jnp.arange(vocab)[None, :] == ctl.stop_ids[:, None], axis=0)  # [V]
     rows = jnp.arange(b)
+    length = jnp.sum(ctl.stops >= 0, axis=1)                       # [S] 0 = unused
+    last = jnp.where(length > 0, ctl.stops[:, -1], vocab)         # [S] completing token
+
+    def tail(out, n):
+      """[b, MAX_STOP_LEN - 1] each row's last generated tokens (-2 before its first)."""
+      pos = n[:, None] - (MAX_STOP_LEN - 1) + jnp.arange(MAX_STOP_LEN - 1)[None, :]
+      got = jnp.take_along_axis(out, jnp.clip(pos, 0, g - 1), axis=1)
+      return jnp.where(pos >= 0, got, -2)
 
     def cond(carry):
       step, st = carry
@@ -235,27 +302,40 @@ class Sampler:
 
     def body(carry):
       step, st = carry
+      prev = tail(st.out, st.n)
+      # A stop is due when the row's last tokens are all but its final one; under the
+      # minimum that final token is masked, so the stop cannot complete.
+      pending = jnp.all((ctl.stops[None, :, :-1] < 0) |
+                        (ctl.stops[None, :, :-1] == prev[:, None, :]), axis=-1)  # [b, S]
+      ban = pending & (length > 0)[None, :] & (st.n < ctl.min_new)[:, None]
       logits = st.logits + ctl.bias[None, :]
-      logits = jnp.where(is_stop[None, :] & (st.n < ctl.min_new)[:, None], _NEG, logits)
-      keys = jax.vmap(jax.random.fold_in)(st.keys, st.n)
+      logits = logits.at[rows[:, None], jnp.where(ban, last[None, :], vocab)].set(
+          _NEG, mode="drop")
+      keys = jax.vmap(jax.random.fold_in)(st.keys, st.drawn)
       tok = sample_tokens(logits, keys, ctl.temperature, ctl.top_k, ctl.top_p, ctl.use_top_k,
-                          ctl.use_top_p)
+                          ctl.use_top_p, ctl.greedy_only)
       active = ~st.done
-      # Extensions: a queued extension token is forced; a stop with extensions left
-      # is replaced by the first extension token and queues the rest.
+      # Extensions: a queued extension token is forced; a completed stop with
+      # extensions left is taken back (all its tokens) and replaced by the first
+      # extension token, and the rest are queued.
       forcing = st.ext_q < ctl.ext_len
       tok = jnp.where(forcing, ctl.ext_ids[jnp.minimum(st.ext_q, MAX_EXTEND_IDS - 1)], tok)
-      extend = active & ~forcing & is_stop[tok] & (st.ext_n < ctl.max_ext)
+      hit = pending & (length > 0)[None, :] & (tok[:, None] == last[None, :])   # [b, S]
+      stopped = jnp.any(hit, axis=1)
+      extend = active & ~forcing & stopped & (st.ext_n < ctl.max_ext)
+      back = jnp.where(extend, jnp.max(jnp.where(hit, length[None, :], 1), axis=1) - 1, 0)
       tok = jnp.where(extend, ctl.ext_ids[0], tok)
       tok = jnp.where(active, tok, ctl.pad_id)
-      slot = jnp.where(active, st.n, g)  # out of range -> dropped
-      n = st.n + active
+      at = st.n - back
+      slot = jnp.where(active, at, g)  # out of range -> dropped
+      n = at + active
+      index = st.index - back
       res = self.model.apply({"params": params}, tok[:, None], cache=st.cache,
-                             cache_index=st.index)
+                             cache_index=index)
       new = st.replace(
           cache=self._constrain_cache(res["cache"]), logits=res["logits"][:, 0],
-          index=st.index + active, n=n,
-          done=st.done | (active & (is_stop[tok] | (n >= ctl.max_new))),
+          index=index + active, n=n, drawn=st.drawn + active,
+          done=st.done | (active & ((stopped & ~extend) | (n >= ctl.max_new))),
           out=st.out.at[rows, slot].set(tok, mode="drop"),
           ext_q=jnp.where(extend, 1, st.ext_q + (forcing & active)),
           ext_n=st.ext_n + extend,
@@ -302,8 +382,11 @@ class Sampler:
     stop_ids = sp.stop_ids
     if stop_ids is None:
       stop_ids = eos_ids_of(self.tokenizer) if self.tokenizer is not None else ()
-    if len(stop_ids) > MAX_STOP_IDS:
-      raise ValueError(f"at most {MAX_STOP_IDS} stop ids are supported, got {len(stop_ids)}.")
+    stops = tuple(dict.fromkeys([(int(i),) for i in stop_ids] +
+                                [tuple(int(i) for i in q) for q in sp.stop_sequences]))
+    if len(stops) > MAX_STOPS:
+      raise ValueError(f"at most {MAX_STOPS} stop ids and stop sequences are supported, got "
+                       f"{len(stops)}.")
     if sp.stop_strings and self.tokenizer is None:
       raise ValueError("stop_strings need a tokenizer; pass one to Sampler(...).")
     vocab = self.cfg.vocab_size
@@ -325,19 +408,20 @@ class Sampler:
     for i, p in enumerate(prompts):
       tokens[i, :len(p)] = p
     fill = lambda x, v: np.concatenate([x, np.full(rows - n, v, np.int32)])
-    stops = np.full((MAX_STOP_IDS,), -1, np.int32)
-    stops[:len(stop_ids)] = stop_ids
+    table = np.full((MAX_STOPS, MAX_STOP_LEN), -1, np.int32)
+    for i, q in enumerate(stops):
+      table[i, MAX_STOP_LEN - len(q):] = q
     ext = np.zeros((MAX_EXTEND_IDS,), np.int32)
     ext[:len(sp.extend_ids)] = sp.extend_ids
     controls = DecodeControls(
-        max_new=fill(max_new, 0), min_new=fill(min_new, 0), stop_ids=stops, bias=bias,
+        max_new=fill(max_new, 0), min_new=fill(min_new, 0), stops=table, bias=bias,
         temperature=np.float32(sp.temperature), top_k=np.int32(sp.top_k),
         top_p=np.float32(sp.top_p), pad_id=np.int32(pad_id), ext_ids=ext,
         ext_len=np.int32(len(sp.extend_ids)), max_ext=np.int32(sp.extensions),
-        use_top_k=sp.top_k > 0, use_top_p=sp.top_p < 1)
+        use_top_k=sp.top_k > 0, use_top_p=sp.top_p < 1, greedy_only=sp.temperature == 0)
     return Plan(n=n, tokens=tokens, lengths=fill(lengths, 1),
                 g_len=bucket(int(max(max_new.max(), 1)), self.min_bucket), controls=controls,
-                stop_ids=tuple(int(s) for s in stop_ids), stop_strings=tuple(sp.stop_strings),
+                stops=stops, stop_strings=tuple(sp.stop_strings),
                 seed=seed, record_logits=record_logits)
 
   def _put(self, x):
@@ -361,7 +445,7 @@ class Sampler:
       t1 = time.perf_counter()
       zeros = lambda *shape, dt=np.int32: self._put(np.zeros((rows,) + shape, dt))
       state = DecodeState(
-          cache=cache, logits=logits, index=self._put(plan.lengths), n=zeros(),
+          cache=cache, logits=logits, index=self._put(plan.lengths), n=zeros(), drawn=zeros(),
           done=self._put(c.max_new <= 0),
           out=self._put(np.full((rows, g_len), c.pad_id, np.int32)),
           keys=jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(rows)),
@@ -402,24 +486,25 @@ class Sampler:
   def finish(self, plan: Plan, dec: Decoded) -> list[Completion]:
     """Completions of the real rows: ids cut at the end, text, and why each ended."""
     results = []
-    stop_set = set(plan.stop_ids)
     decode = self.tokenizer.decode if self.tokenizer is not None else (lambda _: "")
     for i in range(plan.n):
       toks = dec.out[i, :dec.n[i]].tolist()
-      reason, text = "length", None
+      reason, text, stop_len = "length", None, 0
       if plan.stop_strings:
         text = decode(toks)
         cut = _find_stop(text, plan.stop_strings)
         if cut >= 0:
           reason, text = "stop_string", text[:cut]
           toks = toks[:_stop_prefix(self.tokenizer, toks, plan.stop_strings)]
-      if reason == "length" and toks and toks[-1] in stop_set:
-        reason, text = "stop_token", decode(toks[:-1])
+      if reason == "length":
+        stop_len = max((len(q) for q in plan.stops if tuple(toks[-len(q):]) == q), default=0)
+        if stop_len:
+          reason, text = "stop_token", decode(toks[:-stop_len])
       if text is None:
         text = decode(toks)
       results.append(Completion(toks, text, reason,
                                 dec.rec[i, :len(toks)] if dec.rec is not None else None,
-                                np.flatnonzero(dec.ext_at[i, :len(toks)]).tolist()))
+                                np.flatnonzero(dec.ext_at[i, :len(toks)]).tolist(), stop_len))
     return results
 
   def generate_text(self, prompts: Sequence[str], sp: SamplingParams, seed: int = 0,

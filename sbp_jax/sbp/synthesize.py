@@ -259,21 +259,13 @@ def prompt_ids(tokenizer, text: str, max_prompt_tokens: int,
 
 def sampler_generate_fn(sampler, sp, max_prompt_tokens: int,
                         start: Sequence[int] = ()) -> GenerateFn:
-  """GenerateFn over sbp_jax.generate.Sampler: stop at end-of-sequence, drop the stop id."""
-  stops = set(sp.stop_ids or ())
-  if not stops:
-    from sbp_jax.generate.text_codec import eos_ids_of  # pylint: disable=g-import-not-at-top
-    stops = set(eos_ids_of(sampler.tokenizer))
+  """GenerateFn over sbp_jax.generate.Sampler: stop at end-of-sequence, drop the stop's ids."""
 
   def generate(texts, seed):
     prompts = [prompt_ids(sampler.tokenizer, t, max_prompt_tokens, start) for t in texts]
     outs = sampler.generate(prompts, sp, seed=seed)
-    res = []
-    for o in outs:
-      toks = o.tokens[:-1] if o.finish_reason == "stop_token" and o.tokens[-1] in stops \
-          else o.tokens
-      res.append(Sample(list(toks), o.text, o.finish_reason))
-    return res
+    return [Sample(list(o.tokens[:len(o.tokens) - o.stop_len]), o.text, o.finish_reason)
+            for o in outs]
 
   return generate
 
