@@ -70,8 +70,10 @@ def test_sweep_rows_budgets_and_outputs(tmp_path, sampler):
     want = sum(sum(s["thinking_tokens"][:r["n"]]) for s in samples) / 3
     assert r["mean_thinking_tokens"] == pytest.approx(want)
   # Temperature 1 draws differ between samples of one question.
-  assert any(len(set(s["thinking_tokens"])) > 1 for s in samples) or any(
-      len(set(map(str, s["preds"]))) > 1 for s in samples)
+  # (A random model never completes the multi-token end-of-thinking delimiter, so every sample
+  # thinks to the cap; the answers after the forced delimiter are where the draws show.)
+  assert all(len(s["answers"]) == 4 for s in samples)
+  assert any(len(set(s["answers"])) > 1 for s in samples)
   with open(os.path.join(out, "sequential.csv")) as f:
     assert len(list(csv.DictReader(f))) == 4
   with open(os.path.join(out, "parallel.csv")) as f:

@@ -220,10 +220,11 @@ def parallel(sampler, rows, e, base: dict, out_dir: str, seed: int) -> list[dict
       flat = [r for r in chunk for _ in range(n_max)]
       res = run_batched(sampler(), flat, bc, sp, e.batch_size, seed + 100_003 * (part + 1),
                         e.answer_stops)
-      write_jsonl(path, [{**r, "preds": [x["pred"] for x in res[i * n_max:(i + 1) * n_max]],
-                          "thinking_tokens": [x["thinking_tokens"]
-                                              for x in res[i * n_max:(i + 1) * n_max]]}
-                         for i, r in enumerate(chunk)])
+      own = [res[i * n_max:(i + 1) * n_max] for i in range(len(chunk))]  # one question's samples
+      write_jsonl(path, [{**r, "preds": [x["pred"] for x in xs],
+                          "answers": [x["answer"] for x in xs],
+                          "thinking_tokens": [x["thinking_tokens"] for x in xs]}
+                         for r, xs in zip(chunk, own)])
     samples += list(read_jsonl(path))
     log.info("parallel: %d/%d questions sampled", len(samples), len(rows))
   return vote_table(samples, ns)
