@@ -75,7 +75,8 @@ def get_config(size: str = "cpu"):
     e.extraction_max_tokens, e.relation_max_tokens = 48, 16
     e.extraction_fallback = "heuristic"  # 48 tokens rarely hold a usable list: keep texts flowing
     c.arms.scaling_fractions = (0.34, 0.67)
-    t.seq_len, t.global_batch_size, t.log_every, t.checkpoint_every = 128, 2, 1, 1000
+    # batch 8: the test session's 8 emulated devices each take one row (same tokens, fewer steps)
+    t.seq_len, t.global_batch_size, t.log_every, t.checkpoint_every = 128, 8, 1, 1000
     c.qa.update(k=2, shots=1, max_new_tokens=8, batch_questions=4, max_questions=8)
   elif size == "full":
     e.max_entities, e.num_triples, e.rephrase_rounds = 0, 64, 3
