@@ -13,7 +13,11 @@ from sbp_jax.convert import gguf_import
 from sbp_jax.entigraph import cpt_study
 from sbp_jax.errors import InputError
 
-pytestmark = pytest.mark.slow
+# About 20 minutes on 2 cores (SmolLM2 generates, then five CPT runs and six QA passes), too long
+# for CI's slow pass beside the others: a long experiment, run on request.
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    os.environ.get("SBP_JAX_LONG_TESTS") != "1",
+    reason="long end-to-end study; set SBP_JAX_LONG_TESTS=1 to run it")]
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +36,9 @@ def _config(out):
   c.generate.model_json = os.path.join(out, "model.json")
   c.generate.checkpoint = os.path.join(out, "checkpoints")
   c.tokenizer.path = os.path.join(out, "tokenizer")
+  # fsdp over the session's 8 emulated devices: replicated (data-parallel) copies of SmolLM2's
+  # weights and Adam state would need about 8 x 2 GB of host memory.
+  c.mesh.ici = (1, -1, 1)
   return c
 
 
