@@ -32,6 +32,13 @@ def get_base(model: str = "tiny") -> ml_collections.ConfigDict:
   # Environment variables the job sets before JAX starts (TPU configs use TPU_ENV).
   c.env = ml_collections.ConfigDict()
 
+  # Compiled XLA programs are kept here (a local or gs:// path; "" turns it off), so a
+  # re-run, or a stage that builds the same program as an earlier one (the SBP arms all
+  # train one shape), loads it instead of compiling again. Programs that compile faster
+  # than min_compile_secs are not worth a file. The env var JAX_COMPILATION_CACHE_DIR wins.
+  c.compile_cache = ml_collections.ConfigDict(dict(dir="~/.cache/sbp_jax/xla",
+                                                   min_compile_secs=1.0))
+
   c.distributed = ml_collections.ConfigDict()
   c.distributed.coordinator_address = ""  # "host:port" for manual multi-process runs
   c.distributed.num_processes = 1

@@ -80,6 +80,18 @@ def apply_env(env) -> None:
     os.environ.setdefault(str(key), str(value))
 
 
+def apply_compile_cache(cache) -> None:
+  """Turns on JAX's persistent compilation cache at `compile_cache.dir` (see configs/base.py)."""
+  if not cache or not cache.get("dir") or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    return  # off, or the shell chose a cache (the test suite uses one per session)
+  import jax  # pylint: disable=g-import-not-at-top
+  path = str(cache.dir)
+  jax.config.update("jax_compilation_cache_dir",
+                    path if "://" in path else os.path.expanduser(path))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                    float(cache.get("min_compile_secs", 1.0)))
+
+
 def run_job(config, workdir: str, overwrite: bool = False) -> None:
   """Runs config.job in workdir. The job records config.json (runs.claim) once its
   inputs are checked; jobs that claim nothing get it when they finish."""
@@ -88,6 +100,7 @@ def run_job(config, workdir: str, overwrite: bool = False) -> None:
     raise errors.InputError(f"--workdir={workdir} is a file, not a directory; choose another "
                             "--workdir.")
   apply_env(config.get("env"))
+  apply_compile_cache(config.get("compile_cache"))
   if config.get("import_gguf"):  # a job on an imported GGUF model imports it first
     from sbp_jax.convert.gguf_import import ensure_imported  # pylint: disable=g-import-not-at-top
     ensure_imported(config.import_gguf)

@@ -36,7 +36,7 @@ log = logging.getLogger("sbp_jax")
 # Settings that change how a job runs (placement, logging, checkpoint cadence),
 # not what it writes; a resume may change them.
 IGNORED = (
-    "mesh", "env", "distributed", "job",
+    "mesh", "env", "compile_cache", "distributed", "job",
     "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
     "train.async_checkpoint", "train.peak_flops_per_device", "train.eval_every", "train.run_steps",
     "train.eval_steps", "train.eval_batch_size", "data.checkpoint_iterator",

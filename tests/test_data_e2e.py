@@ -94,8 +94,8 @@ def test_demo_corpus_training_lowers_heldout_perplexity(tmp_path, monkeypatch):
   model = Transformer(ModelConfig.from_dict(c.model))
   tx = make_optimizer(c.train, make_schedule(c.train, c.train.num_steps))
   params = init_state(model, tx, mesh, rules, jax.random.key(c.seed)).params
-  before = loop.evaluate(make_eval_step(model, mesh, rules), params, c.data, c.train, c.seed,
-                         mesh, rules)["perplexity"]
+  before = loop.evaluate(make_eval_step(model, mesh, rules), params,
+                         loop.eval_batches(c.data, c.train, c.seed), mesh, rules)["perplexity"]
   evals = loop.train(c, str(tmp_path / "run"))["eval"]
   ppl = [evals[s]["perplexity"] for s in sorted(evals)]
   print(f"held-out perplexity: init {before:.1f} -> " +

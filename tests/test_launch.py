@@ -106,3 +106,26 @@ def test_config_env_is_applied_before_the_job(monkeypatch):
   entry.apply_env({"SBP_TEST_FLAG": "--a=1", "SBP_TEST_KEEP": "config"})
   assert os.environ["SBP_TEST_FLAG"] == "--a=1"
   assert os.environ["SBP_TEST_KEEP"] == "shell"  # the shell's value wins
+
+
+def test_compile_cache_keeps_the_jobs_programs(tmp_path):
+  """compile_cache.dir fills with the job's compiled programs, and a second run that loads
+  them trains to the same losses."""
+  cache = tmp_path / "xla"
+  env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE")
+         and k != "JAX_COMPILATION_CACHE_DIR"}
+  losses = []
+  for run in ("a", "b"):
+    work = tmp_path / run
+    subprocess.run([sys.executable, "-m", "sbp_jax.main", "--config=configs/tiny_train.py",
+                    f"--workdir={work}", "--config.train.num_steps=3",
+                    "--config.train.eval_every=0", f"--config.compile_cache.dir={cache}",
+                    "--config.compile_cache.min_compile_secs=0"],
+                   cwd=ROOT, env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=1"),
+                   check=True, capture_output=True)
+    losses.append(json.load(open(work / "history.json"))["loss"])
+    if run == "a":
+      kept = sorted(p.name for p in cache.iterdir())
+      assert kept, "no program was written to compile_cache.dir"
+  assert sorted(p.name for p in cache.iterdir()) == kept  # run b compiled nothing new
+  assert losses[0] == losses[1]

@@ -49,7 +49,7 @@ def pairs_nll(config, checkpoint: str, files: dict[str, str], seq_len: int) -> d
   from sbp_jax.generate.generate_job import load_params  # pylint: disable=g-import-not-at-top
   from sbp_jax.model import ModelConfig, Transformer  # pylint: disable=g-import-not-at-top
   from sbp_jax.parallel import make_rules, mesh_from_config  # pylint: disable=g-import-not-at-top
-  from sbp_jax.train.loop import evaluate  # pylint: disable=g-import-not-at-top
+  from sbp_jax.train.loop import eval_batches, evaluate  # pylint: disable=g-import-not-at-top
   from sbp_jax.train.step import make_eval_step  # pylint: disable=g-import-not-at-top
   from sbp_jax.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
   cfg = ModelConfig.from_dict(dict(config.model, max_seq_len=max(int(config.model.max_seq_len),
@@ -66,7 +66,8 @@ def pairs_nll(config, checkpoint: str, files: dict[str, str], seq_len: int) -> d
                                           eval_steps=math.ceil(n_tok / (batch * seq_len)) + 1))
     data = ml_collections.ConfigDict(vocab_lib.with_job_tokenizer(config).data.to_dict())
     data.eval = [dict(name=f"seed_gate_{name}", format="pairs", files=path)]
-    out[name] = float(evaluate(eval_fn, params, data, tcfg, int(config.seed), mesh, rules)["loss"])
+    held_out = eval_batches(data, tcfg, int(config.seed))
+    out[name] = float(evaluate(eval_fn, params, held_out, mesh, rules)["loss"])
   return out
 
 
