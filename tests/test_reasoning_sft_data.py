@@ -140,3 +140,24 @@ def test_sft_job_config_renders_and_counts_epochs(tmp_path, spm_model):
   c.train.seq_len = 16
   with pytest.raises(ValueError, match="record 'r0' is"):
     sft.prepare(c, str(tmp_path / "run2"))
+
+
+def test_sft_rerun_with_another_source_stops_before_rendering(tmp_path, spm_model):
+  from sbp_jax.errors import InputError
+  c = s1_sft_tiny.get_config()
+  c.data.vocab = spm_model.path
+  c.sft.train_file = _write(tmp_path / "train.jsonl", [dict(REC, id=f"r{i}") for i in range(40)])
+  c.sft.epochs = 1
+  c.train.global_batch_size = 16
+  run = tmp_path / "run"
+  (entry,) = sft.prepare(c, str(run)).data.train
+  rendered = open(entry["files"]).read()
+  assert json.load(open(run / "identity-s1_sft.json"))["inputs"]["sft.train_file"]
+  assert sft.prepare(c, str(run)).data.train[0]["files"] == entry["files"]  # the same: reused
+  # Other records, the same count (so the same train.num_steps): the train run's identity
+  # alone would not see it, as its data are the rendered files inside the workdir.
+  _write(tmp_path / "train.jsonl", [dict(REC, id=f"other{i}") for i in range(40)])
+  with pytest.raises(InputError, match=r"input sft\.train_file .*train\.jsonl\) changed.*"
+                     r"--overwrite"):
+    sft.prepare(c, str(run))
+  assert open(entry["files"]).read() == rendered
