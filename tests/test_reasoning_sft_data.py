@@ -123,12 +123,18 @@ def test_arith_data_is_exact_and_deterministic():
   assert 0.2 < rechecks / sum(p["steps"] for p in a["train"]) < 0.5
 
 
-def test_sft_job_config_renders_and_counts_epochs(tmp_path, spm_model):
+def _sft_config(tmp_path, spm_model, epochs):
+  """s1_sft_tiny over 40 records in tmp_path/train.jsonl, batch 16."""
   c = s1_sft_tiny.get_config()
   c.data.vocab = spm_model.path
   c.sft.train_file = _write(tmp_path / "train.jsonl", [dict(REC, id=f"r{i}") for i in range(40)])
-  c.sft.epochs = 3
+  c.sft.epochs = epochs
   c.train.global_batch_size = 16
+  return c
+
+
+def test_sft_job_config_renders_and_counts_epochs(tmp_path, spm_model):
+  c = _sft_config(tmp_path, spm_model, epochs=3)
   t = sft.prepare(c, str(tmp_path / "run"))
   assert t.train.num_steps == 9  # 3 epochs x ceil(40 / 16): each epoch ends with a step
   assert sft.sft_steps(1000, 5, 16) == 315  # the thesis's count (B.4.5)
@@ -144,11 +150,7 @@ def test_sft_job_config_renders_and_counts_epochs(tmp_path, spm_model):
 
 def test_sft_rerun_with_another_source_stops_before_rendering(tmp_path, spm_model):
   from sbp_jax.errors import InputError
-  c = s1_sft_tiny.get_config()
-  c.data.vocab = spm_model.path
-  c.sft.train_file = _write(tmp_path / "train.jsonl", [dict(REC, id=f"r{i}") for i in range(40)])
-  c.sft.epochs = 1
-  c.train.global_batch_size = 16
+  c = _sft_config(tmp_path, spm_model, epochs=1)
   run = tmp_path / "run"
   (entry,) = sft.prepare(c, str(run)).data.train
   rendered = open(entry["files"]).read()
