@@ -30,6 +30,9 @@ def get_config():
   e.answer_stops = ("\n",)  # answers are one line
   e.thinking_cap = 128
   e.max_answer_tokens = 8
+  # A question, up to 128 thinking tokens and the answer run past the 128 tokens SFT trains
+  # on; the model's context (RoPE, no learned positions) is declared to hold that decode.
+  c.model.max_seq_len = 256
   e.batch_size = 256
   e.sequential.settings = ("max=2", "max=6", "max=12", "max=18", "max=24", "max=32", "none",
                            "wait=2", "wait=4", "wait=6")

@@ -262,20 +262,27 @@ def parse_jsonl_line(path, n: int, raw: bytes, fields: tuple[str, ...] = (), hin
   return rec
 
 
-def iter_jsonl(path, fields: tuple[str, ...] = (), hint: str = "",
-               error: type[Exception] = ValueError) -> Iterator[tuple[int, dict]]:
-  """(line number, object) per non-blank line; errors as in parse_jsonl_line."""
-  path = str(path)
+def _raw_lines(path: str, error: type[Exception] = ValueError) -> Iterator[tuple[int, bytes]]:
+  """(line number, bytes) per line of a (possibly compressed) file; a truncated or corrupt
+  .gz raises `error` naming the file and the last good line."""
   require(path, hint="pass a .jsonl or .jsonl.gz file")
   n = 0
   with open_file(path) as fh:
     try:
       for n, raw in enumerate(fh, 1):
-        rec = parse_jsonl_line(path, n, raw, fields, hint, error)
-        if rec is not None:
-          yield n, rec
-    except (EOFError, gzip.BadGzipFile) as e:  # truncated or corrupt gzip
+        yield n, raw
+    except (EOFError, gzip.BadGzipFile) as e:
       raise error(f"{path}: unreadable after line {n} ({e}); re-create the file.") from None
+
+
+def iter_jsonl(path, fields: tuple[str, ...] = (), hint: str = "",
+               error: type[Exception] = ValueError) -> Iterator[tuple[int, dict]]:
+  """(line number, object) per non-blank line; errors as in parse_jsonl_line."""
+  path = str(path)
+  for n, raw in _raw_lines(path, error):
+    rec = parse_jsonl_line(path, n, raw, fields, hint, error)
+    if rec is not None:
+      yield n, rec
 
 
 def read_jsonl(path, fields: tuple[str, ...] = (), hint: str = "") -> Iterator[dict]:
@@ -287,12 +294,15 @@ class JsonlIndex:
   """The non-blank lines of JSON-lines files, numbered 0.. in file order, read by index.
 
   Building it reads each file once and keeps 12 bytes per line (byte offset and line
-  number), never the documents. `take` seeks to the chosen lines. Seeking in a .gz
-  or .zst file decompresses from its start, so a corpus read this way at scale should
-  be stored uncompressed (a warning says so).
+  number), never the documents. With `fields` (a tuple, maybe empty) that pass also
+  parses every line as parse_jsonl_line does, so a bad line anywhere is an error before
+  any is used. `take` seeks to the chosen lines. Seeking in a .gz or .zst file
+  decompresses from its start, so a corpus read this way at scale should be stored
+  uncompressed (a warning says so).
   """
 
-  def __init__(self, files: Sequence[str]):
+  def __init__(self, files: Sequence[str], fields: tuple[str, ...] | None = None,
+               hint: str = ""):
     self.files = [str(f) for f in files]
     offsets, lines, ends = [], [], []
     for path in self.files:
@@ -300,12 +310,13 @@ class JsonlIndex:
         log.warning("%s is compressed: each random read decompresses it from the start; "
                     "store large corpora as plain .jsonl to draw from them quickly.", path)
       off, o, ln = 0, array.array("q"), array.array("i")  # 8 + 4 bytes a line while built
-      with open_file(path) as fh:
-        for n, raw in enumerate(fh, 1):
-          if raw.strip():
-            o.append(off)
-            ln.append(n)
-          off += len(raw)
+      for n, raw in _raw_lines(path):
+        if raw.strip():
+          if fields is not None:
+            parse_jsonl_line(path, n, raw, fields, hint)
+          o.append(off)
+          ln.append(n)
+        off += len(raw)
       offsets.append(np.frombuffer(o, np.int64))
       lines.append(np.frombuffer(ln, np.int32))
       ends.append(len(o))

@@ -6,15 +6,18 @@ config and before any compute. The identity is the config fields under `keys`
 identity of every input file the config names (a path with its size and mtime;
 a directory by its entries; a glob by its matches). It lives in
 `<workdir>/identity-<job>.json`:
-- no record: it is written, and so is `<workdir>/config.json`;
+- no record: it is written, and so is the whole config, for people, in
+  `<workdir>/config.json` (or `config-<job>.json` when config.json records another job);
 - the same identity: the job resumes or skips finished parts, as before;
 - another identity: InputError naming the changed fields, offering a new
   --workdir or --overwrite (which deletes `outputs` first, then claims);
 - outputs but no record (written before run identities existed): nothing proves
   which settings made them, so the same InputError, unless the job runs as a
   stage of a claimed parent job (`stage_of`), whose identity covers them.
-config.json is only written once the claim holds, so a mistyped re-run never
-replaces the record of the run that owns the outputs.
+The config record is only written once the claim holds, so a mistyped re-run never
+replaces the record of the run that owns the outputs, and a second job in the same
+workdir never replaces the first one's. A job checks its inputs fully (every record
+of the files it reads) before it claims, so nothing is written for a bad input.
 
 File access goes through the project's file layer (sbp_jax.fileio).
 """
@@ -249,9 +252,27 @@ def _conflict(workdir: str, job: str, outputs: Sequence[str], what: str) -> None
                    "recompute.")
 
 
-def record_config(workdir: str, config, only_if_absent: bool = False) -> None:
-  """Writes <workdir>/config.json (the whole config, for people)."""
+def config_record_path(workdir: str, config) -> str:
+  """Where a job records its whole config: <workdir>/config.json, unless that file records
+  another job (or cannot be read), which is never replaced; then config-<job>.json."""
   path = str(fileio.as_path(workdir) / "config.json")
+  if not _exists(path):
+    return path
+  try:
+    owner = json.loads(fileio.read_text(path)).get("job")
+  except (ValueError, AttributeError):
+    owner = None
+  job = (config.get("job") if hasattr(config, "get") else None) or "run"
+  if owner == job:
+    return path
+  log.info("%s records another job (%s); this %s job's config goes to config-%s.json.",
+           path, owner or "unknown", job, job)
+  return str(fileio.as_path(workdir) / f"config-{job}.json")
+
+
+def record_config(workdir: str, config, only_if_absent: bool = False) -> None:
+  """Writes the whole config, for people, at config_record_path."""
+  path = config_record_path(workdir, config)
   if only_if_absent and _exists(path):
     return
   fileio.write_text(path, config.to_json_best_effort(indent=1) if hasattr(config, "to_json_best_effort")

@@ -83,8 +83,13 @@ def train_config(config, mesh=None, rules=None, section: str = "train") -> None:
       divisible_batch(f"{section}.eval_batch_size", int(t.eval_batch_size), "1", 1, shards)
 
 
+def context_error(key: str, prompt_tokens: int, new_tokens: int, context: int,
+                  fix: str) -> InputError:
+  return InputError(f"{key}: a prompt of {prompt_tokens} tokens plus {new_tokens} new tokens "
+                    f"exceeds the model's context of {context} (model.max_seq_len); {fix}")
+
+
 def context_fits(key: str, prompt_tokens: int, new_tokens: int, context: int,
                  fix: str) -> None:
   if prompt_tokens + new_tokens > context:
-    raise InputError(f"{key}: a prompt of {prompt_tokens} tokens plus {new_tokens} new tokens "
-                     f"exceeds the model's context of {context} (model.max_seq_len); {fix}")
+    raise context_error(key, prompt_tokens, new_tokens, context, fix)

@@ -3,7 +3,7 @@
 Each case runs in-process in a workdir that already holds files of an earlier run
 and asserts: a non-zero exit status, one message naming the key or file, no
 traceback, and that the earlier files are unchanged (a failing run neither writes
-config.json nor touches outputs).
+config.json nor touches outputs: inputs are read in full before the run identity is claimed).
 """
 
 import hashlib
@@ -109,6 +109,27 @@ def gguf_file(tmp):
 
 def questions(tmp, rows):
   return write(tmp / "in" / "q.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def docs_with_bad_line(tmp, name, bad, good=40):
+  """A JSON-lines file of `good` documents, then `bad` (one raw line), then one more good
+  one: a bad line deep inside an input, after many records a job could use first."""
+  doc = lambda i: json.dumps({"id": f"d{i}", "text": f"document {i} " * 8}) + "\n"
+  return write(tmp / "in" / name,
+               "".join(doc(i) for i in range(good)) + bad + "\n" + doc(good))
+
+
+def eval_config(tmp, task_file):
+  """A config file: eval_demo on random weights with one perplexity task over task_file."""
+  return "--config=" + write(tmp / "in" / "eval_one_task.py", (
+      "from configs import eval_demo\n\n\ndef get_config():\n"
+      "  c = eval_demo.get_config()\n  c.eval.checkpoint = ''\n"
+      f"  c.eval.tasks = [dict(name='heldout', format='perplexity', files={task_file!r})]\n"
+      "  return c\n"))
+
+
+TINY_SYNTH = ["--config.synthesize.target_tokens=16", "--config.synthesize.tokens_per_shard=16",
+              "--config.synthesize.max_new_tokens=8", "--config.synthesize.progress=False"]
 
 
 # (id, args builder: tmp -> argv without --workdir, regex the message must match)
@@ -284,6 +305,16 @@ CASES = [
      r"pair\.search\.k=0"),
     ("pair_alpha_nan", lambda t: [cfg("sbp_pair_demo"), "--config.pair.select.alpha=nan"],
      r"pair\.select\.alpha=nan"),
+    # a bad record deep in the corpus is found by the check before the claim, not by the split
+    ("pair_corpus_bad_json_deep", lambda t: [cfg("sbp_pair_demo"), "--config.pair.corpus=" +
+                                             docs_with_bad_line(t, "c.jsonl", '{"text": "cut')],
+     r"c\.jsonl:41: not valid JSON"),
+    ("pair_corpus_no_text_deep", lambda t: [cfg("sbp_pair_demo"), "--config.pair.corpus=" +
+                                            docs_with_bad_line(t, "c.jsonl", '{"title": "x"}')],
+     r"c\.jsonl:41: needs a string field 'text'.*pair\.text_field"),
+    ("pair_corpus_empty", lambda t: [cfg("sbp_pair_demo"),
+                                     "--config.pair.corpus=" + write(t / "in" / "c.jsonl", "\n")],
+     r"pair\.corpus=.*c\.jsonl.* holds no documents"),
     # -- synthesize -------------------------------------------------------------------------
     ("synth_seed_files_unset", lambda t: [cfg("sbp_synthesize_tiny")],
      r"synthesize\.seed_files is empty; point it at"),
@@ -308,6 +339,23 @@ CASES = [
     ("synth_vocab_too_small", lambda t: [cfg("sbp_synthesize_tiny"), "--config.model.vocab_size=64",
                                          "--config.synthesize.seed_files=" + prompts_file(t)],
      r"tokenizer has \d+ ids but the model's vocab_size is 64"),
+    ("synth_seed_bad_json_deep", lambda t: [
+        cfg("sbp_synthesize_tiny"), *TINY_SYNTH,
+        "--config.synthesize.seed_files=" + docs_with_bad_line(t, "s.jsonl", "not json")],
+     r"s\.jsonl:41: not valid JSON"),
+    ("synth_seed_no_text_deep", lambda t: [
+        cfg("sbp_synthesize_tiny"), *TINY_SYNTH,
+        "--config.synthesize.seed_files=" + docs_with_bad_line(t, "s.jsonl", '{"text": 3}')],
+     r"s\.jsonl:41: needs a string field 'text', but it is an int.*synthesize\.seed_files"),
+    ("synth_seed_files_empty", lambda t: [cfg("sbp_synthesize_tiny"), *TINY_SYNTH,
+                                          "--config.synthesize.seed_files=" +
+                                          write(t / "in" / "s.jsonl", "")],
+     r"synthesize\.seed_files=.*s\.jsonl.* holds no documents"),
+    ("synth_new_tokens_fill_context", lambda t: [
+        cfg("sbp_synthesize_tiny"), "--config.synthesize.max_new_tokens=512",
+        "--config.synthesize.seed_files=" + prompts_file(t)],
+     r"synthesize\.max_new_tokens=512 leaves no room for a seed document .* 512 "
+     r"\(model\.max_seq_len"),
     # -- eval --------------------------------------------------------------------------------
     ("eval_checkpoint_missing", lambda t: [cfg("eval_demo"),
                                            f"--config.eval.checkpoint={t}/typo/checkpoints"],
@@ -316,6 +364,17 @@ CASES = [
      r"eval\.prefix='99999'"),
     ("eval_model_json_missing", lambda t: [cfg("eval_demo"), f"--config.eval.model_json={t}/m.json"],
      r"eval\.model_json.*m\.json"),
+    ("eval_task_bad_json_deep", lambda t: [
+        eval_config(t, docs_with_bad_line(t, "task.jsonl", '{"text": '))],
+     r"task\.jsonl:41: not valid JSON"),
+    ("eval_task_bad_record_deep", lambda t: [
+        eval_config(t, docs_with_bad_line(t, "task.jsonl", '{"text": ""}'))],
+     r"task\.jsonl:41: perplexity record needs a non-empty string field 'text'"),
+    # -- budget_eval: the longest decode of a question must fit the context -------------------
+    ("budget_decode_over_context", lambda t: [cfg("budget_forcing_tiny"),
+                                              "--config.model.max_seq_len=64"],
+     r"budget_eval question '0': a prompt of \d+ tokens plus \d+ new tokens exceeds the "
+     r"model's context of 64.*thinking_cap.*max_answer_tokens"),
 ]
 
 
@@ -445,6 +504,24 @@ def test_import_rerun_from_another_source_stops(tmp_path, capsys):
   assert snapshot(w) == before
   assert imp(a, "--overwrite")[0] == 0
   assert json.load(open(w / "model.json"))["d_model"] == 64
+
+
+def test_another_jobs_config_record_is_never_replaced(tmp_path, capsys):
+  from tests import hf_fixtures as hx  # pylint: disable=g-import-not-at-top
+  tok = hx.llama3_tokenizer(str(tmp_path / "tok"))
+  src = hx.tiny_checkpoint(str(tmp_path / "a"), "llama", tok)
+  w = tmp_path / "w"
+  w.mkdir()
+  theirs = '{"job": "train", "train": {"lr": 0.003}}\n'
+  (w / "config.json").write_text(theirs)
+  args = [cfg("import_hf"), f"--config.convert.source={src}", "--config.convert.dtype=float32",
+          f"--workdir={w}"]
+  for _ in range(2):  # the import, then a re-run that reuses it
+    rc, err = run_cli(args, capsys)
+    assert rc == 0, err
+    assert (w / "config.json").read_text() == theirs
+    own = json.load(open(w / "config-import_hf.json"))
+    assert own["job"] == "import_hf" and own["convert"]["source"] == src
 
 
 @pytest.mark.slow

@@ -123,12 +123,18 @@ def test_arith_data_is_exact_and_deterministic():
   assert 0.2 < rechecks / sum(p["steps"] for p in a["train"]) < 0.5
 
 
-def test_sft_job_config_renders_and_counts_epochs(tmp_path, spm_model):
+def _sft_config(tmp_path, spm_model, epochs):
+  """s1_sft_tiny over 40 records in tmp_path/train.jsonl, batch 16."""
   c = s1_sft_tiny.get_config()
   c.data.vocab = spm_model.path
   c.sft.train_file = _write(tmp_path / "train.jsonl", [dict(REC, id=f"r{i}") for i in range(40)])
-  c.sft.epochs = 3
+  c.sft.epochs = epochs
   c.train.global_batch_size = 16
+  return c
+
+
+def test_sft_job_config_renders_and_counts_epochs(tmp_path, spm_model):
+  c = _sft_config(tmp_path, spm_model, epochs=3)
   t = sft.prepare(c, str(tmp_path / "run"))
   assert t.train.num_steps == 9  # 3 epochs x ceil(40 / 16): each epoch ends with a step
   assert sft.sft_steps(1000, 5, 16) == 315  # the thesis's count (B.4.5)
@@ -140,3 +146,20 @@ def test_sft_job_config_renders_and_counts_epochs(tmp_path, spm_model):
   c.train.seq_len = 16
   with pytest.raises(ValueError, match="record 'r0' is"):
     sft.prepare(c, str(tmp_path / "run2"))
+
+
+def test_sft_rerun_with_another_source_stops_before_rendering(tmp_path, spm_model):
+  from sbp_jax.errors import InputError
+  c = _sft_config(tmp_path, spm_model, epochs=1)
+  run = tmp_path / "run"
+  (entry,) = sft.prepare(c, str(run)).data.train
+  rendered = open(entry["files"]).read()
+  assert json.load(open(run / "identity-s1_sft.json"))["inputs"]["sft.train_file"]
+  assert sft.prepare(c, str(run)).data.train[0]["files"] == entry["files"]  # the same: reused
+  # Other records, the same count (so the same train.num_steps): the train run's identity
+  # alone would not see it, as its data are the rendered files inside the workdir.
+  _write(tmp_path / "train.jsonl", [dict(REC, id=f"other{i}") for i in range(40)])
+  with pytest.raises(InputError, match=r"input sft\.train_file .*train\.jsonl\) changed.*"
+                     r"--overwrite"):
+    sft.prepare(c, str(run))
+  assert open(entry["files"]).read() == rendered

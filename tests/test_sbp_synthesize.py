@@ -145,14 +145,58 @@ def test_prompt_is_seed_then_separator():
 
 def test_bad_seed_file_names_file_and_line(tmp_path):
   p = tmp_path / "d.jsonl"
+  p.write_text('{"text": "a"}\n\n{"text": "b"}\n')
+  docs = syn.SeedDocs(str(p))
+  assert len(docs) == 2 and docs.take([1, 0]) == [{"id": "d.jsonl:3", "text": "b"},
+                                                   {"id": "d.jsonl:1", "text": "a"}]
   p.write_text('{"text": "a"}\n{"title": "b"}\n')
-  docs = syn.SeedDocs(str(p))  # lines are checked when read
-  assert len(docs) == 2 and docs.take([0, 0]) == [{"id": "d.jsonl:1", "text": "a"}] * 2
-  for read in (lambda: docs.take([1]), lambda: list(docs)):
-    with pytest.raises(ValueError, match=r"d\.jsonl:2: needs a string field 'text'"):
-      read()
+  # Every line is checked when the index is built, before any seed is drawn.
+  with pytest.raises(ValueError, match=r"d\.jsonl:2: needs a string field 'text'"):
+    syn.SeedDocs(str(p))
   with pytest.raises(FileNotFoundError, match="synthesize.seed_files: .* matches no file"):
     syn.SeedDocs(str(tmp_path / "missing*.jsonl"))
+
+
+class _EchoSampler:
+  """Sampler's interface for sampler_generate_fn: records the prompts, returns 3 tokens."""
+
+  def __init__(self, context):
+    self.tokenizer = ByteTokenizer()
+    self.cfg = type("Cfg", (), {"max_seq_len": context})
+    self.prompts = []
+
+  def generate(self, prompts, sp, seed):
+    del sp, seed
+    self.prompts += prompts
+    done = type("Out", (), dict(tokens=[5, 6, 7], stop_len=0, text="abc",
+                                finish_reason="stop_token"))
+    return [done] * len(prompts)
+
+
+def test_seed_longer_than_the_context_is_named_or_cut_and_counted():
+  from sbp_jax.errors import InputError
+  from sbp_jax.generate.sampler import SamplingParams
+  docs = [{"id": "short", "text": "a" * 10}, {"id": "long", "text": "b" * 40}]
+  sp = SamplingParams(max_new_tokens=16)
+  # context 48: d1 room = 48 - 16 new - 1 separator = 31 tokens
+  with pytest.raises(InputError, match=r"synthesize\.seed_files document 'long': a prompt of 41 "
+                     r"tokens plus 16 new tokens exceeds the model's context of 48.*"
+                     r"max_prompt_tokens to 31 .*truncate_prompts=True"):
+    syn.synthesize_shard(docs, 0, syn.sampler_generate_fn(_EchoSampler(48), sp, 64), seed=0,
+                         tokens_per_shard=100, batch_size=4, max_batches=1)
+  fake = _EchoSampler(48)
+  gen = syn.sampler_generate_fn(fake, sp, 64, truncate=True)
+  recs, stats = syn.synthesize_shard(docs, 0, gen, seed=0, tokens_per_shard=100, batch_size=4,
+                                     max_batches=1)
+  assert max(len(p) for p in fake.prompts) + 16 == 48  # cut to fit exactly
+  long_rows = [r for r in recs if r["seed_id"] == "long"]
+  assert long_rows and all(r["seed_truncated_tokens"] == 40 - 31 for r in long_rows)
+  assert all("seed_truncated_tokens" not in r for r in recs if r["seed_id"] == "short")
+  assert stats["seeds_truncated"] == len(long_rows) > 0
+  # A context with room for every seed: nothing is cut.
+  _, stats = syn.synthesize_shard(docs, 0, syn.sampler_generate_fn(_EchoSampler(64), sp, 64),
+                                  seed=0, tokens_per_shard=100, batch_size=4, max_batches=1)
+  assert stats["seeds_truncated"] == 0
 
 
 def test_synthesize_job_with_the_real_sampler(tmp_path):
@@ -183,6 +227,23 @@ def _tiny_job(tmp_path, **over):
   c.synthesize.update(dict(seed_files=str(seeds), target_tokens=64, tokens_per_shard=32,
                            max_new_tokens=16, batch_size=4, progress=False), **over)
   return c
+
+
+def test_synthesize_job_cuts_long_seeds_to_the_context_and_records_it(tmp_path):
+  long_seeds = tmp_path / "long.jsonl"
+  long_seeds.write_text("".join(json.dumps({"id": f"l{i}", "text": f"{i} " * 40}) + "\n"
+                                for i in range(4)))
+  c = _tiny_job(tmp_path, seed_files=str(long_seeds), max_prompt_tokens=256)
+  c.model.max_seq_len = 64  # room for 64 - 16 - 1 = 47 seed tokens of the 80
+  summary = syn.run(c, str(tmp_path / "w"))
+  rows = _read(str(tmp_path / "w" / "synthetic"))
+  assert rows and all(r["seed_truncated_tokens"] == 80 - 47 for r in rows)
+  assert summary["seeds_truncated"] == summary["generated"] > 0
+  c.synthesize.truncate_prompts = False
+  from sbp_jax.errors import InputError
+  with pytest.raises(InputError, match=r"synthesize\.seed_files document 'l\d': a prompt of 81 "
+                     r"tokens plus 16 new tokens exceeds the model's context of 64"):
+    syn.run(c, str(tmp_path / "w2"))
 
 
 def test_synthesize_rerun_with_other_settings_stops_before_compute(tmp_path):

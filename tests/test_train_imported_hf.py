@@ -67,7 +67,8 @@ def _sft_config(imp, tmp_path):
   c.job = "s1_sft"
   c.data = ml_collections.ConfigDict(dict(kind="seqio", train=[], eval=[], pack=False))
   c.sft = sft_section("chatml")
-  c.sft.train_file = write_jsonl(tmp_path / "sft.jsonl", recs)
+  src = tmp_path / "sft.jsonl"  # written once: the s1_sft run identity holds its mtime
+  c.sft.train_file = str(src) if src.exists() else write_jsonl(src, recs)
   c.sft.epochs = 2
   c.train.seq_len = 128
   return c

@@ -15,6 +15,11 @@ def synthesize_section() -> ml_collections.ConfigDict:
   s.max_batches_per_shard = 1000  # guard against a synthesizer whose outputs are all dropped
   s.batch_size = 8              # rows per sampler call (per host)
   s.max_prompt_tokens = 4096    # d1 is cut to this many tokens (thesis: docs <= 4,096)
+  # A seed whose prompt + max_new_tokens exceeds model.max_seq_len (thesis: 4,096 + 4,096
+  # in 8,192 leaves no room for the start id and separator): True cuts it to fit, counted
+  # as seeds_truncated in the stats and seed_truncated_tokens in its records; False stops
+  # the job at the first such seed, naming it.
+  s.truncate_prompts = True
   # Ids before d1; None: the id training feeds before a sequence's first token
   # (vocab.start_id: bos, else pad), so prompts look like tuning's inputs.
   s.prompt_start_ids = None

@@ -178,6 +178,9 @@ def run_eval(config, workdir: str) -> dict:
   if e.checkpoint:
     from sbp_jax.train.checkpoint import check_checkpoint  # pylint: disable=g-import-not-at-top
     check_checkpoint("eval.checkpoint", e.checkpoint)
+  # Every task's records, read (and checked) before the claim: a bad line is named
+  # before anything is written.
+  loaded = {t["name"]: load_task(t) for t in suite}
   # Finished tasks are reused only under the same run identity (its checkpoint's steps,
   # every task's settings and files, the model and tokenizer).
   runs.claim(workdir, "eval", identity_view(config, suite), IDENTITY_KEYS, OUTPUTS,
@@ -205,7 +208,7 @@ def run_eval(config, workdir: str) -> dict:
                                int(e.get("generate_batch_size", 8)))
     ctx = formats.Context(scorer=scorer, tokenizer=tok, prefix=prefix,
                         rolling_overlap=int(e.get("rolling_overlap", 0)), generate=generate)
-    recs, pool = load_task(t)
+    recs, pool = loaded[t["name"]]
     opts = dict(seed=int(t.get("seed", config.seed)))
     if int(t.get("num_fewshot", -1)) >= 0:
       opts["num_fewshot"] = int(t["num_fewshot"])

@@ -33,7 +33,7 @@ from sbp_jax.errors import InputError
 from sbp_jax.fileio import iter_jsonl, read_jsonl, write_jsonl
 from sbp_jax.generate import budget_forcing as bf
 from sbp_jax.generate.budget_forcing import BudgetConfig, budget_force, parse_setting
-from sbp_jax.generate.generate_job import check_model_inputs, make_sampler
+from sbp_jax.generate.generate_job import check_model_inputs, make_sampler, model_config
 from sbp_jax.generate.sampler import SamplingParams
 from sbp_jax.reasoning import answers
 from sbp_jax.reasoning.sft_data import budget_fields, template_from_config
@@ -321,6 +321,27 @@ def check(config) -> dict:
   return base
 
 
+def check_context(config, rows: Sequence[dict], tok, base: dict) -> None:
+  """Each question's longest decode fits the model's context: its prompt, the largest
+  thinking budget of any setting, the end delimiter and answer prefix, and the answer."""
+  e = config.budget_eval
+  specs = tuple(e.sequential.settings) + ((e.parallel.setting,) if e.parallel.ns else ())
+  budget = max((bf.budget_of(BudgetConfig(**base, **parse_setting(x))) for x in specs),
+               default=0)
+  bc = BudgetConfig(**base)
+  suffix = len(bf.delimiter_ids(tok, bc.think_end)) + (
+      len(tok.encode(bc.answer_prefix)) if bc.answer_prefix else 0)
+  new = budget + suffix + bc.max_answer_tokens
+  context = int(model_config(config).max_seq_len)
+  for r, ids in zip(rows, bf.prompt_ids(tok, [r["question"] for r in rows], bc)):
+    validate.context_fits(
+        f"budget_eval question {r['id']!r}", len(ids), new, context,
+        f"that is up to {budget} thinking tokens (budget_eval.thinking_cap or the largest "
+        f"max= setting), {suffix} of the end delimiter and answer prefix and "
+        f"budget_eval.max_answer_tokens={bc.max_answer_tokens}: lower these or shorten the "
+        "question.")
+
+
 def evaluate(sampler_fn, config, out_dir: str) -> dict:
   """Runs both sweeps with a lazily built sampler; returns {sequential, parallel} tables."""
   e = config.budget_eval
@@ -354,9 +375,9 @@ IDENTITY_KEYS = ("model", "generate.checkpoint", "generate.model_json", "tokeniz
 
 def run(config, workdir: str) -> dict:
   """Job entry: model from config.generate (checkpoint / model_json) and config.tokenizer."""
-  check(config)
-  questions_of(config.budget_eval)
-  check_model_inputs(config)
+  base = check(config)
+  rows = questions_of(config.budget_eval)
+  check_context(config, rows, check_model_inputs(config), base)
   runs.claim(workdir, "budget_eval", config, IDENTITY_KEYS, ("budget_eval",))
   out_dir = os.path.join(workdir, "budget_eval")
   results = evaluate(lambda: make_sampler(config), config, out_dir)

@@ -21,8 +21,10 @@ import os
 
 import ml_collections
 
+from sbp_jax import fileio, runs, validate
 from sbp_jax.data import vocab as vocab_lib
-from sbp_jax.reasoning.sft_data import render_file, template_from_config
+from sbp_jax.parallel import make_rules, mesh_from_config
+from sbp_jax.reasoning.sft_data import render_records, template_from_config
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +40,13 @@ def prepare(config, workdir: str) -> ml_collections.ConfigDict:
   tok = vocab_lib.make_tokenizer(vocab_lib.job_tokenizer(config))
   t = template_from_config(s.template)
   c = ml_collections.ConfigDict(config.to_dict())  # unlocked copy: paths depend on workdir
-  stats = {}
+  stats, rendered = {}, {}
   for split in ("train", "eval"):
     src = s.get(f"{split}_file", "")
     if not src:
       continue
     dst = os.path.join(workdir, "data", f"sft_{split}.jsonl")
-    stats[split] = render_file(src, dst, t, tok, config.train.seq_len)
+    rendered[dst], stats[split] = render_records(src, t, tok, config.train.seq_len)
     c.data[split] = [dict(name=f"{s.task_name}_{split}", format="prompt_response", files=dst,
                           **({"weight": 1.0} if split == "train" else {}))]
   if "train" not in stats:
@@ -63,6 +65,15 @@ def prepare(config, workdir: str) -> ml_collections.ConfigDict:
   log.info("SFT: %d records x %s epochs / batch %d -> %d steps (longest %d of %d tokens)",
            stats["train"]["records"], s.epochs, config.train.global_batch_size,
            c.train.num_steps, stats["train"]["max_tokens"], config.train.seq_len)
+  validate.train_config(c, mesh_from_config(c.mesh), make_rules(c.mesh.get("rules")))
+  from sbp_jax.train.loop import OUTPUTS as TRAIN_OUTPUTS  # pylint: disable=g-import-not-at-top
+  # The rendered files live in the workdir, where the train run's identity does not look
+  # for inputs: this identity covers the sft section and its source files, and is claimed
+  # before anything is written (--overwrite clears the training outputs too).
+  runs.claim(workdir, "s1_sft", config, ("sft",), ("data",) + TRAIN_OUTPUTS, write_config=False)
+  for dst, rows in rendered.items():
+    if not fileio.exists(dst):  # the same identity: the same records
+      fileio.write_jsonl(dst, rows)
   return c
 
 

@@ -127,14 +127,19 @@ def check_lengths(records: Sequence[dict], rendered: Sequence[dict], tok, seq_le
   return lens
 
 
-def render_file(src: str, dst: str, t: Template, tok, seq_len: int) -> dict:
-  """Renders src (question/reasoning/answer JSONL) to dst (prompt/response JSONL)
-  after checking every record fits seq_len. Returns length statistics."""
+def render_records(src: str, t: Template, tok, seq_len: int) -> tuple[list[dict], dict]:
+  """src (question/reasoning/answer JSONL) rendered as prompt/response records, after
+  checking every record fits seq_len; with their length statistics. Writes nothing."""
   recs = read_records(src)
   rendered = [render(r, t) for r in recs]
   lens = check_lengths(recs, rendered, tok, seq_len, source=src)
+  return rendered, dict(records=len(recs), max_tokens=max(lens, default=0),
+                        mean_tokens=sum(lens) / max(len(lens), 1), seq_len=seq_len)
+
+
+def render_file(src: str, dst: str, t: Template, tok, seq_len: int) -> dict:
+  """render_records written to dst; returns the length statistics."""
+  rendered, stats = render_records(src, t, tok, seq_len)
   write_jsonl(dst, rendered)
-  stats = dict(records=len(recs), max_tokens=max(lens, default=0),
-               mean_tokens=sum(lens) / max(len(lens), 1), seq_len=seq_len)
   log.info("Rendered %s -> %s: %s", src, dst, stats)
   return stats

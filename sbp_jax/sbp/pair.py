@@ -90,7 +90,9 @@ def check(config) -> None:
                      ("select.shingle", p.select.shingle)):
     validate.positive(f"pair.{key}", value)
   validate.finite_number("pair.select.alpha", p.select.alpha)
-  docs.corpus_files(p.corpus)  # a missing corpus is named here
+  # Every record the split reads: a missing corpus or a bad line is named before the claim.
+  docs.check_corpus(p.corpus, p.get("text_field", "text"), p.get("id_field", "id"),
+                    int(p.get("max_docs", 0)))
 
 
 def run(config, workdir: str) -> dict:

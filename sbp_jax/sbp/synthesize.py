@@ -13,6 +13,8 @@ draws (its seed documents and its sampling keys) is a pure function of
 skips finished shards and redoes an interrupted one identically: no synthetic
 document is ever written twice, whatever the number of hosts or restarts.
 Seeds are read by byte offset (SeedDocs), so no host holds D_pretrain in memory.
+A seed whose prompt plus max_new_tokens exceeds the model's context stops the job
+naming it, unless synthesize.truncate_prompts cuts it to fit (counted in the stats).
 """
 
 from __future__ import annotations
@@ -41,6 +43,25 @@ class Sample:
   tokens: list[int]      # generated ids, without the stop token
   text: str
   finish_reason: str     # "stop_token" | "length" | ...
+  seed_cut: int = 0      # tokens cut from the seed document so the prompt fit the context
+
+
+class SeedTooLong(ValueError):
+  """Raised by a GenerateFn for the seed text at `row`, whose prompt plus new tokens do not
+  fit the synthesizer's context; synthesize_shard names the document."""
+
+  def __init__(self, row: int, prompt_tokens: int, new_tokens: int, context: int, room: int):
+    super().__init__(f"seed text {row}: {prompt_tokens} + {new_tokens} tokens > {context}")
+    self.row, self.prompt_tokens, self.new_tokens = row, prompt_tokens, new_tokens
+    self.context, self.room = context, room
+
+  def named(self, seed_id: str):
+    from sbp_jax import validate  # pylint: disable=g-import-not-at-top
+    return validate.context_error(
+        f"synthesize.seed_files document {seed_id!r}", self.prompt_tokens, self.new_tokens,
+        self.context, f"lower synthesize.max_prompt_tokens to {self.room} or less (or "
+        "synthesize.max_new_tokens), or set synthesize.truncate_prompts=True to cut such seeds "
+        "to fit (counted as seeds_truncated in the shard stats).")
 
 
 # (seed texts, sampling seed) -> one Sample per seed text
@@ -58,8 +79,8 @@ class SeedDocs:
 
   Only an index of byte offsets (12 bytes a document) stays in memory, so every host
   can draw seeds from a corpus far larger than its RAM. A record without `id_field`
-  is named "<file name>:<line>". A bad line raises an error naming file:line when it
-  is read.
+  is named "<file name>:<line>". Building the index checks every line, so a bad one
+  anywhere raises an error naming file:line before any seed is drawn.
   """
 
   def __init__(self, files, text_field: str = "text", id_field: str = "id",
@@ -67,7 +88,7 @@ class SeedDocs:
     self.text_field, self.id_field, self.key = text_field, id_field, key
     self._hint = f"check {key} and its text_field setting"
     self.files = fileio.expand(files, key, SEED_FILES_HINT)
-    self._index = fileio.JsonlIndex(self.files)
+    self._index = fileio.JsonlIndex(self.files, (text_field,), self._hint)
     if not len(self._index):
       raise ValueError(f"{key}={files!r} holds no documents.")
 
@@ -138,19 +159,23 @@ def synthesize_shard(docs: SeedDocs | Sequence[dict], shard: int, generate: Gene
   records: list[dict] = []
   stats = dict(shard=shard, generated=0, kept=0, kept_tokens=0, generated_tokens=0,
                dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0,
-               dropped_over_quota=0, batches=0)
+               dropped_over_quota=0, seeds_truncated=0, batches=0)
   for b in range(max_batches):
     if stats["kept_tokens"] >= tokens_per_shard:
       break
     idx = rng.integers(0, len(docs), size=batch_size)
     seeds = take_docs(docs, idx)
-    outs = generate([d["text"] for d in seeds], batch_seed(seed, shard, b))
+    try:
+      outs = generate([d["text"] for d in seeds], batch_seed(seed, shard, b))
+    except SeedTooLong as e:
+      raise e.named(seeds[e.row]["id"]) from None
     if len(outs) != len(idx):
       raise RuntimeError(f"generator returned {len(outs)} samples for {len(idx)} seeds.")
     stats["batches"] += 1
     batch_tokens = 0
     for j, (d, s) in enumerate(zip(seeds, outs)):
       stats["generated"] += 1
+      stats["seeds_truncated"] += s.seed_cut > 0
       batch_tokens += len(s.tokens)
       if not s.tokens or not s.text.strip():
         stats["dropped_empty"] += 1
@@ -164,7 +189,8 @@ def synthesize_shard(docs: SeedDocs | Sequence[dict], shard: int, generate: Gene
       else:
         records.append({"text": s.text, "id": f"syn-{shard:05d}-{b:05d}-{j:04d}",
                         "seed_id": d["id"], "num_tokens": len(s.tokens),
-                        "finish_reason": s.finish_reason})
+                        "finish_reason": s.finish_reason,
+                        **({"seed_truncated_tokens": s.seed_cut} if s.seed_cut else {})})
         stats["kept"] += 1
         stats["kept_tokens"] += len(s.tokens)
     stats["generated_tokens"] += batch_tokens
@@ -204,7 +230,7 @@ def synthesize_to_dir(docs: SeedDocs | Sequence[dict], generate: GenerateFn, out
   t0, gen_tokens = time.perf_counter(), 0
   totals = dict(shards_written=0, kept=0, kept_tokens=0, generated=0, generated_tokens=0,
                 dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0,
-                dropped_over_quota=0)
+                dropped_over_quota=0, seeds_truncated=0)
   for s in todo:
     done_before = bar.n
 
@@ -235,7 +261,8 @@ def summarize_dir(out_dir: str) -> dict:
   """Totals over every finished shard (what a seqio source over the dir will read)."""
   shards = fileio.glob(os.path.join(out_dir, "synthetic-*.jsonl"))
   out = dict(shards=len(shards), kept=0, kept_tokens=0, generated=0, generated_tokens=0,
-             dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0, dropped_over_quota=0)
+             dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0, dropped_over_quota=0,
+             seeds_truncated=0)
   for p in shards:
     st = fileio.read_json(p + ".stats.json")
     for k in out:
@@ -257,15 +284,34 @@ def prompt_ids(tokenizer, text: str, max_prompt_tokens: int,
           + vocab_lib.doc_sep_ids(tokenizer))
 
 
-def sampler_generate_fn(sampler, sp, max_prompt_tokens: int,
-                        start: Sequence[int] = ()) -> GenerateFn:
-  """GenerateFn over sbp_jax.generate.Sampler: stop at end-of-sequence, drop the stop's ids."""
+def seed_room(tokenizer, context: int, new_tokens: int, start: Sequence[int] = ()) -> int:
+  """How many tokens of d1 fit the context beside start, the separator and the new tokens."""
+  return context - int(new_tokens) - len(start) - len(vocab_lib.doc_sep_ids(tokenizer))
+
+
+def sampler_generate_fn(sampler, sp, max_prompt_tokens: int, start: Sequence[int] = (),
+                        truncate: bool = False) -> GenerateFn:
+  """GenerateFn over sbp_jax.generate.Sampler: stop at end-of-sequence, drop the stop's ids.
+
+  A prompt that with sp.max_new_tokens exceeds the model's context (model.max_seq_len)
+  raises SeedTooLong, or with `truncate` has its seed cut to fit (Sample.seed_cut)."""
+  tok, context = sampler.tokenizer, int(sampler.cfg.max_seq_len)
+  room = seed_room(tok, context, sp.max_new_tokens, start)
 
   def generate(texts, seed):
-    prompts = [prompt_ids(sampler.tokenizer, t, max_prompt_tokens, start) for t in texts]
+    prompts, cuts = [], []
+    for row, t in enumerate(texts):
+      ids = prompt_ids(tok, t, max_prompt_tokens, start)
+      over = len(ids) + sp.max_new_tokens - context
+      if over > 0 and not truncate:
+        raise SeedTooLong(row, len(ids), sp.max_new_tokens, context, room)
+      if over > 0:
+        ids = prompt_ids(tok, t, room, start)
+      prompts.append(ids)
+      cuts.append(max(over, 0))
     outs = sampler.generate(prompts, sp, seed=seed)
-    return [Sample(list(o.tokens[:len(o.tokens) - o.stop_len]), o.text, o.finish_reason)
-            for o in outs]
+    return [Sample(list(o.tokens[:len(o.tokens) - o.stop_len]), o.text, o.finish_reason, cut)
+            for o, cut in zip(outs, cuts)]
 
   return generate
 
@@ -304,7 +350,21 @@ def check(config) -> None:
   if s.checkpoint:
     from sbp_jax.train.checkpoint import check_checkpoint  # pylint: disable=g-import-not-at-top
     check_checkpoint("synthesize.checkpoint", s.checkpoint)
-  check_fits(make_tokenizer(config.tokenizer), model_config(config).vocab_size)
+  tok, model = make_tokenizer(config.tokenizer), model_config(config)
+  check_fits(tok, model.vocab_size)
+  start = prompt_start(config)
+  room = seed_room(tok, int(model.max_seq_len), int(s.max_new_tokens), start)
+  if room < 1:
+    raise InputError(
+        f"synthesize.max_new_tokens={s.max_new_tokens} leaves no room for a seed document in "
+        f"the model's context of {model.max_seq_len} (model.max_seq_len; the prompt's start "
+        f"and separator take {int(model.max_seq_len) - int(s.max_new_tokens) - room}); lower "
+        "synthesize.max_new_tokens.")
+  if room < int(s.max_prompt_tokens) and not s.get("truncate_prompts", False):
+    log.warning("synthesize: a seed of more than %d tokens (synthesize.max_prompt_tokens=%d) "
+                "does not fit model.max_seq_len=%d with max_new_tokens=%d, and stops the job; "
+                "set synthesize.truncate_prompts=True to cut such seeds instead.", room,
+                s.max_prompt_tokens, model.max_seq_len, s.max_new_tokens)
 
 
 def output_dir(config, workdir: str) -> str:
@@ -321,6 +381,7 @@ def run(config, workdir: str) -> dict:
   maybe_initialize_distributed(config.get("distributed"))
   s = config.synthesize
   check(config)
+  docs = SeedDocs(s.seed_files, s.get("text_field", "text"), s.get("id_field", "id"))
   out_dir = output_dir(config, workdir)
   runs.claim(workdir, "synthesize", config, IDENTITY_KEYS, (out_dir, "synthesize_summary.json"),
              ignore=HOW)
@@ -330,14 +391,13 @@ def run(config, workdir: str) -> dict:
     log.info("synthesize: all %d shards of this host exist in %s.", len(mine), out_dir)
     totals = {"shards_written": 0}
   else:
-    docs = SeedDocs(s.seed_files, s.get("text_field", "text"), s.get("id_field", "id"))
     from sbp_jax.generate.generate_job import make_sampler, sampling_params  # pylint: disable=g-import-not-at-top
     from sbp_jax.parallel import make_mesh  # pylint: disable=g-import-not-at-top
     # The synthesizer on this host's own devices (hosts synthesize independently).
     mesh = make_mesh(tuple(s.get("ici", (-1, 1, 1))), devices=jax.local_devices())
     sampler = make_sampler(config, checkpoint=s.checkpoint, mesh=mesh)
     gen = sampler_generate_fn(sampler, sampling_params(s), int(s.max_prompt_tokens),
-                              prompt_start(config))
+                              prompt_start(config), bool(s.get("truncate_prompts", False)))
     totals = synthesize_to_dir(
         docs, gen, out_dir, seed=int(config.seed), target_tokens=int(s.target_tokens),
         tokens_per_shard=int(s.tokens_per_shard), batch_size=int(s.batch_size),

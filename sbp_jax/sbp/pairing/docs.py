@@ -30,6 +30,24 @@ def iter_corpus(files, text_field: str = "text", id_field: str = "id") -> Iterat
       yield {"id": str(row.get(id_field, f"{os.path.basename(path)}:{n}")), "text": row[text_field]}
 
 
+def check_corpus(files, text_field: str = "text", id_field: str = "id", max_docs: int = 0) -> int:
+  """Reads every record the split will use, so a bad line anywhere is an error before the
+  job writes anything; returns how many there are."""
+  n = 0
+  for _ in iter_corpus(files, text_field, id_field):
+    n += 1
+    if max_docs and n >= max_docs:
+      break
+  if n == 0:
+    raise _empty(files)
+  return n
+
+
+def _empty(files) -> ValueError:
+  return ValueError(f"pair.corpus={files!r} holds no documents; point it at JSON-lines files "
+                    "with one document per line.")
+
+
 def shard_path(out_dir: str, shard: int) -> str:
   return os.path.join(out_dir, f"docs-{shard:05d}.jsonl")
 
@@ -57,7 +75,7 @@ def split_corpus(files, out_dir: str, shard_size: int, text_field: str = "text",
     write_jsonl(shard_path(out_dir, shard), buf)
     shard += 1
   if gid == 0:
-    raise ValueError(f"pair.corpus={files!r} holds no documents.")
+    raise _empty(files)
   man = {"num_docs": gid, "num_shards": shard, "shard_size": shard_size}
   fileio.write_json(man_path, man)
   return man
