@@ -43,7 +43,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
 from configs.base import get_base  # noqa: E402
 from sbp_jax.model import (CACHE_AXES, ModelConfig, Transformer, count_params, flops_per_token,  # noqa: E402
-                           param_logical_specs)
+                           init_cache, param_logical_specs)
 from sbp_jax.parallel import make_mesh, make_rules, mesh_context  # noqa: E402
 
 GiB = 1024 ** 3
@@ -90,10 +90,11 @@ def decode_cell(model: str, topology: str, cache_len: int, batch_per_chip: int) 
   params = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                         abstract, psh)
   b = batch_per_chip * n
-  csh = nn.logical_to_mesh_sharding(P(*CACHE_AXES), mesh, rules)
-  shape = (b, cfg.num_kv_heads, cache_len, cfg.resolved_head_dim)
-  cache = [{k: jax.ShapeDtypeStruct(shape, jnp.bfloat16, sharding=csh) for k in ("k", "v")}
-           for _ in range(cfg.num_layers)]
+  cache = [{name: jax.ShapeDtypeStruct(
+      buf.shape, buf.dtype,
+      sharding=nn.logical_to_mesh_sharding(P(*CACHE_AXES[name]), mesh, rules))
+             for name, buf in layer.items()}
+           for layer in jax.eval_shape(lambda: init_cache(cfg, b, cache_len, jnp.bfloat16))]
   bsh = NamedSharding(mesh, P(("data", "fsdp")))
   tokens = jax.ShapeDtypeStruct((b, 1), jnp.int32, sharding=NamedSharding(mesh, P(("data", "fsdp"))))
   index = jax.ShapeDtypeStruct((b,), jnp.int32, sharding=bsh)

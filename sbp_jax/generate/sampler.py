@@ -202,7 +202,7 @@ class DecodeControls:
 @flax.struct.dataclass
 class DecodeState:
   """The decode loop's carry: KV cache, the next logits, and what has been generated."""
-  cache: list             # per layer {"k", "v"} [b, kv_heads, cache_len, head_dim]
+  cache: list             # per layer {"k", "v"} (see init_cache)
   logits: jax.Array       # [b, vocab] for the next token
   index: jax.Array        # [b] cache slot of the next token
   n: jax.Array            # [b] tokens generated (kept: a suppressed stop is taken back)
@@ -273,7 +273,8 @@ class Sampler:
   # -- jitted pieces -----------------------------------------------------------------
 
   def _constrain_cache(self, cache):
-    return jax.tree.map(lambda c: nn.with_logical_constraint(c, CACHE_AXES), cache)
+    return [{name: nn.with_logical_constraint(buf, CACHE_AXES[name])
+             for name, buf in layer.items()} for layer in cache]
 
   def _prefill_fn(self, params, tokens, lengths, cache_len: int):
     b = tokens.shape[0]

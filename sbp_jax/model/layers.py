@@ -96,25 +96,50 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: Array, impl: str) 
   return out.reshape(b, t, h, d)
 
 
-def cached_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
-  """Grouped-query attention over a head-major KV cache (prefill and decode).
+def write_cache(cache: dict, k: Array, v: Array, cache_index: Array) -> dict:
+  """The cache with row i's t new keys/values written at slots cache_index[i] + 0..t-1.
 
-  q: [b, t, heads, d]; k, v: [b, kv_heads, s, d], the cache's own layout; mask:
-  [b, 1, t, s] bool. The t queries of a kv head's group form one [t * group, d]
-  matrix, so both products are plain batched matmuls over (b, kv_heads) that
-  read the cache as it lies: XLA transposes (copies) no cache slot, which at
-  decode cost more than the attention itself. Logits and softmax in float32.
+  cache: {"k": [b * kv_heads, head_dim, s], "v": [b * kv_heads, s, head_dim]} (see
+  init_cache); k, v: [b, t, kv_heads, head_dim]. One scatter per buffer, in place. A
+  start is clamped so the t slots fit, as dynamic_update_slice would; the indices are
+  then promised in bounds, because a checked write reads the old slots, and XLA then
+  copies the whole cache at every step.
+  """
+  b, t, kvh, hd = k.shape
+  s = cache["v"].shape[1]
+  rows = jnp.arange(b * kvh)[:, None]
+  start = jnp.repeat(jnp.clip(cache_index, 0, s - t), kvh)
+  slots = start[:, None] + jnp.arange(t, dtype=start.dtype)[None, :]        # [n, t]
+  flat = lambda x, buf: x.transpose(0, 2, 1, 3).reshape(b * kvh, t, hd).astype(buf.dtype)
+  put = dict(mode="promise_in_bounds", unique_indices=True, indices_are_sorted=True)
+  return {"k": cache["k"].at[rows, :, slots].set(flat(k, cache["k"]), **put),
+          "v": cache["v"].at[rows, slots].set(flat(v, cache["v"]), **put)}
+
+
+def cached_attention(q: Array, k: Array, v: Array, q_slot: Array) -> Array:
+  """Grouped-query attention over a KV cache (prefill and decode).
+
+  q: [b, t, heads, d]; k: [b * kv_heads, d, s] and v: [b * kv_heads, s, d], the
+  cache's own layout; q_slot: [b, t] each query's cache slot (it attends to slots
+  at or before it). A kv head's t * group queries form one matrix, so both
+  products are plain batched matmuls that read the cache as it lies: logits are
+  [t * g, d] x [d, s], with s contiguous (on CPU, 5x faster than contracting over a
+  minor d), and one batch axis (two would be merged by a reshape that XLA fuses
+  with the cache write, duplicating it, when b is 1). Logits and softmax in float32.
   """
   b, t, h, d = q.shape
-  kvh = k.shape[1]
+  n, _, s = k.shape
+  kvh = n // b
   g = h // kvh
-  q = q.reshape(b, t, kvh, g, d).transpose(0, 2, 1, 3, 4).reshape(b, kvh, t * g, d)
-  logits = jnp.einsum("bkqd,bksd->bkqs", q, k, preferred_element_type=jnp.float32)
+  q = q.reshape(b, t, kvh, g, d).transpose(0, 2, 1, 3, 4).reshape(n, t * g, d)
+  q = constrain(q, ("cache_rows", None, None))
+  logits = jnp.einsum("nqd,nds->nqs", q, k, preferred_element_type=jnp.float32)
   logits = logits / jnp.sqrt(jnp.float32(d))
-  mask = jnp.broadcast_to(mask[:, :, :, None], (b, 1, t, g, mask.shape[-1]))
-  logits = jnp.where(mask.reshape(b, 1, t * g, -1), logits, jnp.finfo(jnp.float32).min)
+  pos = jnp.repeat(jnp.repeat(q_slot, g, axis=1), kvh, axis=0)              # [n, t * g]
+  mask = jnp.arange(s, dtype=pos.dtype)[None, None, :] <= pos[:, :, None]
+  logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
   probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-  out = jnp.einsum("bkqs,bksd->bkqd", probs, v)
+  out = jnp.einsum("nqs,nsd->nqd", probs, v)
   return out.reshape(b, kvh, t, g, d).transpose(0, 2, 1, 3, 4).reshape(b, t, h, d)
 
 
@@ -154,7 +179,7 @@ class Attention(nn.Module):
   @nn.compact
   def __call__(self, x: Array, positions: Array, segment_ids: Array | None,
                cache: dict | None, cache_index: Array | None):
-    """cache: this layer's {"k", "v"} [b, kv_heads, max_len, head_dim] or None.
+    """cache: this layer's {"k", "v"} (see init_cache) or None.
     Returns (output, the updated cache)."""
     cfg = self.cfg
     dtype, pdtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
@@ -186,19 +211,11 @@ class Attention(nn.Module):
         out = dot_product_attention(q, k, v, mask, cfg.attention)
       new_cache = None
     else:
-      # Write the t new keys/values at each sequence's own offset (vmapped over rows,
-      # so the batch axis stays a batch axis for sharding), then attend causally
+      # Write the t new keys/values at each sequence's own offset, then attend causally
       # over slots; stale slots beyond the offset are masked.
-      def write(buf, new, start):  # buf [kvh, max_len, hd], new [t, kvh, hd]
-        return jax.lax.dynamic_update_slice_in_dim(
-            buf, jnp.swapaxes(new, 0, 1).astype(buf.dtype), start, axis=1)
-      new_cache = {"k": jax.vmap(write)(cache["k"], k, cache_index),
-                   "v": jax.vmap(write)(cache["v"], v, cache_index)}
-      s = new_cache["k"].shape[2]
-      kv_slot = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
-      mask = attention_mask(None, None, q_slot + cache_index[:, None], kv_slot)
+      new_cache = write_cache(cache, k, v, cache_index)
       out = cached_attention(q, new_cache["k"].astype(dtype), new_cache["v"].astype(dtype),
-                             mask)
+                             q_slot + cache_index[:, None])
 
     out = constrain(out, ("activation_batch", "activation_length", "activation_heads", None))
     out = Projection((cfg.d_model,), ("heads", "head_dim"), ("embed",), False, dtype, pdtype,

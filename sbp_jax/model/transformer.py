@@ -62,8 +62,7 @@ class Transformer(nn.Module):
 
     tokens: [b, t] int. positions default to 0..t-1 (plus cache_index when
     decoding). segment_ids: [b, t], 0 = padding; None = one sequence per row.
-    cache: one {"k", "v"} per layer, each [b, kv_heads, max_len, head_dim] (see
-    init_cache); cache_index: [b] slot at which the first of the t new tokens is
+    cache: one {"k", "v"} per layer (see init_cache); cache_index: [b] slot at which the first of the t new tokens is
     written. Decode with scan_layers=False (see unstack_layers): the layer loop then
     updates each layer's buffers in place, where a scan would restack (copy) them.
     logits_at: [b] one position per row; logits are then [b, 1, vocab] for it
@@ -128,16 +127,18 @@ class Transformer(nn.Module):
 
 def init_cache(cfg: ModelConfig, batch: int, max_len: int, dtype=None) -> list[dict]:
   """An empty KV cache for `batch` sequences of up to `max_len` tokens: one {"k", "v"}
-  per layer, each [batch, kv_heads, max_len, head_dim] (head-major, the layout the
-  attention products read without a transpose)."""
-  shape = (batch, cfg.num_kv_heads, max_len, cfg.resolved_head_dim)
+  per layer, k [batch * kv_heads, head_dim, max_len] and v [batch * kv_heads, max_len,
+  head_dim] (row i * kv_heads + j is sequence i's kv head j): the layouts the attention
+  products read without a transpose (see layers.cached_attention)."""
+  n, hd = batch * cfg.num_kv_heads, cfg.resolved_head_dim
   dtype = jnp.dtype(dtype or cfg.dtype)
-  return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+  return [{"k": jnp.zeros((n, hd, max_len), dtype), "v": jnp.zeros((n, max_len, hd), dtype)}
           for _ in range(cfg.num_layers)]
 
 
-# Logical axes of each cache buffer.
-CACHE_AXES = ("cache_batch", "cache_kv_heads", "cache_length", None)
+# Logical axes of each cache buffer (rows are sequence-major, kv-head-minor).
+CACHE_AXES = {"k": ("cache_rows", None, "cache_length"),
+              "v": ("cache_rows", "cache_length", None)}
 
 
 def unstack_layers(params: dict, num_layers: int) -> dict:

@@ -31,10 +31,10 @@ DEFAULT_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("activation_heads", "tensor"),
     ("activation_kv_heads", "tensor"),
     ("activation_vocab", "tensor"),
-    # KV cache for decoding.
-    ("cache_batch", ("data", "fsdp")),
+    # KV cache for decoding; a row is one sequence's kv head (sequence-major), so its
+    # shards are whole sequences and, with one sequence per batch shard, kv heads.
+    ("cache_rows", ("data", "fsdp", "tensor")),
     ("cache_length", None),
-    ("cache_kv_heads", "tensor"),
 )
 
 
