@@ -108,6 +108,7 @@ def test_config_env_is_applied_before_the_job(monkeypatch):
   assert os.environ["SBP_TEST_KEEP"] == "shell"  # the shell's value wins
 
 
+@pytest.mark.slow
 def test_compile_cache_keeps_the_jobs_programs(tmp_path):
   """compile_cache.dir fills with the job's compiled programs, and a second run that loads
   them trains to the same losses."""
