@@ -49,6 +49,9 @@ def test_smoke_study_writes_report_and_plot_and_resumes(imported, tmp_path):
   rep = json.load(open(tmp_path / "qa_report.json"))
   assert rep == json.loads(json.dumps(out))
   assert rep["questions"] == 8 and set(rep["accuracy"]) == set(cpt_study.ARMS)
+  # Answer-only replies parse (measured: 14 of the base model's 16 replies): were the prompt
+  # or the parse broken, every arm would read 0 as in the first runs at 8 answer tokens.
+  assert rep["parse_rate"]["base"] > 0 and set(rep["parse_rate"]) >= set(cpt_study.ARMS)
   for arm, acc in rep["accuracy"].items():
     rows = [json.loads(line) for line in open(tmp_path / "qa" / f"{arm}.jsonl")]
     assert len(rows) == 8 and acc == sum(r["correct"] for r in rows) / 8

@@ -116,10 +116,11 @@ def test_entity_filter_drops_headings_versions_and_names_not_in_the_text():
   text = TOOL.text + "\n\nThe tool uses the frobnicate module and the Zeta scheduler."
   kept, dropped = filter_entities(
       ["Command-Line Interface", "tool", "3.5", "New in version 3.5", "frobnicate module",
-       "Zeta scheduler", "zeta scheduler", "Guido van Rossum", "--number",
+       "Zeta scheduler", "zeta scheduler", "Guido van Rossum", "--number", "1", "(2)",
        "a very long sentence that is certainly not the name of any one thing"], TOOL.title, text)
   assert kept == ["frobnicate module", "Zeta scheduler", "--number"]
-  assert dropped == {"heading": 2, "version": 2, "repeat": 1, "not_in_text": 1, "length": 1}
+  assert dropped == {"heading": 2, "version": 2, "repeat": 1, "not_in_text": 1, "length": 1,
+                     "no_letter": 2}
 
 
 def test_subsample_is_random_not_a_prefix_and_hits_the_share():

@@ -10,6 +10,7 @@ import pytest
 
 from configs import entigraph_generate
 from sbp_jax.entigraph import synth_corpus
+from sbp_jax.entigraph.articles import Document
 from sbp_jax.entigraph.synth_corpus import entity_pairs, heuristic_entities, sample_triples
 
 DOCS = [
@@ -97,6 +98,32 @@ def test_enumeration_counts():
 def test_heuristic_entities():
   text = "Mara Quill met the Duke of Ashby. Later Mara Quill rode to Ashby. The end."
   assert heuristic_entities(text, 2) == ["Mara Quill", "Duke of Ashby"]
+  # Flags count; a capitalised word that only opens lines or sentences does not.
+  doc = "-l, --list\n\nList the files.\n\n--sort\n\nSort them. Use --list with Zeta or -l."
+  assert heuristic_entities(doc, 0) == ["-l", "--list", "--sort", "Zeta"]  # count, then order
+
+
+class ListGen:
+  """Every extraction reply is the same entity list."""
+
+  def __init__(self, entities):
+    self.entities = entities
+
+  def complete(self, prompts, params):
+    return [json.dumps({"summary": "s", "entities": self.entities}) for _ in prompts]
+
+
+def test_extraction_keeping_under_two_entities_fails_so_the_fallback_applies(tmp_path):
+  c = _config(tmp_path, entity_filter=True, extraction_retries=1)
+  doc = Document(id="t", title="tool: Options", text=(
+      "-f, --force\n\nForce a rebuild of the file list. See also --quiet and Zeta Tools."))
+  ext, ents = synth_corpus.extract(ListGen(["file list", "1", "Options"]), "completion", doc,
+                                   c.entigraph, 0)
+  assert not ext["ok"] and ents == [] and ext["attempts"] == 2
+  assert "1 entities left" in ext["failed_replies"][0]["error"]
+  ext, ents = synth_corpus.extract(ListGen(["file list", "Zeta Tools"]), "completion", doc,
+                                   c.entigraph, 0)
+  assert ext["ok"] and ents == ["file list", "Zeta Tools"]
 
 
 def test_pipeline_outputs_manifest_and_failures(tmp_path):

@@ -109,6 +109,24 @@ def test_question_rewriting_and_prompt():
     assert qa.parse_answer(f"Reasoning: {s['reasoning']}\nAnswer: {s['answer']}.") == s["answer"]
 
 
+def test_answer_only_prompt_shows_no_reasoning_and_its_replies_parse():
+  q = prompts.qa_question("Glass Orchard", "Pim Ardent", "Who grows the apples?")
+  p = prompts.qa_prompt(q, ("a", "b", "c", "d"), shots=2, reasoning=False)
+  assert "Reasoning" not in p and p.count("## Example") == 3
+  assert p.endswith("D. d\n### Answer\nAnswer:")
+  assert "### Answer\nAnswer: B.\n\n## Example 2" in p  # the first shot's answer, at once
+  for reply, want in ((" B.\n\n", "B"), (" C", "C"), (" c.", None), (" B.\n\nI am unsure.", None)):
+    assert qa.parse_answer(reply) == want
+
+
+def test_sample_mode_without_reasoning_sends_answer_only_prompts():
+  gen = FixedGen(lambda i, j: f" {'ABCD'[i % 4]}.\n\n")
+  _, s = qa.sample_eval(gen, _questions(4), k=2, params=qa.GenParams(max_tokens=8), shots=1,
+                        seed=0, reasoning=False)
+  assert all(p.endswith("Answer:") and "Reasoning" not in p for p in gen.prompts)
+  assert s["accuracy"] == 1.0 and s["parse_rate"] == 1.0
+
+
 def test_loads_quality_and_own_format(tmp_path):
   qual = tmp_path / "QuALITY.v1.0.1.htmlstripped.dev"
   art = dict(article_id="20001", set_unique_id="20001_A", title="Cosmic Tea", author="R. Nobody",

@@ -138,7 +138,7 @@ def qa_arm(config, checkpoint: str, questions, path: str) -> dict:
                        int(config.generator.batch_size))
   rows, s = qa.sample_eval(gen, questions, int(q.k), GenParams(
       temperature=float(q.temperature), top_p=float(q.top_p), max_tokens=int(q.max_new_tokens)),
-      int(q.shots), int(config.seed), int(q.batch_questions), str(q.pick))
+      int(q.shots), int(config.seed), int(q.batch_questions), str(q.pick), bool(q.reasoning))
   correct = sum(r["correct"] for r in rows)
   s["correct"] = correct
   s["interval95"] = wilson(correct, len(rows))

@@ -5,7 +5,7 @@ Interface"), the title, version strings ("3.11", "New in version 3.5"), whole
 sentences and names that are not in the text. `filter_entities` drops, in this
 order, with the reason kept for the manifest:
   - empty or over `max_words` words / 80 characters (a sentence, not a name);
-  - version strings and dates;
+  - version strings and dates, then anything else without a letter ("1", "(2)");
   - the title, a part of it, or a heading of the text (a short paragraph without
     final punctuation that is not an option line or code), or a generic heading word;
   - names that do not occur in the text (case-insensitive, quotes ignored);
@@ -59,6 +59,8 @@ def filter_entities(entities: Iterable[str], title: str, text: str, max_words: i
       dropped["length"] += 1
     elif _VERSION.match(n):
       dropped["version"] += 1
+    elif not any(ch.isalpha() for ch in n):
+      dropped["no_letter"] += 1
     elif n in heads or n in _GENERIC:
       dropped["heading"] += 1
     elif n not in body:

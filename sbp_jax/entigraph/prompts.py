@@ -148,22 +148,28 @@ def qa_question(title: str, author: str, question: str, year: str = "") -> str:
   return f'About "{title}" by {author}{when}: {q} Exactly one choice is right.'
 
 
-def qa_block(n: int, question: str, choices: Sequence[str]) -> str:
+def qa_block(n: int, question: str, choices: Sequence[str], reasoning: bool = True) -> str:
   opts = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
-  return f"## Example {n}\n### Question\n{question}\n### Choices\n{opts}\n### Reasoning and Answer\n"
+  head = "Reasoning and Answer" if reasoning else "Answer"
+  return f"## Example {n}\n### Question\n{question}\n### Choices\n{opts}\n### {head}\n"
 
 
-def qa_prompt(question: str, choices: Sequence[str], shots: int = 5) -> str:
-  """Few-shot chain-of-thought prompt; the model continues after 'Reasoning:'
-  and should end with 'Answer: X.'"""
+def qa_prompt(question: str, choices: Sequence[str], shots: int = 5, reasoning: bool = True
+              ) -> str:
+  """Few-shot prompt. With reasoning (chain of thought, the thesis's protocol) the model
+  continues after 'Reasoning:' and should end with 'Answer: X.'; without, the examples
+  show only 'Answer: X.' and the model continues after 'Answer:' (a reply of a few
+  tokens, for runs that cannot afford a reasoning's worth of decoding)."""
   if not 0 <= shots <= len(QA_SHOTS):
     raise ValueError(f"qa.shots={shots}; at most {len(QA_SHOTS)} worked examples exist.")
   parts = []
   for i, s in enumerate(QA_SHOTS[:shots]):
     q = qa_question(s["title"], s["author"], s["question"], s["year"])
-    parts.append(qa_block(i + 1, q, s["choices"]) +
-                 f"Reasoning: {s['reasoning']} Only one choice fits.\nAnswer: {s['answer']}.\n\n")
-  parts.append(qa_block(shots + 1, question, choices) + "Reasoning:")
+    why = f"Reasoning: {s['reasoning']} Only one choice fits.\n" if reasoning else ""
+    parts.append(qa_block(i + 1, q, s["choices"], reasoning) +
+                 f"{why}Answer: {s['answer']}.\n\n")
+  parts.append(qa_block(shots + 1, question, choices, reasoning) +
+               ("Reasoning:" if reasoning else "Answer:"))
   return "".join(parts)
 
 

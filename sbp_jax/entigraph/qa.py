@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 # The reply's last non-empty line must end in an answer: "Answer: B.", "the answer is (C)",
 # or a lone upper-case letter that opens the line or a sentence ("... fits. D."; A.7.1
-# checks that a reply ends in "X."). Lower-case letters never count.
+# checks that a reply ends in "X."; an answer-only prompt's reply is just " B.").
+# Lower-case letters never count.
 _ANSWER_LINE = re.compile(
     r"(?:^|\b(?:[Aa]nswer|ANSWER)(?:\s+is)?\s*[:：]?\s*|[.!?:]\s+)"
     r"\**\(?([ABCD])\)?\**\.?\**$")
@@ -74,14 +75,15 @@ def pick_answer(valid: Sequence[str], rng: random.Random, how: str = "random") -
 
 
 def sample_eval(gen, questions: Sequence[Question], k: int, params: GenParams, shots: int,
-                seed: int, batch_questions: int = 4, pick: str = "random"
-                ) -> tuple[list[dict], dict]:
-  """Per question: k replies, the parseable ones, and the picked answer (`pick_answer`)."""
+                seed: int, batch_questions: int = 4, pick: str = "random",
+                reasoning: bool = True) -> tuple[list[dict], dict]:
+  """Per question: k replies, the parseable ones, and the picked answer (`pick_answer`).
+  reasoning: chain-of-thought prompts (the thesis), else answer-only ones (prompts.qa_prompt)."""
   rows = []
   qs = [q for q in questions if q.answer is not None]
   for b in range(0, len(qs), batch_questions):
     chunk = qs[b:b + batch_questions]
-    prompt_list = [prompts.qa_prompt(question_text(q), q.choices, shots)
+    prompt_list = [prompts.qa_prompt(question_text(q), q.choices, shots, reasoning)
                    for q in chunk for _ in range(k)]
     replies = gen.complete(prompt_list, GenParams(
         temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens,

@@ -79,7 +79,9 @@ def sample_triples(entities, k: int, rng: random.Random) -> list[tuple[str, ...]
   return [tuple(entities[i] for i in t) for t in picks]
 
 
-_CAPS = re.compile(r"\b[A-Z][\w'-]*(?:\s+(?:of|the|de|von|van|and)?\s*[A-Z][\w'-]*)*")
+_CAPS = re.compile(r"\b[A-Z][\w'-]*(?: +(?:of|the|de|von|van|and)? *[A-Z][\w'-]*)*")
+# Command-line flags ("-a", "--sort-keys"): the subjects of technical text, never capitalised.
+_FLAG = re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*")
 _COMMON = {"The", "A", "An", "In", "On", "It", "He", "She", "They", "We", "I", "His", "Her",
            "Its", "Their", "This", "That", "These", "Those", "When", "Then", "There", "But",
            "And", "Or", "If", "As", "At", "By", "For", "From", "Of", "To", "With", "After",
@@ -87,10 +89,12 @@ _COMMON = {"The", "A", "An", "In", "On", "It", "He", "She", "They", "We", "I", "
 
 
 def heuristic_entities(text: str, k: int) -> list[str]:
-  """Capitalised phrases, most frequent first: the fallback when a (weak)
-  generator returns no usable JSON. Marked entities_source='heuristic'."""
+  """Capitalised phrases and command-line flags, most frequent first: the fallback when
+  a (weak) generator returns no usable entity list. Marked entities_source='heuristic'.
+  A single capitalised word counts only if it also occurs inside a sentence ("New in
+  version 3.9", "Display the ..." are sentence openings, not names)."""
   counts = collections.Counter()
-  first = {}
+  first, inside = {}, set()
   for m in _CAPS.finditer(text):
     name = m.group(0).strip()
     words = name.split()
@@ -101,6 +105,14 @@ def heuristic_entities(text: str, k: int) -> list[str]:
       continue
     counts[name] += 1
     first.setdefault(name, m.start())
+    before = text[:m.start()].rstrip(" \t")
+    if before[-1:] not in ("", "\n", ".", "!", "?", ":"):  # not a line or sentence opening
+      inside.add(name)
+  for name in [n for n in counts if " " not in n and n not in inside]:
+    del counts[name]
+  for m in _FLAG.finditer(text):
+    counts[m.group(0)] += 1
+    first.setdefault(m.group(0), m.start())
   ranked = sorted(counts, key=lambda e: (-counts[e], first[e]))
   return ranked[:k] if k > 0 else ranked
 
@@ -135,9 +147,9 @@ def extract(gen, style: str, doc: Document, e, seed: int) -> tuple[dict, list[st
     ents, dropped = res.entities, {}
     if res.ok and e.get("entity_filter", False):
       ents, dropped = filter_entities(res.entities, doc.title, doc.text)
-      if not ents:
-        res = dataclasses.replace(res, ok=False, error=f"no entity left after the filter "
-                                  f"(dropped {dropped})")
+      if len(ents) < 2:  # no pair to write about: a failure, so retries and fallbacks apply
+        res = dataclasses.replace(res, ok=False, error=f"{len(ents)} entities left after the "
+                                  f"filter (kept {ents}, dropped {dropped})")
     if res.ok:
       ents = ents[:int(e.max_entities)] if int(e.max_entities) > 0 else ents
       return dict(ok=True, method=res.method, attempts=a + 1, summary=res.summary,
@@ -189,8 +201,11 @@ def process_document(doc: Document, gen, style: str, e, tok, seed: int, budget: 
       if e.extraction_fallback == "raw_doc":
         emit(f"{doc.title}\n\n{doc.text}", "raw_doc", ())
       elif e.extraction_fallback == "heuristic":
-        k = int(e.max_entities) if int(e.max_entities) > 0 else 0
-        entities = heuristic_entities(doc.text, k)
+        k = int(e.max_entities)
+        entities = heuristic_entities(doc.text, 0)
+        if e.get("entity_filter", False):  # the same filter as the model's lists
+          entities, meta["heuristic_dropped"] = filter_entities(entities, doc.title, doc.text)
+        entities = entities[:k] if k > 0 else entities
         meta["entities_source"] = "heuristic"
       elif e.extraction_fallback != "record":
         raise ValueError(f"entigraph.extraction_fallback={e.extraction_fallback!r}; choose one "
