@@ -8,11 +8,16 @@ random delay in [0, span) drawn from a seeded generator; finally it lets the com
 run to the end. The caller compares the two workdirs.
 
 progress() counts the job's outputs so far (e.g. finished shards or checkpoints).
+
+Every process gets an empty compilation cache of its own: a kill lands at a random moment
+within the uninterrupted run's span only if each run compiles as that one did (with a
+shared cache, the later runs load its programs, finish sooner, and outrun the kills).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,13 +37,21 @@ def main_cmd(config: str, workdir: str, *overrides: str) -> list[str]:
 
 
 def _start(cmd) -> subprocess.Popen:
+  cache = tempfile.mkdtemp(prefix="kill-resume-xla-")
   env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-             XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+             XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
+             JAX_COMPILATION_CACHE_DIR=cache)
   log = tempfile.TemporaryFile()  # not a pipe: a full pipe would stall the job
   proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log,
                           start_new_session=True)
-  proc.log = log
+  proc.log, proc.cache = log, cache
   return proc
+
+
+def _kill(proc) -> None:
+  os.killpg(proc.pid, signal.SIGKILL)
+  proc.wait()
+  shutil.rmtree(proc.cache, ignore_errors=True)
 
 
 def _wait(proc, seconds: float, until=lambda: False) -> bool:
@@ -51,6 +64,7 @@ def _wait(proc, seconds: float, until=lambda: False) -> bool:
 
 def _finished(proc) -> None:
   proc.wait(timeout=600)
+  shutil.rmtree(proc.cache, ignore_errors=True)
   proc.log.seek(0)
   assert proc.returncode == 0, proc.log.read()[-4000:].decode(errors="replace")
 
@@ -76,8 +90,7 @@ def killed_then_finished(cmd, progress, span: float, seed: int, kills: int) -> l
     delay = float(rng.uniform(0, span))
     if _wait(proc, 600, until=lambda: progress() > before) and _wait(proc, delay):
       hits.append((round(delay, 2), progress()))
-      os.killpg(proc.pid, signal.SIGKILL)
-      proc.wait()
+      _kill(proc)
     else:
       _finished(proc)  # it ended before the kill: nothing left to interrupt
       return hits
