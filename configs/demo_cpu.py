@@ -6,9 +6,10 @@
 sbp_jax/sbp/concepts.py generates the corpus: D_pretrain has a few documents per
 concept, the oracle many, held-out text is new documents of the same concepts.
 The baseline repeats D_pretrain ~20 times; the oracle has 20x its unique data (seen
-about once). In the control corpus no two documents share a concept: pairing then finds
-no related documents, and the seed gate (or the pair stage, when it keeps too few
-pairs) stops the run before synthesis.
+about once). The corpus is fixed (concepts.seed), so --config.seed varies only
+training: init, data order and sampling. In the control corpus no two documents share
+a concept: pairing then finds no related documents, and the seed gate (or the pair
+stage, when it keeps too few pairs) stops the run before synthesis.
 """
 
 from configs.sbp_common import get_sbp_config
@@ -26,6 +27,7 @@ def concepts_section(shared: bool = True):
   g.heldout_per_concept = 2
   g.facts_per_doc = 4
   g.shared_concepts = shared
+  g.seed = 0  # the corpus stays fixed across --config.seed (which varies training); -1 follows it
   return g
 
 

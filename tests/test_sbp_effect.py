@@ -141,3 +141,27 @@ def test_an_arm_whose_synthetic_data_runs_out_fails(tmp_path):
   with pytest.raises(experiment.SyntheticDataShort, match="ran out"):
     experiment.train_stage(cfg, str(tmp_path / "joint"))
   assert not (tmp_path / "joint" / experiment.STAGE_FILE).exists()
+
+
+def test_corpus_seed_is_fixed_unless_minus_one():
+  import ml_collections
+  c = ml_collections.ConfigDict(dict(seed=5, experiment=dict(concepts=dict(seed=0))))
+  assert experiment.corpus_seed(c) == 0
+  c.experiment.concepts.seed = -1
+  assert experiment.corpus_seed(c) == 5
+
+
+def test_sbp_effect_summary_gives_arm_and_paired_spreads():
+  sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+  import sbp_effect  # pylint: disable=g-import-not-at-top
+  rep = lambda b, s, o: dict(heldout_perplexity=dict(baseline=b, sbp=s, oracle=o),
+                             share_of_oracle_gain_heldout=(b - s) / (b - o))
+  # The corpus differs little, training a lot: arms spread 0.1 apart, every gain is 0.02-0.03.
+  s = sbp_effect.summarize([rep(1.5, 1.48, 1.4), rep(1.6, 1.57, 1.5), rep(1.7, 1.68, 1.6)])
+  assert s["oracle_gain"]["gain"] == pytest.approx(0.1)
+  assert s["sbp_gain"]["per_seed"] == pytest.approx([0.02, 0.03, 0.02])
+  assert s["sbp_gain"]["spread"] == pytest.approx(0.1, abs=1e-3)
+  assert not s["sbp_gain"]["beyond_3x_spread"]
+  assert s["sbp_gain"]["paired_spread"] == pytest.approx(np.std([0.02, 0.03, 0.02], ddof=1))
+  assert s["sbp_gain"]["beyond_3x_paired_spread"]
+  assert "paired spread" in sbp_effect.format_summary(s, [0, 1, 2])

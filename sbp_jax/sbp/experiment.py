@@ -83,6 +83,13 @@ def _tokenizer(config):
 
 # -- stages --------------------------------------------------------------------------------
 
+def corpus_seed(config) -> int:
+  """The concept corpus's seed: experiment.concepts.seed, or config.seed where that is -1.
+  A fixed corpus seed lets seeds vary only training (init, data order, sampling)."""
+  seed = int(config.experiment.concepts.get("seed", -1))
+  return int(config.seed) if seed < 0 else seed
+
+
 def prepare_data(config, sub: str) -> dict:
   """D_pretrain (optionally a seeded subset of the real files, as in the demo, where
   the oracle gets the whole corpus) and its unique-token count."""
@@ -90,8 +97,9 @@ def prepare_data(config, sub: str) -> dict:
   heldout_files = ""
   if e.get("concepts"):  # the thesis 3.6 testbed, generated into this stage's directory
     from sbp_jax.sbp import concepts  # pylint: disable=g-import-not-at-top
-    paths = concepts.write_corpus(os.path.join(sub, "corpus"), seed=int(config.seed),
-                                  **e.concepts.to_dict())
+    g = e.concepts.to_dict()
+    g.pop("seed", None)
+    paths = concepts.write_corpus(os.path.join(sub, "corpus"), seed=corpus_seed(config), **g)
     e = _copy(e)
     e.real_files, e.oracle_files, e.real_subset_docs = paths["d_pretrain"], paths["oracle"], 0
     heldout_files = paths["heldout"]
@@ -359,7 +367,7 @@ def concept_fact_check(config, data: dict, stages: dict) -> dict:
   """On the concept testbed: how faithful each synthesizer's outputs are to their seed's
   concept (sbp_jax.sbp.concepts.fact_accuracy)."""
   from sbp_jax.sbp import concepts  # pylint: disable=g-import-not-at-top
-  cs = concepts.make_concepts(int(config.experiment.concepts.num_concepts), int(config.seed))
+  cs = concepts.make_concepts(int(config.experiment.concepts.num_concepts), corpus_seed(config))
   seed_concept = {str(r["id"]): r["concept"] for r in read_jsonl(data["real_files"])}
   out = {}
   for name, key in (("sbp", "synthesize"), ("random_pair_synth", "synthesize_random")):
