@@ -26,6 +26,7 @@ import gzip
 import io
 import json
 import logging
+import os
 import uuid
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -40,6 +41,17 @@ _WILDCARDS = "*?["
 def as_path(path) -> epath.Path:
   """`path` (a string or path) as an epath.Path on its backend, for joining and stat."""
   return epath.Path(path)
+
+
+def is_remote(path) -> bool:
+  """True for a URI (gs://, s3://, ram://, ...), which is never expanded or made absolute."""
+  return "://" in str(path)
+
+
+def resolve(path) -> str:
+  """A local path with ~ expanded, made absolute; a remote URI as it is."""
+  path = str(path)
+  return path if is_remote(path) else os.path.abspath(os.path.expanduser(path))
 
 
 def exists(path) -> bool:

@@ -85,9 +85,7 @@ def apply_compile_cache(cache) -> None:
   if not cache or not cache.get("dir") or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     return  # off, or the shell chose a cache (the test suite uses one per session)
   import jax  # pylint: disable=g-import-not-at-top
-  path = str(cache.dir)
-  jax.config.update("jax_compilation_cache_dir",
-                    path if "://" in path else os.path.expanduser(path))
+  jax.config.update("jax_compilation_cache_dir", fileio.resolve(cache.dir))
   jax.config.update("jax_persistent_cache_min_compile_time_secs",
                     float(cache.get("min_compile_secs", 1.0)))
 

@@ -181,3 +181,13 @@ def test_ram_filesystem_round_trip(monkeypatch):
   fileio.write_json(f"{root}/d/y.json", [2])  # replaces an existing file
   assert fileio.read_json(f"{root}/d/y.json") == [2]
   assert sorted(fileio.glob(f"{root}/d/*")) == [f"{root}/d/x.jsonl", f"{root}/d/y.json"]
+
+
+def test_resolve_makes_local_paths_absolute_and_leaves_uris_alone(monkeypatch, tmp_path):
+  monkeypatch.setenv("HOME", str(tmp_path))
+  monkeypatch.chdir(tmp_path)
+  assert fileio.resolve("~/cache") == str(tmp_path / "cache")
+  assert fileio.resolve("runs/a") == str(tmp_path / "runs" / "a")
+  for uri in ("gs://bucket/~/x", "ram://a/../b"):
+    assert fileio.is_remote(uri) and fileio.resolve(uri) == uri
+  assert not fileio.is_remote("/tmp/a:b")

@@ -288,7 +288,7 @@ def make_source(split_to_files: dict[str, str | Sequence[str]], fields: Sequence
   fields = tuple(fields)
   description = {f: tf.io.FixedLenFeature([], tf.string) for f in fields}
   if kinds == {"tfrecord"}:
-    local = all("://" not in p for paths in split_paths.values() for p in paths)
+    local = not any(fileio.is_remote(p) for paths in split_paths.values() for p in paths)
     counts = ({s: sum(count_records(p, fields) for p in paths)
                for s, paths in split_paths.items()} if local else None)
     return seqio.TFExampleDataSource(split_paths, description, num_input_examples=counts)

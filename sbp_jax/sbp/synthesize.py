@@ -370,7 +370,7 @@ def check(config) -> None:
 def output_dir(config, workdir: str) -> str:
   """synthesize.output_dir, or <workdir>/synthetic; a relative local path is made absolute."""
   out = config.synthesize.get("output_dir", "") or os.path.join(workdir, "synthetic")
-  return out if "://" in out else os.path.abspath(out)
+  return fileio.resolve(out)
 
 
 def run(config, workdir: str) -> dict:

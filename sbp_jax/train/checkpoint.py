@@ -23,6 +23,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from sbp_jax import fileio
 from sbp_jax.errors import InputError
 
 log = logging.getLogger("sbp_jax")
@@ -86,7 +87,7 @@ class Checkpointer:
       registry.add(ITERATOR_ITEM, args_type, IteratorHandler())
     self._steps = ocp.step.standard_name_format()  # orbax's default: <directory>/<step>
     self.manager = ocp.CheckpointManager(
-        directory if "://" in directory else os.path.abspath(directory),  # keep gs:// intact
+        fileio.resolve(directory),
         options=ocp.CheckpointManagerOptions(
             save_interval_steps=max(1, every), max_to_keep=keep,
             enable_async_checkpointing=async_save, create=True,
