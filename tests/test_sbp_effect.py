@@ -151,8 +151,8 @@ def test_corpus_seed_is_fixed_unless_minus_one():
   assert experiment.corpus_seed(c) == 5
 
 
-def test_sbp_effect_summary_gives_arm_and_paired_spreads():
-  sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+def test_sbp_effect_summary_gives_arm_and_paired_spreads(monkeypatch):
+  monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
   import sbp_effect  # pylint: disable=g-import-not-at-top
   rep = lambda b, s, o: dict(heldout_perplexity=dict(baseline=b, sbp=s, oracle=o),
                              share_of_oracle_gain_heldout=(b - s) / (b - o))
