@@ -100,6 +100,12 @@ def test_report_json_has_every_field(smoke_run):
     assert len(pts) == 10 and pts[-1]["perplexity"] == p[arm], arm
     assert [q["tokens"] for q in pts] == sorted(q["tokens"] for q in pts)
   assert os.path.getsize(os.path.join(smoke_run, experiment.PLOT_FILE)) > 1000
+  # Every stage ran on the tokenizer the data stage trained on D_pretrain.
+  spm_path = json.load(open(os.path.join(smoke_run, "data", experiment.STAGE_FILE)))["tokenizer"]
+  assert spm_path == os.path.join(smoke_run, "data", "spm.model") and os.path.exists(spm_path)
+  for stage in ("baseline", "synth_tune", "joint"):
+    cfg = json.load(open(os.path.join(smoke_run, stage, "config.json")))
+    assert cfg["tokenizer"]["path"] == spm_path, stage
   text = open(os.path.join(smoke_run, "results.txt")).read()
   assert "of the oracle's gain" in text and "Seed gate" in text and "Duplicate@40" in text
 
@@ -133,6 +139,8 @@ def test_an_arm_whose_synthetic_data_runs_out_fails(tmp_path):
   real = concepts.write_corpus(str(tmp_path / "corpus"), num_concepts=20, pretrain_per_concept=3,
                                oracle_per_concept=1, heldout_per_concept=1, facts_per_doc=4,
                                seed=0)["d_pretrain"]
+  docs = [json.loads(l) for l in open(real)]
+  c = experiment.with_tokenizer(c, experiment.train_tokenizer(docs, 768, str(tmp_path / "spm")))
   c.data.eval = [dict(name="heldout", format="text", files=real)]
   src = [dict(name="real", format="text", files=real, weight=0.5),
          dict(name="syn", format="text", files=str(syn), weight=0.5, synthetic=True)]
@@ -141,6 +149,31 @@ def test_an_arm_whose_synthetic_data_runs_out_fails(tmp_path):
   with pytest.raises(experiment.SyntheticDataShort, match="ran out"):
     experiment.train_stage(cfg, str(tmp_path / "joint"))
   assert not (tmp_path / "joint" / experiment.STAGE_FILE).exists()
+
+
+def test_corpus_tokenizer_is_reproducible_and_keeps_concept_words_whole(tmp_path):
+  import sentencepiece as spm
+  paths = concepts.write_corpus(str(tmp_path / "c"), num_concepts=20, pretrain_per_concept=3,
+                                oracle_per_concept=1, heldout_per_concept=1, facts_per_doc=4,
+                                seed=0)
+  docs = [json.loads(l) for l in open(paths["d_pretrain"])]
+  a = experiment.train_tokenizer(docs, 768, str(tmp_path / "a" / "spm"))
+  b = experiment.train_tokenizer(docs, 768, str(tmp_path / "b" / "spm"))
+  assert open(a, "rb").read() == open(b, "rb").read()
+  sp = spm.SentencePieceProcessor(model_file=a)
+  assert sp.get_piece_size() <= 768
+  for word in ("friend", "season", "mushrooms", "glacier"):  # the demo vocabulary splits these
+    assert len(sp.encode(" " + word)) == 1, word
+  assert sp.decode(sp.encode(docs[0]["text"])) == docs[0]["text"]
+
+
+def test_tokenizer_vocab_above_the_model_vocab_is_refused_before_the_claim(tmp_path):
+  from configs import demo_cpu
+  c = demo_cpu.get_config("smoke")
+  c.experiment.tokenizer_vocab_size = c.model.vocab_size + 1
+  with pytest.raises(experiment.InputError, match="experiment.tokenizer_vocab_size"):
+    experiment.run(c, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
 
 
 def test_corpus_seed_is_fixed_unless_minus_one():

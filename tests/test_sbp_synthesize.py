@@ -173,6 +173,23 @@ class _EchoSampler:
     return [done] * len(prompts)
 
 
+def test_outputs_that_copy_a_seed_document_are_dropped_and_counted():
+  from sbp_jax.sbp.shingles import fingerprint
+
+  def parrot(texts, seed):  # rows 0 and 2 reproduce a seed document (case and spacing aside)
+    return [syn.Sample(list(range(20 + r)), (t.upper() + "  !") if r % 2 == 0 else f"new {r} {t}",
+                       "stop_token") for r, t in enumerate(texts)]
+
+  copies = frozenset(fingerprint(d["text"]) for d in DOCS)
+  recs, stats = syn.synthesize_shard(DOCS, 0, parrot, seed=0, tokens_per_shard=10_000,
+                                     batch_size=4, max_batches=3, seed_copies=copies)
+  assert stats["dropped_copies"] == 6 and stats["kept"] == 6 == len(recs)
+  assert all(r["text"].startswith("new ") for r in recs)
+  kept, stats = syn.synthesize_shard(DOCS, 0, parrot, seed=0, tokens_per_shard=10_000,
+                                     batch_size=4, max_batches=3)  # the filter is off by default
+  assert stats["dropped_copies"] == 0 and len(kept) == 12
+
+
 def test_seed_longer_than_the_context_is_named_or_cut_and_counted():
   from sbp_jax.errors import InputError
   from sbp_jax.generate.sampler import SamplingParams

@@ -29,6 +29,7 @@ def synthesize_section() -> ml_collections.ConfigDict:
   s.top_k = 0
   s.shingle = 13                # drop outputs repeating any 13-token shingle
   s.drop_unfinished = False     # also drop outputs cut at max_new_tokens
+  s.drop_seed_copies = False    # also drop outputs equal (after normalising) to a seed document
   s.ici = (-1, 1, 1)            # each host's own mesh over its local devices
   s.progress = True
   return s

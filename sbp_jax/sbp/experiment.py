@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 
 from sbp_jax import fileio
+from sbp_jax.errors import InputError
 from sbp_jax.fileio import read_jsonl, write_jsonl
 from sbp_jax.sbp import joint, quality, seed_gate, synthesize
 from sbp_jax.sbp import effect_report
@@ -122,6 +123,10 @@ def prepare_data(config, sub: str) -> dict:
     oracle_docs = synthesize.SeedDocs(oracle_files, key="experiment.oracle_files")
   rec = dict(real_files=real_files, oracle_files=oracle_files, real_docs=len(docs),
              real_unique_tokens=int(e.real_unique_tokens), heldout_files=heldout_files)
+  if e.get("tokenizer_vocab_size"):
+    rec["tokenizer"] = train_tokenizer(docs, int(e.tokenizer_vocab_size),
+                                       os.path.join(sub, "spm"))
+    config = with_tokenizer(config, rec["tokenizer"])
   if not e.real_unique_tokens or oracle_docs is not None:
     tok = _tokenizer(config)
     count = lambda ds: int(sum(len(tok.encode(d["text"])) + 1 for d in ds))  # + EOS
@@ -130,6 +135,25 @@ def prepare_data(config, sub: str) -> dict:
     if oracle_docs is not None:
       rec.update(oracle_docs=len(oracle_docs), oracle_unique_tokens=count(oracle_docs))
   return rec
+
+
+def train_tokenizer(docs, vocab_size: int, prefix: str) -> str:
+  """A BPE SentencePiece model trained on D_pretrain alone, as a pretraining corpus
+  gets its own tokenizer. On the concept corpus it makes names, attributes and values
+  single tokens (the demo corpus's 4,096 pieces split them into up to 5), so the
+  synthesizer's copies and attribute-value pairings are one-token decisions."""
+  from sbp_jax.data.tokenizer import train_sentencepiece  # pylint: disable=g-import-not-at-top
+  # One thread: the same D_pretrain always gives the same model. hard_vocab_limit off: a
+  # small corpus may have fewer merges than vocab_size asks for.
+  return train_sentencepiece((d["text"] for d in docs), prefix, vocab_size, num_threads=1,
+                             character_coverage=1.0, hard_vocab_limit=False)
+
+
+def with_tokenizer(config, path: str) -> ml_collections.ConfigDict:
+  """config with `path` as its one tokenizer (every later stage reads config.tokenizer)."""
+  c = _copy(config)
+  c.tokenizer.update(kind="sentencepiece", path=path)
+  return c
 
 
 def train_stage(cfg: ml_collections.ConfigDict, sub: str) -> dict:
@@ -204,7 +228,7 @@ def synthesize_stage(config, checkpoint: str, real_files, target_tokens: int,
   summary = synthesize.run(c, sub)
   return dict(files=os.path.join(sub, "synthetic", "synthetic-*.jsonl"), **{
       k: summary[k] for k in ("shards", "kept", "kept_tokens", "generated", "generated_tokens",
-                              "dropped_repetitive", "repetitive_rate")},
+                              "dropped_repetitive", "dropped_copies", "repetitive_rate")},
               tokens_per_s=summary["this_host"].get("generated_tokens_per_s"))
 
 
@@ -407,6 +431,10 @@ def run(config, workdir: str) -> dict:
                      "stage's checkpoints in that stage's directory; leave it empty.")
   # Every stage depends on the whole config (and its train stages check their own
   # identity too): any change to a finished experiment asks for a new workdir or --overwrite.
+  if int(e.get("tokenizer_vocab_size", 0)) > int(config.model.vocab_size):
+    raise InputError(f"experiment.tokenizer_vocab_size={e.tokenizer_vocab_size} exceeds "
+                     f"model.vocab_size={config.model.vocab_size}; raise model.vocab_size to at "
+                     "least it, or lower experiment.tokenizer_vocab_size.")
   runs.claim(workdir, "sbp_experiment", config, [k for k in config.keys()],
              STAGES + ("results.json", "results.txt"),
              ignore=("experiment.min_seed_nll_gap",))  # a check after a stage, not an output
@@ -415,7 +443,7 @@ def run(config, workdir: str) -> dict:
   steps = joint.pretraining_steps(int(e.token_budget), int(tcfg.global_batch_size),
                                   int(tcfg.seq_len))
   data = run_stage(workdir, "data", lambda sub: prepare_data(config, sub))
-  config = _copy(config)
+  config = with_tokenizer(config, data["tokenizer"]) if data.get("tokenizer") else _copy(config)
   if data.get("heldout_files"):  # a generated corpus brings its own held-out split
     config.data.eval = [dict(name="heldout", format="text", files=data["heldout_files"])]
   if e.get("eval_points"):  # training dynamics: each arm evaluated this often over its budget
@@ -544,8 +572,9 @@ def format_results(stages: dict) -> str:
   if "synthesize" in stages:
     s = stages["synthesize"]
     out.append(f"Synthesis: {s['kept']} docs / {s['kept_tokens']} tokens kept of {s['generated']} "
-               f"generated ({100 * s['repetitive_rate']:.1f}% dropped as repetitive), "
-               f"{s['tokens_per_s'] or 0:.0f} generated tokens/s.")
+               f"generated ({100 * s['repetitive_rate']:.1f}% dropped as repetitive, "
+               f"{100 * s.get('dropped_copies', 0) / max(s['generated'], 1):.1f}% as copies of "
+               f"D_pretrain documents), {s['tokens_per_s'] or 0:.0f} generated tokens/s.")
   if "quality" in stages:
     out += ["", "== Synthetic-data quality (Table 3.3 layout, rule-based; lower is better)",
             quality.format_quality_table(stages["quality"]["quality"]),

@@ -25,6 +25,13 @@ def normalize(text: str) -> str:
   return _WS.sub(" ", "".join(out)).strip()
 
 
+def fingerprint(text: str) -> bytes:
+  """8 bytes naming a document up to normalize(): equal for copies that differ only in
+  case, punctuation, digits or spacing."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  return hashlib.blake2b(normalize(text).encode("utf-8"), digest_size=8).digest()
+
+
 def shingles(ids, n: int = SHINGLE) -> set[tuple[int, ...]]:
   """All n-token windows; a sequence shorter than n is its own single shingle."""
   ids = tuple(int(i) for i in ids)

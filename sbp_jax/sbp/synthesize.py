@@ -2,7 +2,8 @@
 
 Seed documents d1 are drawn uniformly (with replacement) from D_pretrain; the
 synthesizer continues `d1 <|doc_sep|>` (the synthesizer-tuning format) until
-end-of-sequence; outputs that repeat a 13-token shingle are dropped. The output
+end-of-sequence; outputs that repeat a 13-token shingle are dropped (and, with
+drop_seed_copies, outputs that reproduce a seed-corpus document). The output
 is a set of JSONL shards in the pretraining text format, one seqio source.
 
 Work is cut into shards of a fixed synthetic-token quota; a shard ends with the
@@ -24,13 +25,14 @@ import logging
 import math
 import os
 import time
-from typing import Callable, Iterator, Sequence
+from typing import AbstractSet, Callable, Iterator, Sequence
 
 import numpy as np
 
 from sbp_jax import fileio
 from sbp_jax.data import vocab as vocab_lib
 from sbp_jax.sbp.quality import SHINGLE, has_repeated_shingle
+from sbp_jax.sbp.shingles import fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -146,19 +148,22 @@ def batch_seed(seed: int, shard: int, batch: int) -> int:
 def synthesize_shard(docs: SeedDocs | Sequence[dict], shard: int, generate: GenerateFn, *,
                      seed: int, tokens_per_shard: int, batch_size: int, max_batches: int,
                      shingle: int = SHINGLE, drop_unfinished: bool = False,
+                     seed_copies: AbstractSet[bytes] = frozenset(),
                      on_batch: Callable[[int, int], None] | None = None
                      ) -> tuple[list[dict], dict]:
   """Generates kept documents until their tokens reach `tokens_per_shard`: the shard ends
   with the document that reaches it, and later outputs of that batch are dropped
   (dropped_over_quota), so a shard overshoots by less than one document, not one batch.
 
+  seed_copies: fingerprints (shingles.fingerprint) of the seed corpus; an output equal to
+  one of its documents is dropped (dropped_copies): it would only repeat real data.
   on_batch(kept_tokens, generated_tokens) is called after every batch (progress).
   Returns (records, stats).
   """
   rng = shard_rng(seed, shard)
   records: list[dict] = []
   stats = dict(shard=shard, generated=0, kept=0, kept_tokens=0, generated_tokens=0,
-               dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0,
+               dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0, dropped_copies=0,
                dropped_over_quota=0, seeds_truncated=0, batches=0)
   for b in range(max_batches):
     if stats["kept_tokens"] >= tokens_per_shard:
@@ -183,6 +188,8 @@ def synthesize_shard(docs: SeedDocs | Sequence[dict], shard: int, generate: Gene
         stats["dropped_repetitive"] += 1
       elif drop_unfinished and s.finish_reason != "stop_token":
         stats["dropped_unfinished"] += 1
+      elif seed_copies and fingerprint(s.text) in seed_copies:
+        stats["dropped_copies"] += 1
       elif stats["kept_tokens"] >= tokens_per_shard:
         # Filters first, so repetitive_rate still covers every output of the batch.
         stats["dropped_over_quota"] += 1
@@ -211,7 +218,8 @@ def shard_path(out_dir: str, shard: int) -> str:
 def synthesize_to_dir(docs: SeedDocs | Sequence[dict], generate: GenerateFn, out_dir: str, *,
                       seed: int, target_tokens: int, tokens_per_shard: int, batch_size: int,
                       max_batches_per_shard: int, shingle: int = SHINGLE,
-                      drop_unfinished: bool = False, process_index: int = 0,
+                      drop_unfinished: bool = False,
+                      seed_copies: AbstractSet[bytes] = frozenset(), process_index: int = 0,
                       process_count: int = 1, progress: bool = True) -> dict:
   """Writes this host's missing shards; returns this host's totals.
 
@@ -229,7 +237,7 @@ def synthesize_to_dir(docs: SeedDocs | Sequence[dict], generate: GenerateFn, out
              disable=not progress, dynamic_ncols=True)
   t0, gen_tokens = time.perf_counter(), 0
   totals = dict(shards_written=0, kept=0, kept_tokens=0, generated=0, generated_tokens=0,
-                dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0,
+                dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0, dropped_copies=0,
                 dropped_over_quota=0, seeds_truncated=0)
   for s in todo:
     done_before = bar.n
@@ -243,7 +251,7 @@ def synthesize_to_dir(docs: SeedDocs | Sequence[dict], generate: GenerateFn, out
     records, stats = synthesize_shard(
         docs, s, generate, seed=seed, tokens_per_shard=tokens_per_shard, batch_size=batch_size,
         max_batches=max_batches_per_shard, shingle=shingle, drop_unfinished=drop_unfinished,
-        on_batch=on_batch)
+        seed_copies=seed_copies, on_batch=on_batch)
     fileio.write_json(shard_path(out_dir, s) + ".stats.json", stats, indent=None)
     fileio.write_jsonl(shard_path(out_dir, s), records)
     totals["shards_written"] += 1
@@ -261,8 +269,8 @@ def summarize_dir(out_dir: str) -> dict:
   """Totals over every finished shard (what a seqio source over the dir will read)."""
   shards = fileio.glob(os.path.join(out_dir, "synthetic-*.jsonl"))
   out = dict(shards=len(shards), kept=0, kept_tokens=0, generated=0, generated_tokens=0,
-             dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0, dropped_over_quota=0,
-             seeds_truncated=0)
+             dropped_repetitive=0, dropped_empty=0, dropped_unfinished=0, dropped_copies=0,
+             dropped_over_quota=0, seeds_truncated=0)
   for p in shards:
     st = fileio.read_json(p + ".stats.json")
     for k in out:
@@ -398,11 +406,14 @@ def run(config, workdir: str) -> dict:
     sampler = make_sampler(config, checkpoint=s.checkpoint, mesh=mesh)
     gen = sampler_generate_fn(sampler, sampling_params(s), int(s.max_prompt_tokens),
                               prompt_start(config), bool(s.get("truncate_prompts", False)))
+    # 8 bytes per seed document, held on every host (a billion documents: 8 GB).
+    copies = ({fingerprint(d["text"]) for d in docs} if s.get("drop_seed_copies", False)
+              else frozenset())
     totals = synthesize_to_dir(
         docs, gen, out_dir, seed=int(config.seed), target_tokens=int(s.target_tokens),
         tokens_per_shard=int(s.tokens_per_shard), batch_size=int(s.batch_size),
         max_batches_per_shard=int(s.max_batches_per_shard), shingle=int(s.shingle),
-        drop_unfinished=bool(s.get("drop_unfinished", False)),
+        drop_unfinished=bool(s.get("drop_unfinished", False)), seed_copies=copies,
         process_index=jax.process_index(), process_count=jax.process_count(),
         progress=bool(s.get("progress", True)))
   if jax.process_count() > 1:
