@@ -47,7 +47,7 @@ def get_config(size: str = "main"):
   # The demo corpus's 4,096-piece tokenizer split names into ~5 pieces and "friend" into 3;
   # the synthesizer then gave 20-25% of its fact sentences a value of the wrong attribute
   # ("the food of X is bell"); with a tokenizer trained on D_pretrain, 3-5%.
-  e.tokenizer_vocab_size = 768     # 512 pieces + 256 byte fallbacks
+  e.tokenizer_vocab_size = 768     # with 256 byte fallbacks and the special tokens
   e.token_budget = 140 * 16 * 256  # 573K tokens: the baseline sees D_pretrain ~34 times
   e.synthetic_tokens = 215_000     # 37.5% of the budget, the thesis share (19% measured worse)
   e.ablation_synthetic_tokens = 8_000
@@ -79,9 +79,9 @@ def get_config(size: str = "main"):
   s.max_prompt_tokens = 128
   s.max_new_tokens = 128
   s.batch_size = 128
-  s.temperature = 0.7               # thesis: 1.0 with top_p 0.9; top-p's vocabulary sort halves
-  s.top_p = 1.0                     # CPU decoding speed, so a lower temperature trims the tail
-                                    # (T=0.8 after 60 tuning steps: 38% of stated facts right)
+  s.temperature = 0.7               # thesis: 1.0 with top_p 0.9, which measured no better here
+  s.top_p = 1.0                     # (seed 2, 120 tuning steps: 47% copies vs 50%, 93% of
+                                    # stated facts right vs 94%)
   s.drop_seed_copies = True         # outputs that reproduce a D_pretrain document (~9% after
                                     # 60 tuning steps) would only add repetition
   s.tokens_per_shard = 16_384

@@ -167,10 +167,11 @@ def test_corpus_tokenizer_is_reproducible_and_keeps_concept_words_whole(tmp_path
   assert sp.decode(sp.encode(docs[0]["text"])) == docs[0]["text"]
 
 
-def test_tokenizer_vocab_above_the_model_vocab_is_refused_before_the_claim(tmp_path):
+@pytest.mark.parametrize("extra", [1, None])  # above the model's vocabulary; negative
+def test_a_bad_tokenizer_vocab_size_is_refused_before_the_claim(tmp_path, extra):
   from configs import demo_cpu
   c = demo_cpu.get_config("smoke")
-  c.experiment.tokenizer_vocab_size = c.model.vocab_size + 1
+  c.experiment.tokenizer_vocab_size = -1 if extra is None else c.model.vocab_size + extra
   with pytest.raises(experiment.InputError, match="experiment.tokenizer_vocab_size"):
     experiment.run(c, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()

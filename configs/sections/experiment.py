@@ -22,7 +22,8 @@ def experiment_section() -> ml_collections.ConfigDict:
   e.gate_pairs = 64              # pairs held out of synthesizer-tuning for the seed gate
   e.min_seed_nll_gap = 0.0       # stop before synthesis when the seed NLL gap is below this
   e.tokenizer_vocab_size = 0     # > 0: the data stage trains a BPE tokenizer of this size on
-                                 # D_pretrain, and every stage uses it (not tokenizer.path)
+                                 # D_pretrain, and every stage uses it (not tokenizer.path;
+                                 # pair.select.tokenizer, when set, keeps the shingle rule's own)
   return e
 
 

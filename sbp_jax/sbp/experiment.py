@@ -150,7 +150,8 @@ def train_tokenizer(docs, vocab_size: int, prefix: str) -> str:
 
 
 def with_tokenizer(config, path: str) -> ml_collections.ConfigDict:
-  """config with `path` as its one tokenizer (every later stage reads config.tokenizer)."""
+  """config with `path` as its one tokenizer (every later stage reads config.tokenizer; the
+  pair stage's near-duplicate rule keeps pair.select.tokenizer where that is set)."""
   c = _copy(config)
   c.tokenizer.update(kind="sentencepiece", path=path)
   return c
@@ -414,7 +415,7 @@ def check_synthetic_supply(synth: dict, needed_tokens: int) -> None:
         f"synthesis kept {have} tokens but the joint arm reads {needed_tokens} synthetic tokens "
         "once each; it would end short of the compute-matched budget. Raise "
         "synthesize.max_batches_per_shard (outputs were dropped: see the synthesize stage's "
-        "repetitive_rate) or lower experiment.synthetic_tokens, and delete the synthesize/ stage.")
+        "repetitive_rate and dropped_copies) or lower experiment.synthetic_tokens, and delete the synthesize/ stage.")
 
 
 # -- the runner ----------------------------------------------------------------------------
@@ -431,6 +432,9 @@ def run(config, workdir: str) -> dict:
                      "stage's checkpoints in that stage's directory; leave it empty.")
   # Every stage depends on the whole config (and its train stages check their own
   # identity too): any change to a finished experiment asks for a new workdir or --overwrite.
+  if int(e.get("tokenizer_vocab_size", 0)) < 0:
+    raise InputError(f"experiment.tokenizer_vocab_size={e.tokenizer_vocab_size} must be 0 (use "
+                     "tokenizer.path) or the size of the tokenizer to train on D_pretrain.")
   if int(e.get("tokenizer_vocab_size", 0)) > int(config.model.vocab_size):
     raise InputError(f"experiment.tokenizer_vocab_size={e.tokenizer_vocab_size} exceeds "
                      f"model.vocab_size={config.model.vocab_size}; raise model.vocab_size to at "

@@ -204,10 +204,11 @@ def synthesize_shard(docs: SeedDocs | Sequence[dict], shard: int, generate: Gene
     if on_batch is not None:
       on_batch(stats["kept_tokens"], batch_tokens)
   if stats["kept_tokens"] < tokens_per_shard:
-    log.warning("shard %d stopped after %d batches with %d of %d tokens (%d repetitive, %d empty "
-                "outputs dropped); raise synthesize.max_batches_per_shard or check the synthesizer.",
-                shard, stats["batches"], stats["kept_tokens"], tokens_per_shard,
-                stats["dropped_repetitive"], stats["dropped_empty"])
+    log.warning("shard %d stopped after %d batches with %d of %d tokens (%d repetitive, %d empty, "
+                "%d seed-copy outputs dropped); raise synthesize.max_batches_per_shard or check "
+                "the synthesizer.", shard, stats["batches"], stats["kept_tokens"],
+                tokens_per_shard, stats["dropped_repetitive"], stats["dropped_empty"],
+                stats["dropped_copies"])
   return records, stats
 
 
@@ -406,7 +407,8 @@ def run(config, workdir: str) -> dict:
     sampler = make_sampler(config, checkpoint=s.checkpoint, mesh=mesh)
     gen = sampler_generate_fn(sampler, sampling_params(s), int(s.max_prompt_tokens),
                               prompt_start(config), bool(s.get("truncate_prompts", False)))
-    # 8 bytes per seed document, held on every host (a billion documents: 8 GB).
+    # One 8-byte fingerprint per seed document in a Python set on every host (~100 bytes
+    # each with the set's overhead): fine for millions of documents, not for billions.
     copies = ({fingerprint(d["text"]) for d in docs} if s.get("drop_seed_copies", False)
               else frozenset())
     totals = synthesize_to_dir(
