@@ -134,6 +134,15 @@ def train_sentencepiece(texts: Iterable[str], model_prefix: str, vocab_size: int
   return model_prefix + ".model"
 
 
+def train_small_corpus_sentencepiece(texts: Iterable[str], model_prefix: str,
+                                     vocab_size: int) -> str:
+  """train_sentencepiece for a small generated corpus (the concept testbed, the s1 demo's
+  arithmetic): one thread, so the same texts always give the same model; every character
+  kept; and no hard vocab limit, since a tiny alphabet may support fewer merges."""
+  return train_sentencepiece(texts, model_prefix, vocab_size, num_threads=1,
+                             character_coverage=1.0, hard_vocab_limit=False)
+
+
 def check_special_tokens(sp: spm.SentencePieceProcessor, path: str,
                          required: tuple[str, ...] = special_tokens.REQUIRED) -> None:
   """Raises ValueError unless each required token is one piece and the

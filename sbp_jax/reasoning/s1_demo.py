@@ -27,12 +27,10 @@ log = logging.getLogger(__name__)
 def train_tokenizer(train_path: str, template, prefix: str, vocab_size: int) -> str:
   path = prefix + ".model"
   if not fileio.exists(path):
-    from sbp_jax.data.tokenizer import train_sentencepiece  # pylint: disable=g-import-not-at-top
+    from sbp_jax.data.tokenizer import train_small_corpus_sentencepiece  # pylint: disable=g-import-not-at-top
     recs = sft_data.read_records(train_path)
-    # hard_vocab_limit off: a tiny alphabet may not support vocab_size merges.
-    train_sentencepiece(arith_data.tokenizer_texts(recs, template), prefix, vocab_size,
-                        num_threads=1,
-                        character_coverage=1.0, hard_vocab_limit=False)
+    train_small_corpus_sentencepiece(arith_data.tokenizer_texts(recs, template), prefix,
+                                     vocab_size)
   return path
 
 

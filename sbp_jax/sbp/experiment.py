@@ -142,11 +142,8 @@ def train_tokenizer(docs, vocab_size: int, prefix: str) -> str:
   gets its own tokenizer. On the concept corpus it makes names, attributes and values
   single tokens (the demo corpus's 4,096 pieces split them into up to 5), so the
   synthesizer's copies and attribute-value pairings are one-token decisions."""
-  from sbp_jax.data.tokenizer import train_sentencepiece  # pylint: disable=g-import-not-at-top
-  # One thread: the same D_pretrain always gives the same model. hard_vocab_limit off: a
-  # small corpus may have fewer merges than vocab_size asks for.
-  return train_sentencepiece((d["text"] for d in docs), prefix, vocab_size, num_threads=1,
-                             character_coverage=1.0, hard_vocab_limit=False)
+  from sbp_jax.data.tokenizer import train_small_corpus_sentencepiece  # pylint: disable=g-import-not-at-top
+  return train_small_corpus_sentencepiece((d["text"] for d in docs), prefix, vocab_size)
 
 
 def with_tokenizer(config, path: str) -> ml_collections.ConfigDict:
@@ -415,7 +412,8 @@ def check_synthetic_supply(synth: dict, needed_tokens: int) -> None:
         f"synthesis kept {have} tokens but the joint arm reads {needed_tokens} synthetic tokens "
         "once each; it would end short of the compute-matched budget. Raise "
         "synthesize.max_batches_per_shard (outputs were dropped: see the synthesize stage's "
-        "repetitive_rate and dropped_copies) or lower experiment.synthetic_tokens, and delete the synthesize/ stage.")
+        "repetitive_rate and dropped_copies) or lower experiment.synthetic_tokens, and delete "
+        "the synthesize/ stage.")
 
 
 # -- the runner ----------------------------------------------------------------------------
@@ -430,15 +428,16 @@ def run(config, workdir: str) -> dict:
   if config.train.get("checkpoint_dir"):
     raise ValueError("train.checkpoint_dir is set, but the experiment keeps each training "
                      "stage's checkpoints in that stage's directory; leave it empty.")
+  vocab = int(e.get("tokenizer_vocab_size", 0))
+  if vocab < 0:
+    raise InputError(f"experiment.tokenizer_vocab_size={vocab} must be 0 (use tokenizer.path) "
+                     "or the size of the tokenizer to train on D_pretrain.")
+  if vocab > int(config.model.vocab_size):
+    raise InputError(f"experiment.tokenizer_vocab_size={vocab} exceeds model.vocab_size="
+                     f"{config.model.vocab_size}; raise model.vocab_size to at least it, or "
+                     "lower experiment.tokenizer_vocab_size.")
   # Every stage depends on the whole config (and its train stages check their own
   # identity too): any change to a finished experiment asks for a new workdir or --overwrite.
-  if int(e.get("tokenizer_vocab_size", 0)) < 0:
-    raise InputError(f"experiment.tokenizer_vocab_size={e.tokenizer_vocab_size} must be 0 (use "
-                     "tokenizer.path) or the size of the tokenizer to train on D_pretrain.")
-  if int(e.get("tokenizer_vocab_size", 0)) > int(config.model.vocab_size):
-    raise InputError(f"experiment.tokenizer_vocab_size={e.tokenizer_vocab_size} exceeds "
-                     f"model.vocab_size={config.model.vocab_size}; raise model.vocab_size to at "
-                     "least it, or lower experiment.tokenizer_vocab_size.")
   runs.claim(workdir, "sbp_experiment", config, [k for k in config.keys()],
              STAGES + ("results.json", "results.txt"),
              ignore=("experiment.min_seed_nll_gap",))  # a check after a stage, not an output
