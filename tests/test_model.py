@@ -8,7 +8,7 @@ import pytest
 
 from configs.model import presets
 from sbp_jax.model import ModelConfig, Transformer, count_params
-from sbp_jax.model.layers import dot_product_attention, attention_mask, rope
+from sbp_jax.model.layers import dot_product_attention, rope
 
 
 def tiny(**kw):
@@ -68,18 +68,52 @@ def test_attention_equals_mha_and_gqa_equals_repeated_kv(impl):
   rng = np.random.default_rng(2)
   b, t, h, d = 2, 7, 4, 8
   q = rng.normal(size=(b, t, h, d)).astype(np.float32)
-  slot = jnp.broadcast_to(jnp.arange(t), (b, t))
-  mask = attention_mask(None, None, slot, slot)
   # kv_heads == heads: standard MHA.
   k = rng.normal(size=(b, t, h, d)).astype(np.float32)
   v = rng.normal(size=(b, t, h, d)).astype(np.float32)
-  out = dot_product_attention(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), mask, impl)
+  out = dot_product_attention(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), None, impl)
   np.testing.assert_allclose(out, _mha_reference(q, k, v), atol=1e-5)
   # kv_heads = 2: each kv head serves 2 consecutive query heads.
   k2, v2 = k[:, :, :2], v[:, :, :2]
-  out = dot_product_attention(jnp.asarray(q), jnp.asarray(k2), jnp.asarray(v2), mask, impl)
+  out = dot_product_attention(jnp.asarray(q), jnp.asarray(k2), jnp.asarray(v2), None, impl)
   ref = _mha_reference(q, np.repeat(k2, 2, axis=2), np.repeat(v2, 2, axis=2))
   np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+def _segment_reference(q, k, v, seg):
+  """Causal attention within segments in numpy (float64), kv heads repeated."""
+  q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
+  rep = q.shape[2] // k.shape[2]
+  k, v = np.repeat(k, rep, axis=2), np.repeat(v, rep, axis=2)
+  t = q.shape[1]
+  s = np.einsum("bthd,bshd->bhts", q, k) / np.sqrt(q.shape[-1])
+  mask = np.tril(np.ones((t, t), bool))[None] & (seg[:, :, None] == seg[:, None, :])
+  s = np.where(mask[:, None], s, -np.inf)
+  p = np.exp(s - s.max(-1, keepdims=True))
+  return np.einsum("bhts,bshd->bthd", p / p.sum(-1, keepdims=True), v)
+
+
+@pytest.mark.parametrize("t", [256, 320, 100])  # 4 and 5 query blocks, and one
+def test_blocked_causal_attention_with_segments_values_and_grads(t):
+  """The einsum path splits queries into blocks that see only keys up to their end:
+  values equal a float64 reference over packed segments (with padding), and its
+  gradients equal those of the unblocked dot_product path."""
+  rng = np.random.default_rng(5)
+  b, h, kvh, d = 2, 4, 2, 8
+  q, k, v = (jnp.asarray(rng.normal(size=(b, t, n, d)), jnp.float32) for n in (h, kvh, kvh))
+  cuts = sorted(rng.choice(np.arange(1, t), 3, replace=False))
+  seg = np.zeros((b, t), np.int32)
+  for i, (lo, hi) in enumerate(zip([0] + cuts, cuts + [t - 5])):
+    seg[:, lo:hi] = i + 1                  # three documents, then 5 padding slots (id 0)
+  seg = jnp.asarray(seg)
+  out = jax.jit(lambda q, k, v: dot_product_attention(q, k, v, seg, "einsum"))(q, k, v)
+  np.testing.assert_allclose(out, _segment_reference(q, k, v, np.asarray(seg)), atol=2e-5)
+  r = jnp.asarray(rng.normal(size=out.shape), jnp.float32)
+  grads = {impl: jax.grad(lambda *a, impl=impl: jnp.sum(
+      dot_product_attention(*a, seg, impl) * r), (0, 1, 2))(q, k, v)
+           for impl in ("einsum", "dot_product")}
+  for a, b_ in zip(grads["einsum"], grads["dot_product"]):
+    np.testing.assert_allclose(a, b_, atol=1e-4)
 
 
 def test_attention_impls_agree_in_model():

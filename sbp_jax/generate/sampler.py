@@ -279,8 +279,7 @@ class Sampler:
   def _prefill_fn(self, params, tokens, lengths, cache_len: int):
     b = tokens.shape[0]
     cache = self._constrain_cache(init_cache(self.cfg, b, cache_len, self.cache_dtype))
-    out = self.model.apply({"params": params}, tokens, cache=cache,
-                           cache_index=jnp.zeros((b,), jnp.int32), logits_at=lengths - 1)
+    out = self.model.apply({"params": params}, tokens, cache=cache, logits_at=lengths - 1)
     return self._constrain_cache(out["cache"]), out["logits"][:, 0]
 
   def _decode_fn(self, params, state: DecodeState, ctl: DecodeControls, limit) -> DecodeState:

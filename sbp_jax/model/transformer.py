@@ -62,8 +62,9 @@ class Transformer(nn.Module):
 
     tokens: [b, t] int. positions default to 0..t-1 (plus cache_index when
     decoding). segment_ids: [b, t], 0 = padding; None = one sequence per row.
-    cache: one {"k", "v"} per layer (see init_cache); cache_index: [b] slot at which the first of the t new tokens is
-    written. Decode with scan_layers=False (see unstack_layers): the layer loop then
+    cache: one {"k", "v"} per layer (see init_cache); cache_index: [b] slot at which
+    the first of the t new tokens is written, or None when the cache is empty (a
+    prefill: the tokens fill slots 0..t-1 and attend only to each other). Decode with scan_layers=False (see unstack_layers): the layer loop then
     updates each layer's buffers in place, where a scan would restack (copy) them.
     logits_at: [b] one position per row; logits are then [b, 1, vocab] for it
     alone (a prefill needs only the last prompt position's, and the full
@@ -76,8 +77,6 @@ class Transformer(nn.Module):
       positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
       if cache_index is not None:
         positions = positions + cache_index[:, None]
-    if cache is not None and cache_index is None:
-      raise ValueError("cache_index is required when a cache is given.")
 
     embedding = self.param("embedding", logical(embed_init, ("vocab", "embed")),
                            (cfg.vocab_size, cfg.d_model), pdtype)
