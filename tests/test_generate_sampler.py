@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from configs.model import presets
-from sbp_jax.generate.sampler import Sampler, SamplingParams, sample_tokens, top_k_filter
+from sbp_jax.generate.sampler import (Sampler, SamplingParams, first_argmax, sample_tokens,
+                                      top_k_filter)
 from sbp_jax.generate.text_codec import ByteTokenizer
 from sbp_jax.model import ModelConfig, Transformer
 from sbp_jax.parallel import make_mesh, make_rules
@@ -100,6 +101,32 @@ def test_top_p_never_leaves_nucleus():
   assert set(toks.tolist()) == {0}
   masked = np.asarray(top_k_filter(logits[:1], 2))[0]
   assert np.isfinite(masked[:2]).all() and np.isneginf(masked[2:]).all()
+
+
+def test_two_level_draw_follows_the_distribution_across_blocks():
+  """The draw's CDF is blocked (64 tokens): over a 300-token vocabulary (not a multiple
+  of the block) whose mass spreads over several blocks, with a run of zero-probability
+  tokens straddling a block edge, frequencies follow the probabilities and no
+  zero-probability token is ever drawn."""
+  rng = np.random.default_rng(0)
+  probs = np.exp(rng.normal(size=300) * 1.5)
+  probs[60:140] = 0.0
+  probs[299] = 0.0
+  probs /= probs.sum()
+  n = 200_000
+  logits = jnp.log(jnp.asarray(np.tile(probs, (n, 1)), jnp.float32))
+  toks = np.asarray(jax.jit(sample_tokens)(logits, jax.random.split(jax.random.key(1), n),
+                                           1.0, 0, 1.0))
+  freq = np.bincount(toks, minlength=300) / n
+  assert freq[60:140].sum() == 0 and freq[299] == 0
+  np.testing.assert_allclose(freq, probs, atol=4e-3)
+
+
+def test_first_argmax_equals_argmax_with_ties_and_infinities():
+  x = np.random.default_rng(1).integers(0, 5, size=(64, 300)).astype(np.float32)  # many ties
+  x[3] = -np.inf
+  x[4, 7] = np.inf
+  np.testing.assert_array_equal(first_argmax(jnp.asarray(x)), np.argmax(x, axis=-1))
 
 
 def test_low_temperature_equals_greedy(sampler):

@@ -109,13 +109,43 @@ def top_k_filter(x: jax.Array, top_k: jax.Array) -> jax.Array:
   return jnp.where(keys >= jax.lax.fori_loop(0, 32, step, (lo, hi))[1], x, _NEG)
 
 
+def first_argmax(x: jax.Array) -> jax.Array:
+  """jnp.argmax over the last axis (the first maximum wins), as two plain reductions:
+  XLA's CPU argmax (a two-operand reduce) took 1.2 ms for [64, 4096], this 0.15."""
+  iota = jax.lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1)
+  first = jnp.min(jnp.where(x == jnp.max(x, axis=-1, keepdims=True), iota, x.shape[-1]), axis=-1)
+  return jnp.minimum(first, x.shape[-1] - 1)
+
+
+_CDF_BLOCK = 64
+
+
 def _draw(probs: jax.Array, keys: jax.Array) -> jax.Array:
   """One token per row from unnormalised probabilities [b, V]: the cumulative
-  distribution inverted at one uniform number (a Gumbel draw would need V of them)."""
-  cdf = jnp.cumsum(probs, axis=-1)
+  distribution inverted at one uniform number (a Gumbel draw would need V of them).
+
+  The CDF is two-level, so that no long cumsum runs (XLA's CPU cumsum is a slow
+  reduce-window: 0.9 ms for [64, 4096], this about 0.2): a cumulative sum over the
+  totals of blocks of 64 tokens picks the first block whose running total reaches the
+  target, then one within that block picks the token, each a matmul with a
+  triangular matrix. A zero-probability token is never picked.
+  """
+  b, vocab = probs.shape
+  nb = -(-vocab // _CDF_BLOCK)
+  p3 = jnp.pad(probs, ((0, 0), (0, nb * _CDF_BLOCK - vocab))).reshape(b, nb, _CDF_BLOCK)
+  tri = lambda n: jnp.triu(jnp.ones((n, n), probs.dtype))                 # inclusive cumsum
+  outer = jnp.sum(p3, axis=-1) @ tri(nb)                                   # [b, nb]
   u = 1 - jax.vmap(jax.random.uniform)(keys)  # (0, 1]: a zero-probability token is never hit
-  tok = jnp.sum(cdf < (u * cdf[:, -1])[:, None], axis=-1)
-  return jnp.minimum(tok, probs.shape[-1] - 1).astype(jnp.int32)
+  target = u * outer[:, -1]
+  j = jnp.minimum(jnp.sum(outer < target[:, None], axis=-1), nb - 1)
+  before = jnp.where(j > 0, jnp.take_along_axis(outer, jnp.maximum(j - 1, 0)[:, None], 1)[:, 0],
+                     0)
+  block = jnp.take_along_axis(p3, j[:, None, None], axis=1)[:, 0]         # [b, B]
+  i = jnp.sum(block @ tri(_CDF_BLOCK) < (target - before)[:, None], axis=-1)
+  # The block's own sum can round below its total in `outer`, leaving i one past its
+  # last token: take its last token with probability instead (never a zero one).
+  last = jnp.max(jnp.where(block > 0, jnp.arange(_CDF_BLOCK), 0), axis=-1)
+  return (j * _CDF_BLOCK + jnp.minimum(i, last)).astype(jnp.int32)
 
 
 def _draw_nucleus(x: jax.Array, keys: jax.Array, top_p) -> jax.Array:
@@ -154,7 +184,7 @@ def sample_tokens(logits: jax.Array, keys: jax.Array, temperature, top_k, top_p,
   """One token per row. temperature 0 is argmax; keys: [b] typed PRNG keys.
   Top-k, then the top-p nucleus of what is left; greedy_only: temperature is
   known to be 0, so nothing is drawn."""
-  greedy = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  greedy = first_argmax(logits)
   if greedy_only:
     return greedy
   x = logits / jnp.maximum(temperature, 1e-6)
