@@ -42,22 +42,27 @@ def test_cached_decode_matches_full_recompute_with_unscanned_layers():
   _check_against_recompute(cfg, params, Sampler(cfg, params), (3, 9, 1, 6))
 
 
-def _check_against_recompute(cfg, params, sampler, lengths):
+def test_cached_decode_matches_full_recompute_as_the_cache_grows(tiny, sampler):
+  # 16 prompt slots, then the cache grows to 32, 64 and 80 slots while 60 tokens decode.
+  _check_against_recompute(*tiny, sampler, (5, 2), new=60)
+
+
+def _check_against_recompute(cfg, params, sampler, lengths, new=12):
   rng = np.random.default_rng(len(lengths))
   prompts = [rng.integers(3, 256, size=n).tolist() for n in lengths]
-  sp = SamplingParams(temperature=0.0, max_new_tokens=12, stop_ids=())
+  sp = SamplingParams(temperature=0.0, max_new_tokens=new, stop_ids=())
   outs = sampler.generate(prompts, sp, record_logits=True)
   # Full recomputation without a cache; rows right-padded to one length (causal, so
   # the padding does not touch earlier positions).
   full = [p + o.tokens for p, o in zip(prompts, outs)]
-  padded = np.zeros((len(full), 24), np.int32)
+  padded = np.zeros((len(full), max(map(len, full))), np.int32)
   for i, f in enumerate(full):
     padded[i, :len(f)] = f
   apply = jax.jit(lambda x: Transformer(cfg).apply({"params": params}, x)["logits"])
   all_ref = np.asarray(apply(padded))
   worst = 0.0
   for i, (p, o) in enumerate(zip(prompts, outs)):
-    assert len(o.tokens) == 12 and o.finish_reason == "length"
+    assert len(o.tokens) == new and o.finish_reason == "length"
     ref = all_ref[i, len(p) - 1:len(full[i]) - 1]
     worst = max(worst, float(np.abs(ref - o.logits).max()))
     # Greedy: each generated token is the argmax of the recomputed logits.

@@ -3,10 +3,10 @@
 Prompts are right-padded to a length bucket and prefilled together; each row's
 `cache_index` is its own length, so the padding slots it later overwrites are
 never attended to (attention is causal by slot). The decode loop is a
-`lax.while_loop` compiled once per (batch, prompt bucket, generation bucket,
-filter flags); each step runs the model on one token per row, so a token costs
-the same however much has been generated (attention spans the fixed-size
-cache). Stops are token sequences (a stop id is one of length 1), matched inside
+`lax.while_loop` compiled once per (batch, cache bucket, generation bucket, filter
+flags); each step runs the model on one token per row. Attention reads every slot
+of the cache, so the cache holds only the power-of-two bucket of slots above the
+furthest row and grows to the next bucket between runs of the loop. Stops are token sequences (a stop id is one of length 1), matched inside
 the loop against each row's last generated tokens, so a delimiter of several
 tokens ends a row only when all of them are generated. Stop strings (text) are
 checked on the host between chunks of steps.
@@ -299,6 +299,7 @@ class Sampler:
                                self.mesh, self.rules)
     self._prefill = jax.jit(self._prefill_fn, static_argnames=("cache_len",))
     self._decode = jax.jit(self._decode_fn, donate_argnames=("state",))
+    self._grow = jax.jit(self._grow_fn, static_argnames=("window",))
 
   # -- jitted pieces -----------------------------------------------------------------
 
@@ -311,6 +312,13 @@ class Sampler:
     cache = self._constrain_cache(init_cache(self.cfg, b, cache_len, self.cache_dtype))
     out = self.model.apply({"params": params}, tokens, cache=cache, logits_at=lengths - 1)
     return self._constrain_cache(out["cache"]), out["logits"][:, 0]
+
+  def _grow_fn(self, cache, window: int):
+    """The cache with empty slots appended up to `window` slots."""
+    grow = window - cache[0]["v"].shape[1]
+    pad = {"k": ((0, 0), (0, 0), (0, grow)), "v": ((0, 0), (0, grow), (0, 0))}
+    return self._constrain_cache([{name: jnp.pad(buf, pad[name]) for name, buf in layer.items()}
+                                  for layer in cache])
 
   def _decode_fn(self, params, state: DecodeState, ctl: DecodeControls, limit) -> DecodeState:
     """Up to `limit` steps of the decode loop (fewer if every row is done)."""
@@ -469,8 +477,9 @@ class Sampler:
     ctl = c.replace(max_new=self._put(c.max_new), min_new=self._put(c.min_new))
     t0 = time.perf_counter()
     with mesh_context(self.mesh, self.rules):
+      # The cache starts with the prompt's slots and grows as decoding needs (see below).
       cache, logits = self._prefill(self.params, self._put(plan.tokens), self._put(plan.lengths),
-                                    cache_len=p_len + g_len)
+                                    cache_len=p_len)
       logits.block_until_ready()
       t1 = time.perf_counter()
       zeros = lambda *shape, dt=np.int32: self._put(np.zeros((rows,) + shape, dt))
@@ -484,19 +493,33 @@ class Sampler:
           rec=(jnp.zeros((rows, g_len, self.cfg.vocab_size), jnp.float32)
                if plan.record_logits else None))
       stops = plan.stop_strings
-      limit = self.chunk if stops else g_len
+      budget = -(-g_len // self.chunk) * self.chunk if stops else g_len  # steps in all
+      top = int(plan.lengths.max())  # the furthest slot any row writes next
+      window = p_len                 # the cache's slots
       checked = np.zeros(rows, np.int32)  # per row, tokens whose text was searched
       # Only text near the new tokens is searched: a stop string of m characters spans
       # at most 4m tokens (byte-level tokens of UTF-8), plus one whose leading space a
       # detokenizer may drop. `finish` cuts at the first stop in the whole text.
       margin = 4 * max((len(s) for s in stops), default=0) + 1
-      for _ in range(-(-g_len // limit)):
-        state = self._decode(self.params, state, ctl, jnp.int32(limit))
-        if not stops:
-          break
-        done, out, cnt = jax.device_get((state.done, state.out, state.n))
+      while budget > 0:
+        # Attention reads every slot of the cache, so the cache holds only the slots in
+        # the power-of-two bucket above the furthest row (at most prompt + generation
+        # bucket), and a chunk runs until that bucket is full: a short prompt in a long
+        # generation does not pay for empty slots. One program per bucket.
+        need = min(p_len + g_len, bucket(top + 1, self.min_bucket))
+        if need > window:
+          window = need
+          state = state.replace(cache=self._grow(state.cache, window=window))
+        steps = min(budget, max(window - top, 1), self.chunk if stops else budget)
+        state = self._decode(self.params, state, ctl, jnp.int32(steps))
+        budget -= steps
+        done, index = jax.device_get((state.done, state.index))
+        top = int(index.max())
         if done.all():
           break
+        if not stops:
+          continue
+        out, cnt = jax.device_get((state.out, state.n))
         hit = np.zeros(rows, bool)
         for i in np.flatnonzero(~done):
           lo = max(0, int(checked[i]) - margin)
