@@ -47,6 +47,26 @@ def test_cached_decode_matches_full_recompute_as_the_cache_grows(tiny, sampler):
   _check_against_recompute(*tiny, sampler, (5, 2), new=60)
 
 
+def test_finished_rows_leave_the_batch_without_changing_any_row(tiny):
+  """With most rows done after one run of the loop, the rest move to a smaller batch;
+  each row's tokens equal those it draws when every row runs to the end."""
+  s = Sampler(*tiny, chunk=4)
+  taken = []
+  take = s._take
+  s._take = lambda state, ctl, keep: taken.append(np.asarray(keep).tolist()) or take(state, ctl,
+                                                                                     keep)
+  prompts = [[3, 4, 5], [7, 8], [9], [10, 11, 12, 13]]
+  sp = SamplingParams(temperature=0.8, max_new_tokens=40, stop_ids=())
+  limits = [3, 40, 2, 6]
+  outs = s.generate(prompts, sp, seed=5, max_new_tokens=limits)
+  # After 4 steps rows 1 and 3 go on as a batch of 2; after 8, row 1 alone.
+  assert taken == [[1, 3], [0]]
+  full = s.generate(prompts, sp, seed=5)
+  assert len(taken) == 2                                     # rows that all end together stay
+  for o, f, n in zip(outs, full, limits):
+    assert o.tokens == f.tokens[:n]
+
+
 def _check_against_recompute(cfg, params, sampler, lengths, new=12):
   rng = np.random.default_rng(len(lengths))
   prompts = [rng.integers(3, 256, size=n).tolist() for n in lengths]

@@ -6,10 +6,11 @@ never attended to (attention is causal by slot). The decode loop is a
 `lax.while_loop` compiled once per (batch, cache bucket, generation bucket, filter
 flags); each step runs the model on one token per row. Attention reads every slot
 of the cache, so the cache holds only the power-of-two bucket of slots above the
-furthest row and grows to the next bucket between runs of the loop. Stops are token sequences (a stop id is one of length 1), matched inside
-the loop against each row's last generated tokens, so a delimiter of several
-tokens ends a row only when all of them are generated. Stop strings (text) are
-checked on the host between chunks of steps.
+furthest row and grows to the next bucket between runs of the loop; rows still
+going move to a smaller batch once most are done. Stops are token sequences (a stop
+id is one of length 1), matched inside the loop against each row's last generated
+tokens, so a delimiter of several tokens ends a row only when all of them are
+generated. Stop strings (text) are checked on the host between runs of the loop.
 """
 
 from __future__ import annotations
@@ -282,7 +283,8 @@ class Sampler:
   """
 
   def __init__(self, cfg: ModelConfig, params, tokenizer=None, mesh: Mesh | None = None,
-               rules=None, chunk: int = 32, min_bucket: int = 16, cache_dtype=None):
+               rules=None, chunk: int = 32, min_bucket: int = 16, cache_dtype=None,
+               shrink_batch: bool = True):
     # A layer loop (see unstack_layers), and no remat: decoding keeps no activations
     # for a backward pass, and remat's barriers would only stop XLA fusing.
     self.cfg = dataclasses.replace(cfg, scan_layers=False, remat_policy="none")
@@ -291,6 +293,7 @@ class Sampler:
     self.mesh = mesh if mesh is not None else make_mesh((1, 1, 1), devices=jax.devices()[:1])
     self.rules = rules if rules is not None else make_rules()
     self.chunk = chunk
+    self.shrink_batch = shrink_batch  # move live rows to a smaller batch (see run)
     self.min_bucket = min_bucket
     self.cache_dtype = cache_dtype
     self.batch_multiple = batch_shards(self.mesh, self.rules)
@@ -300,6 +303,7 @@ class Sampler:
     self._prefill = jax.jit(self._prefill_fn, static_argnames=("cache_len",))
     self._decode = jax.jit(self._decode_fn, donate_argnames=("state",))
     self._grow = jax.jit(self._grow_fn, static_argnames=("window",))
+    self._take = jax.jit(self._take_fn)
 
   # -- jitted pieces -----------------------------------------------------------------
 
@@ -319,6 +323,20 @@ class Sampler:
     pad = {"k": ((0, 0), (0, 0), (0, grow)), "v": ((0, 0), (0, grow), (0, 0))}
     return self._constrain_cache([{name: jnp.pad(buf, pad[name]) for name, buf in layer.items()}
                                   for layer in cache])
+
+  def _take_fn(self, state: DecodeState, ctl: DecodeControls, keep):
+    """The state and per-row controls of the rows `keep` (a smaller batch)."""
+    kvh = self.cfg.num_kv_heads
+    cache_rows = (keep[:, None] * kvh + jnp.arange(kvh)[None, :]).reshape(-1)
+    cache = self._constrain_cache([{name: buf[cache_rows] for name, buf in layer.items()}
+                                   for layer in state.cache])
+    rows = lambda x: nn.with_logical_constraint(x[keep],
+                                                ("activation_batch",) + (None,) * (x.ndim - 1))
+    fields = ("logits", "index", "n", "drawn", "done", "out", "ext_q", "ext_n", "ext_at", "rec")
+    state = state.replace(cache=cache, keys=state.keys[keep],
+                          **{f: None if getattr(state, f) is None else rows(getattr(state, f))
+                             for f in fields})
+    return state, ctl.replace(max_new=rows(ctl.max_new), min_new=rows(ctl.min_new))
 
   def _decode_fn(self, params, state: DecodeState, ctl: DecodeControls, limit) -> DecodeState:
     """Up to `limit` steps of the decode loop (fewer if every row is done)."""
@@ -469,8 +487,12 @@ class Sampler:
     return jax.device_put(x, NamedSharding(self.mesh, P(*spec)))
 
   def run(self, plan: Plan) -> Decoded:
-    """Prefill, then the decode loop; with stop strings, it runs in chunks of
-    `self.chunk` steps and rows whose new text holds one are ended between chunks."""
+    """Prefill, then the decode loop in runs of at most `self.chunk` steps (where stop
+    strings or a batch to shrink need the host): between runs, rows whose new text
+    holds a stop string are ended, and once at most half of the rows are still going,
+    those move to a smaller batch (a power of two times the mesh's batch multiple),
+    since a finished row costs as much per step as a live one. Rows are independent,
+    so this changes no row's tokens."""
     rows, p_len = plan.tokens.shape
     g_len, c = plan.g_len, plan.controls
     base = jax.random.key(plan.seed)
@@ -494,6 +516,10 @@ class Sampler:
                if plan.record_logits else None))
       stops = plan.stop_strings
       budget = -(-g_len // self.chunk) * self.chunk if stops else g_len  # steps in all
+      shrink = self.shrink_batch and rows > self.batch_multiple
+      chunk = self.chunk if stops or shrink else budget
+      live = np.arange(rows)         # the plan row of each state row
+      kept = None                    # host results of the rows moved out of the batch
       top = int(plan.lengths.max())  # the furthest slot any row writes next
       window = p_len                 # the cache's slots
       checked = np.zeros(rows, np.int32)  # per row, tokens whose text was searched
@@ -510,31 +536,49 @@ class Sampler:
         if need > window:
           window = need
           state = state.replace(cache=self._grow(state.cache, window=window))
-        steps = min(budget, max(window - top, 1), self.chunk if stops else budget)
+        steps = min(budget, max(window - top, 1), chunk)
         state = self._decode(self.params, state, ctl, jnp.int32(steps))
         budget -= steps
         done, index = jax.device_get((state.done, state.index))
         top = int(index.max())
         if done.all():
           break
-        if not stops:
-          continue
-        out, cnt = jax.device_get((state.out, state.n))
-        hit = np.zeros(rows, bool)
-        for i in np.flatnonzero(~done):
-          lo = max(0, int(checked[i]) - margin)
-          hit[i] = _find_stop(self.tokenizer.decode(out[i, lo:cnt[i]].tolist()), stops) >= 0
-        checked = cnt
-        if hit.any():
-          state = state.replace(done=self._put(done | hit))
-          if (done | hit).all():
-            break
-      out, cnt, ext_at = jax.device_get((state.out, state.n, state.ext_at))
-      rec = jax.device_get(state.rec) if plan.record_logits else None
+        if stops:
+          out, cnt = jax.device_get((state.out, state.n))
+          hit = np.zeros(len(live), bool)
+          for i in np.flatnonzero(~done):
+            lo = max(0, int(checked[i]) - margin)
+            hit[i] = _find_stop(self.tokenizer.decode(out[i, lo:cnt[i]].tolist()), stops) >= 0
+          checked = cnt
+          if hit.any():
+            done = done | hit
+            state = state.replace(done=self._put(done))
+            if done.all():
+              break
+        going = np.flatnonzero(~done)
+        smaller = round_up(bucket(len(going), 1), self.batch_multiple)
+        if shrink and smaller <= len(live) // 2:
+          kept = self._keep(kept, state, live, rows, plan)
+          keep = np.concatenate([going, np.flatnonzero(done)[:smaller - len(going)]])
+          state, ctl = self._take(state, ctl, self._put(keep.astype(np.int32)))
+          live, checked = live[keep], checked[keep]
+      kept = self._keep(kept, state, live, rows, plan)
+      out, cnt, ext_at, rec = kept
     # Wall times of the last call (the first call per shape includes compilation).
     self.last_timings = dict(prefill_s=t1 - t0, decode_s=time.perf_counter() - t1,
                              decode_steps=int(cnt.max()), rows=plan.n)
     return Decoded(out=out, n=cnt, ext_at=ext_at, rec=rec)
+
+  def _keep(self, kept, state: DecodeState, live, rows: int, plan: Plan):
+    """Host (out, n, ext_at, rec) of all `rows` plan rows, with the state's rows (plan
+    rows `live`) written over `kept` (the results so far, or None)."""
+    got = jax.device_get((state.out, state.n, state.ext_at, state.rec))
+    if kept is None:
+      kept = tuple(None if x is None else np.zeros((rows,) + x.shape[1:], x.dtype) for x in got)
+    for dst, src in zip(kept, got):
+      if dst is not None:
+        dst[live] = src
+    return kept
 
   def finish(self, plan: Plan, dec: Decoded) -> list[Completion]:
     """Completions of the real rows: ids cut at the end, text, and why each ended."""
