@@ -319,7 +319,9 @@ def test_kill9_at_random_moments_then_the_same_command_equals_an_uninterrupted_r
   hits = kill_resume.killed_then_finished(
       kill_resume.main_cmd("sbp_synthesize_tiny.py", cut, *args), lambda: shards(cut), span,
       seed=18, kills=3)
-  assert hits and all(n < 12 for _, n in hits), hits  # killed while writing shards
+  # At least one kill lands while shards are still being written; a later one may land
+  # after the last shard, while the job writes its summary (a crash there is fine too).
+  assert any(n < 12 for _, n in hits), hits
   skip = lambda rel: rel == "synthesize_summary.json"  # holds this invocation's timing
   got, want = kill_resume.files(cut, skip), kill_resume.files(whole, skip)
   assert sorted(got) == sorted(want)

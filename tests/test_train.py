@@ -190,7 +190,9 @@ def test_kill9_at_random_moments_then_the_same_command_equals_an_uninterrupted_r
   hits = kill_resume.killed_then_finished(
       kill_resume.main_cmd("tiny_train.py", cut, *args), lambda: max(steps(cut), default=0),
       span, seed=18, kills=3)
-  assert hits and all(s < 60 for _, s in hits), hits  # killed while training
+  # At least one kill lands while training; a later one may land after the last
+  # checkpoint, while the job finishes (a crash there is fine too).
+  assert any(s < 60 for _, s in hits), hits
   loss = lambda w: json.load(open(os.path.join(w, "history.json")))["loss"]
   assert loss(cut) == loss(whole)  # every step's loss, the re-run ones included
   assert max(steps(cut)) == 60
