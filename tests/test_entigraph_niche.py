@@ -123,6 +123,20 @@ def test_entity_filter_drops_headings_versions_and_names_not_in_the_text():
                      "no_letter": 2}
 
 
+
+def test_entity_filter_drops_option_placeholders_keeps_case_distinct_flags_and_calls():
+  text = "\n\n".join(["-b", "Warn about bytes.", "-B", "Do not write .pyc files.",
+                      "--with-openssl=DIR", "Use the OpenSSL found in DIR.", "-n N, --number=N",
+                      "How many runs.", "Results go through parse() and json.dumps()."])
+  assert niche_corpus.option_arguments("--with-openssl-rpath=[no|auto|DIR]") == {
+      "no", "auto", "DIR"}
+  assert niche_corpus.option_arguments("-o <file>, --output=<file>") == {"file"}
+  assert niche_corpus.option_arguments("Use the OpenSSL found in DIR.") == set()
+  kept, dropped = filter_entities(["-b", "-B", "DIR", "N", "OpenSSL", "parse()", "json.dumps()",
+                                   "'-b'"], "tool: Options", text)
+  assert kept == ["-b", "-B", "OpenSSL", "parse()", "json.dumps()"]
+  assert dropped == {"placeholder": 2, "repeat": 1}
+
 def test_subsample_is_random_not_a_prefix_and_hits_the_share():
   recs = [dict(doc_id=f"d{i // 10}", num_tokens=10, i=i) for i in range(100)]
   sub = cpt_study.subsample(recs, 0.25, seed=0)
