@@ -190,6 +190,16 @@ def test_study_config_is_a_real_job_and_refuses_a_short_sweep():
     cpt_study.check(c)
 
 
+def test_cpu_size_asks_over_100_questions_with_replies_that_parse(built):
+  c = entigraph_smollm2_cpt.get_config("cpu")
+  n = c.niche
+  assert (n.source, n.min_facts, n.seed) == (SOURCE, 4, 0) and n.max_docs == 0
+  assert len(built[1]) >= 100 and c.qa.max_questions == 0  # the fixture is this corpus
+  # Answer-only replies are a few tokens; the full size keeps the thesis's chain of thought.
+  assert not c.qa.reasoning and c.qa.max_new_tokens >= 3 and c.qa.k >= 2
+  assert entigraph_smollm2_cpt.get_config("full").qa.reasoning
+
+
 def test_entigraph_generation_claims_a_run_identity(tmp_path):
   c = entigraph_smollm2.get_config()
   c.entigraph.documents = SOURCE
