@@ -26,10 +26,9 @@ k sampled replies, the strictly parsed ones kept, one picked. Scaled down for CP
          QA answer-only (the reply is " B.", so 4 new tokens parse), 3 shots, k=4 at
          temperature 1.0, random pick. Measured on one busy core: the base model's QA
          takes 870 s (parse rate 0.90), extraction 524 s, relation texts ~49 s and
-         rewrites ~20 s per document; SmolLM2 trained at ~35 tokens/s in an earlier
-         measure. So the whole study takes an estimated 3.4 hours on one core, not one
-         (docs/usage.md, EntiGraph). The first 4 documents / 26 questions:
-         --config.niche.max_docs=4.
+         rewrites ~20 s per document, a CPT step (4 x 512) ~33 s. So the whole study
+         takes an estimated 2.9 hours on one core, not one (docs/usage.md, EntiGraph).
+         The first 4 documents / 26 questions: --config.niche.max_docs=4.
   smoke: 2 documents, 8 questions, 2 entities (names and flags when the 48-token
          extraction fails), 16-token texts, context 128, batch 8, k=2,
          1 shot answer-only (qa.reasoning=False: the reply is " B.", so 8 new tokens
