@@ -17,17 +17,18 @@ data/demo_corpus (PSF License), questions made and checked by niche_corpus.py.
 Thesis settings (A.2) kept at every size: replay of generic text at rate 0.1 (one
 coin per batch), linear warmup over 5% of the steps then cosine decay to 0, Raw CPT
 4 passes, EntiGraph and Rephrase CPT 2 passes with Rephrase token-matched to
-EntiGraph, the model's own tokenizer. QA: few-shot chain of thought, k sampled
-replies, the strictly parsed ones kept, one picked. Scaled down for CPU (sizes):
-  cpu:   what one CPU core finishes in about an hour (measured: SmolLM2 trains at ~35
-         tokens/s there, and 26 questions x 2 samples take ~2.5 min per arm):
-         the first 4 documents / 26 questions; <= 4 entities per document (6 pairs +
-         2 triples), 128-token relation texts, one rewrite per style; context 512,
-         batch 4, peak lr 1e-4 (the thesis's 5e-6 moves a model over hundreds of
-         thousands of tokens; these runs see thousands); QA 1 shot, k=2 at
-         temperature 0.7 (measured parse rate 0.5 vs 0.25 at 1.0 with 3 shots), majority
-         pick, 64 new tokens. All 17 documents / 119 questions: --config.niche.max_docs=0
-         (hours on CPU).
+EntiGraph, the model's own tokenizer. QA: few-shot (chain of thought at size full),
+k sampled replies, the strictly parsed ones kept, one picked. Scaled down for CPU (sizes):
+  cpu:   all 17 documents / 119 questions (at least 100 are needed to separate the arms);
+         <= 4 entities per document (6 pairs + 2 triples), 128-token relation texts, one
+         rewrite per style; context 512, batch 4, peak lr 1e-4 (the thesis's 5e-6 moves a
+         model over hundreds of thousands of tokens; these runs see tens of thousands);
+         QA answer-only (the reply is " B.", so 4 new tokens parse), 3 shots, k=4 at
+         temperature 1.0, random pick. Measured on one busy core: the base model's QA
+         takes 870 s (parse rate 0.90), extraction 524 s, relation texts ~49 s and
+         rewrites ~20 s per document, a CPT step (4 x 512) ~33 s. So the whole study
+         takes an estimated 2.9 hours on one core, not one (docs/usage.md, EntiGraph).
+         The first 4 documents / 26 questions: --config.niche.max_docs=4.
   smoke: 2 documents, 8 questions, 2 entities (names and flags when the 48-token
          extraction fails), 16-token texts, context 128, batch 8, k=2,
          1 shot answer-only (qa.reasoning=False: the reply is " B.", so 8 new tokens
@@ -52,7 +53,7 @@ def get_config(size: str = "cpu"):
   c.model.dtype = "float32"       # CPU compute; the params are float32 in every case
   c.tokenizer.mask_pad = True     # SmolLM2 pads with its eos <|im_end|>: padding found by position
   c.niche = ml_collections.ConfigDict(dict(
-      source="data/demo_corpus/train.jsonl.gz", min_facts=4, max_docs=4, seed=0))
+      source="data/demo_corpus/train.jsonl.gz", min_facts=4, max_docs=0, seed=0))
   c.replay_text = ml_collections.ConfigDict(dict(
       source="data/demo_corpus/train.jsonl.gz", max_docs=400))
   e = c.entigraph
@@ -63,9 +64,11 @@ def get_config(size: str = "cpu"):
   e.relation_max_tokens = 128
   e.rephrase_rounds = 1
   e.extraction_retries = 1
-  # Measured on the cpu size's first 4 documents: the 135M model's lists gave 1 usable
-  # entity list in 4 ("file list", "1"; sentences elsewhere), so a document whose list keeps
-  # fewer than 2 entities after the filter takes its capitalised names and flags instead.
+  # Measured on all 17 documents (2 tries each): no list of the 135M model keeps 2 entities
+  # after the filter (sentences, section numbers, invented names), so a document takes the
+  # rule-based names instead: its option lines, then identifiers, then capitalised names
+  # (synth_corpus.heuristic_entities; 68 of 68 judged real at 4 per document,
+  # docs/entigraph_entity_quality.json).
   e.extraction_fallback = "heuristic"
   e.progress = False
   c.arms = ml_collections.ConfigDict(dict(
@@ -75,9 +78,12 @@ def get_config(size: str = "cpu"):
   t.seq_len, t.global_batch_size = 512, 4
   t.schedule, t.warmup_frac, t.lr, t.end_lr = "cosine", 0.05, 1e-4, 0.0
   t.log_every, t.eval_every, t.checkpoint_every, t.async_checkpoint = 10, 0, 50, False
+  # Answer-only: a chain of thought costs ~64 decode steps per reply and parsed 0.5 of them;
+  # answer-only replies parse 0.90 (base model, 119 questions) at 4 steps, so the cost is
+  # the prompt's prefill, k times per question (k=4 x 2 questions fill one batch of 8).
   c.qa = ml_collections.ConfigDict(dict(
-      k=2, shots=1, reasoning=True, pick="majority", temperature=0.7, top_p=1.0,
-      max_new_tokens=64, batch_questions=4, max_questions=0))
+      k=4, shots=3, reasoning=False, pick="random", temperature=1.0, top_p=1.0,
+      max_new_tokens=4, batch_questions=2, max_questions=0))
   if size == "smoke":
     c.niche.max_docs = 2
     c.replay_text.max_docs = 20
@@ -95,6 +101,6 @@ def get_config(size: str = "cpu"):
     c.model.dtype = "bfloat16"
     t.seq_len, t.global_batch_size, t.lr, t.checkpoint_every = 2048, 16, 5e-6, 200
     c.arms.scaling_fractions = (0.0625, 0.125, 0.25, 0.5)
-    c.qa.update(k=64, shots=5, pick="random", temperature=1.0, max_new_tokens=256,
-                batch_questions=1)
+    c.qa.update(k=64, shots=5, reasoning=True, pick="random", temperature=1.0,
+                max_new_tokens=256, batch_questions=1)
   return c

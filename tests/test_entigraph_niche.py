@@ -123,6 +123,20 @@ def test_entity_filter_drops_headings_versions_and_names_not_in_the_text():
                      "no_letter": 2}
 
 
+
+def test_entity_filter_drops_option_placeholders_keeps_case_distinct_flags_and_calls():
+  text = "\n\n".join(["-b", "Warn about bytes.", "-B", "Do not write .pyc files.",
+                      "--with-openssl=DIR", "Use the OpenSSL found in DIR.", "-n N, --number=N",
+                      "How many runs.", "Results go through parse() and json.dumps()."])
+  assert niche_corpus.option_arguments("--with-openssl-rpath=[no|auto|DIR]") == {
+      "no", "auto", "DIR"}
+  assert niche_corpus.option_arguments("-o <file>, --output=<file>") == {"file"}
+  assert niche_corpus.option_arguments("Use the OpenSSL found in DIR.") == set()
+  kept, dropped = filter_entities(["-b", "-B", "DIR", "N", "OpenSSL", "parse()", "json.dumps()",
+                                   "'-b'"], "tool: Options", text)
+  assert kept == ["-b", "-B", "OpenSSL", "parse()", "json.dumps()"]
+  assert dropped == {"placeholder": 2, "repeat": 1}
+
 def test_subsample_is_random_not_a_prefix_and_hits_the_share():
   recs = [dict(doc_id=f"d{i // 10}", num_tokens=10, i=i) for i in range(100)]
   sub = cpt_study.subsample(recs, 0.25, seed=0)
@@ -174,6 +188,16 @@ def test_study_config_is_a_real_job_and_refuses_a_short_sweep():
   c.arms.scaling_fractions = (0.5,)
   with pytest.raises(InputError, match="at least 3"):
     cpt_study.check(c)
+
+
+def test_cpu_size_asks_over_100_questions_with_replies_that_parse(built):
+  c = entigraph_smollm2_cpt.get_config("cpu")
+  n = c.niche
+  assert (n.source, n.min_facts, n.seed) == (SOURCE, 4, 0) and n.max_docs == 0
+  assert len(built[1]) >= 100 and c.qa.max_questions == 0  # the fixture is this corpus
+  # Answer-only replies are a few tokens; the full size keeps the thesis's chain of thought.
+  assert not c.qa.reasoning and c.qa.max_new_tokens >= 3 and c.qa.k >= 2
+  assert entigraph_smollm2_cpt.get_config("full").qa.reasoning
 
 
 def test_entigraph_generation_claims_a_run_identity(tmp_path):

@@ -98,9 +98,26 @@ def test_enumeration_counts():
 def test_heuristic_entities():
   text = "Mara Quill met the Duke of Ashby. Later Mara Quill rode to Ashby. The end."
   assert heuristic_entities(text, 2) == ["Mara Quill", "Duke of Ashby"]
-  # Flags count; a capitalised word that only opens lines or sentences does not.
+  # An option line is one entity; a capitalised word that only opens lines or sentences is none.
   doc = "-l, --list\n\nList the files.\n\n--sort\n\nSort them. Use --list with Zeta or -l."
-  assert heuristic_entities(doc, 0) == ["-l", "--list", "--sort", "Zeta"]  # count, then order
+  assert heuristic_entities(doc, 0) == ["-l, --list", "--sort", "Zeta"]
+
+
+def test_heuristic_entities_of_a_command_line_reference():
+  """Options first (text order, -h last, long argument lists by their flag), then
+  identifiers by count, then names; placeholders, code and sentence openers give none."""
+  doc = "\n\n".join([
+      "Command-line options", "New in version 3.9.", "-h, --help", "Show the help.",
+      "-c <archive> <source1> ... <sourceN>", "Create an archive from the sources.",
+      "--with-openssl=DIR", "Build against the OpenSSL found in DIR. See PYTHONPATH.",
+      "-r N, --repeat=N", "Repeat N times; PYTHONPATH and Py_DEBUG apply, see json.dumps().",
+      "$ python -m tool --fast Monty Python",
+      "Enable Valgrind support when the Valgrind headers exist. Build Python with GCC."])
+  assert heuristic_entities(doc, 0) == [
+      "-c", "--with-openssl=DIR", "-r N, --repeat=N", "-h, --help",  # options
+      "PYTHONPATH", "Py_DEBUG", "json.dumps()", "GCC",                # identifiers
+      "Valgrind", "OpenSSL", "Python"]                                # names
+  assert heuristic_entities(doc, 2) == ["-c", "--with-openssl=DIR"]
 
 
 class ListGen:

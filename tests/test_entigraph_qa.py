@@ -33,6 +33,9 @@ PARSE = [
     ("Option B looks wrong.\nAnswer: A.\nI am not sure.", None),  # the last line decides
     ("The flag is -j. A.", "A"),
     ("B is out, so it is not B. Answer: C", "C"),
+    (" B\n\n##", "B"),            # cut by the token limit inside the next example's header
+    (" B\n\n## Exam", "B"),
+    ("Answer: B.\n## Notes", None),  # any other heading is a last line that is no answer
 ]
 
 

@@ -8,8 +8,9 @@ order, with the reason kept for the manifest:
   - version strings and dates, then anything else without a letter ("1", "(2)");
   - the title, a part of it, or a heading of the text (a short paragraph without
     final punctuation that is not an option line or code), or a generic heading word;
+  - an option's placeholder argument ("DIR" of "--with-openssl=DIR"): it names no thing;
   - names that do not occur in the text (case-insensitive, quotes ignored);
-  - repeats (case-insensitive).
+  - repeats (case-insensitive, except flags: -b and -B are two options).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import collections
 import re
 from typing import Iterable
+
+from sbp_jax.entigraph.niche_corpus import option_arguments
 
 _VERSION = re.compile(r"^(?:(?:python|version|v|new in version|changed in version|deprecated "
                       r"since version)\s*)?\d+(?:\.\d+)+[a-z0-9]*$|^\d{4}(?:-\d\d){0,2}$", re.I)
@@ -27,6 +30,18 @@ _GENERIC = frozenset(s.lower() for s in (
     "command-line use", "command line usage", "command-line usage", "article", "text",
     "documentation", "title", "author", "entities", "summary of the article"))
 _STRIP = "\"'`“”‘’*_ .,:;()[]"
+# Stripped around a name; brackets only when unbalanced ("parse()" stays, "__main__" too).
+_QUOTES = "\"'`“”‘’* .,:;"
+
+
+def _clean(name: str) -> str:
+  name = " ".join(str(name).split()).strip(_QUOTES)
+  for o, c in ("()", "[]"):
+    if name.endswith(c) and name.count(c) > name.count(o):
+      name = name[:-1]
+    if name.startswith(o) and name.count(o) > name.count(c):
+      name = name[1:]
+  return name
 
 
 def _norm(s: str) -> str:
@@ -51,9 +66,10 @@ def filter_entities(entities: Iterable[str], title: str, text: str, max_words: i
                     ) -> tuple[list[str], dict[str, int]]:
   """(kept entities in order, {reason: count} of the dropped ones)."""
   heads, body = headings(title, text), _norm(text)
+  args = {_norm(a) for p in text.split("\n\n") for a in option_arguments(p.strip())}
   kept, seen, dropped = [], set(), collections.Counter()
   for e in entities:
-    name = " ".join(str(e).split()).strip(_STRIP.replace("-", ""))
+    name = _clean(e)
     n = _norm(name)
     if not n or len(n.split()) > max_words or len(n) > 80:
       dropped["length"] += 1
@@ -63,11 +79,13 @@ def filter_entities(entities: Iterable[str], title: str, text: str, max_words: i
       dropped["no_letter"] += 1
     elif n in heads or n in _GENERIC:
       dropped["heading"] += 1
+    elif n in args:
+      dropped["placeholder"] += 1
     elif n not in body:
       dropped["not_in_text"] += 1
-    elif n in seen:
+    elif (name if name.startswith("-") else n) in seen:  # flags are case-sensitive: -b, -B
       dropped["repeat"] += 1
     else:
-      seen.add(n)
+      seen.add(name if name.startswith("-") else n)
       kept.append(name)
   return kept, dict(dropped)

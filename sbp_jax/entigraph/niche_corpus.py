@@ -64,20 +64,33 @@ def _first_sentence(p: str) -> str:
   return (m.group(1) if m else p.replace("\n", " ")).strip()
 
 
-def _option_flag(p: str) -> str | None:
+def option_flag(p: str) -> str | None:
+  """The first flag of an option line ("-r N, --repeat=N" -> "-r"), else None."""
   if "\n" in p or len(p) > _MAX_OPTION_CHARS:
     return None
   m = _OPTION_LINE.match(p)
   return m.group(1) if m else None
 
 
+def option_arguments(p: str) -> set[str]:
+  """The placeholder words of an option line: the word after each flag ("N" of "-r N,
+  --repeat=N"), bracketed ones ("<file>", "[no|auto|DIR]"). They name no thing."""
+  if option_flag(p) is None:
+    return set()
+  words = set(re.findall(rf"{_FLAG}[ =][\[<'\"]?([A-Za-z_]\w*)", p))
+  words |= set(re.findall(r"<(\w+)>", p))
+  for alts in re.findall(r"\[([^\]]*)\]", p):
+    words.update(w for w in alts.split("|") if w.strip())
+  return words
+
+
 def option_facts(doc: Document) -> list[Fact]:
   """The document's option facts, in text order (one per first flag)."""
   paras, out, seen = _paragraphs(doc.text), [], set()
   for p, nxt in zip(paras, paras[1:]):
-    flag = _option_flag(p)
+    flag = option_flag(p)
     if (flag is None or flag in seen or flag in GENERIC_FLAGS
-        or _option_flag(nxt) is not None):
+        or option_flag(nxt) is not None):
       continue
     desc = _first_sentence(nxt)
     if len(desc) < _MIN_DESCRIPTION_CHARS:
@@ -91,7 +104,7 @@ def doc_options(doc: Document) -> set[str]:
   """Every flag that heads or appears on an option line of the document."""
   flags = set()
   for p in _paragraphs(doc.text):
-    if _option_flag(p) is not None:
+    if option_flag(p) is not None:
       flags.update(re.findall(_FLAG, p))
   return flags
 
@@ -141,7 +154,7 @@ def verify(doc: Document, row: dict) -> None:
   """Raises InputError unless the document answers the question, and only one way."""
   gold = row["choices"]["ABCD".index(row["answer"])]
   paras = _paragraphs(doc.text)
-  ok = any(_option_flag(p) == gold and _first_sentence(n) == row["description"]
+  ok = any(option_flag(p) == gold and _first_sentence(n) == row["description"]
            for p, n in zip(paras, paras[1:]))
   if not ok:
     raise InputError(f"question {row['id']}: no option paragraph for {gold!r} followed by "

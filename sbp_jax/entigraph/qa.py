@@ -42,8 +42,12 @@ def parse_answer(reply: str) -> str | None:
   """The choice letter of a reply, or None. Strict: only the last non-empty line counts
   (text after a new '## Example' is ignored), and it must end in an upper-case choice
   letter that stands alone or follows 'Answer:' / 'answer is'. So 'I cannot answer a
-  question like this.' and 'It is a tool.' are not answers."""
-  text = reply.split("## Example")[0].strip()
+  question like this.' and 'It is a tool.' are not answers. A last line that is the
+  start of '## Example' (a reply cut off by max_new_tokens) is not the last line."""
+  lines = reply.split("## Example")[0].strip().splitlines()
+  if lines and "## Example".startswith(lines[-1].strip()):  # the next header, cut short
+    lines = lines[:-1]
+  text = "\n".join(lines).strip()
   if not text:
     return None
   last = text.splitlines()[-1].strip()

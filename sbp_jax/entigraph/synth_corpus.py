@@ -32,7 +32,7 @@ import zlib
 
 from sbp_jax import fileio, runs
 from sbp_jax.fileio import write_jsonl
-from sbp_jax.entigraph import prompts
+from sbp_jax.entigraph import niche_corpus, prompts
 from sbp_jax.entigraph.backends import GenParams, generate, make_generator
 from sbp_jax.entigraph.entity_filter import filter_entities
 from sbp_jax.entigraph.parsing import parse_entities
@@ -79,41 +79,85 @@ def sample_triples(entities, k: int, rng: random.Random) -> list[tuple[str, ...]
   return [tuple(entities[i] for i in t) for t in picks]
 
 
-_CAPS = re.compile(r"\b[A-Z][\w'-]*(?: +(?:of|the|de|von|van|and)? *[A-Z][\w'-]*)*")
+_CAPS = re.compile(r"(?<!-)\b[A-Z][\w'-]*(?: +(?:of|the|de|von|van|and)? *[A-Z][\w'-]*)*")
 # Command-line flags ("-a", "--sort-keys"): the subjects of technical text, never capitalised.
 _FLAG = re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*")
+# Technical identifiers: PYTHONPATH / PGO, Py_DEBUG, json.dumps(), parse().
+_IDENT = re.compile(r"(?<![\w.-])(?:[A-Z][A-Za-z0-9]*_[A-Za-z0-9_]+|[A-Z][A-Z0-9]{2,}"
+                    r"|[A-Za-z_]\w+(?:\.[A-Za-z_]\w+)+(?:\(\))?|[A-Za-z_]\w*\(\))(?![\w-])")
+# Paragraphs of code or sample output: their names are data, not the document's subjects.
+_CODE_START = ("$", ">>>", "{", "[", "python ", "./")
 _COMMON = {"The", "A", "An", "In", "On", "It", "He", "She", "They", "We", "I", "His", "Her",
            "Its", "Their", "This", "That", "These", "Those", "When", "Then", "There", "But",
            "And", "Or", "If", "As", "At", "By", "For", "From", "Of", "To", "With", "After",
-           "Before", "Each", "Every", "One", "Some", "Most", "Many", "No", "Not", "So", "Yet"}
+           "Before", "Each", "Every", "One", "Some", "Most", "Many", "No", "Not", "So", "Yet",
+           # imperatives that open a manual's sentences: "Enable Valgrind support"
+           "See", "Use", "Set", "Add", "Enable", "Disable", "Define", "Build", "Compile",
+           "Create", "Optional", "Show", "Print", "Run", "Display", "Note", "Also", "Only"}
+_CONNECTORS = ("of", "the", "de", "von", "van", "and")
+_MAX_OPTION_NAME = 20  # longer option lines with arguments ("-c <tarfile> ...") go by their flag
+
+
+def _opens_sentence(text: str, start: int) -> bool:
+  return text[:start].rstrip(" \t")[-1:] in ("", "\n", ".", "!", "?", ":")
+
+
+def _ranked(counts: collections.Counter, first: dict) -> list[str]:
+  return sorted(counts, key=lambda e: (-counts[e], first[e]))
 
 
 def heuristic_entities(text: str, k: int) -> list[str]:
-  """Capitalised phrases and command-line flags, most frequent first: the fallback when
-  a (weak) generator returns no usable entity list. Marked entities_source='heuristic'.
-  A single capitalised word counts only if it also occurs inside a sentence ("New in
-  version 3.9", "Display the ..." are sentence openings, not names)."""
-  counts = collections.Counter()
-  first, inside = {}, set()
-  for m in _CAPS.finditer(text):
-    name = m.group(0).strip()
-    words = name.split()
-    while words and words[0] in _COMMON:
+  """Names found by rule, the fallback when a (weak) generator returns no usable entity
+  list (marked entities_source='heuristic'). In this order:
+    1. option lines ("-r N, --repeat=N"), one entity per option, in text order: the
+       subjects of a command-line reference;
+    2. flags mentioned in prose and technical identifiers (PYTHONPATH, Py_DEBUG,
+       json.dumps()), most frequent first; an option's placeholder ("DIR") is no name;
+    3. capitalised phrases, most frequent first. A phrase that only ever opens a line
+       or sentence ("New in version 3.9", "Build Python in ...") is not a name.
+  Paragraphs of code or sample output are skipped."""
+  paras = [p.strip() for p in text.split("\n\n") if p.strip()]
+  options, option_flags, args = [], set(), set()
+  for p in paras:
+    flag = niche_corpus.option_flag(p)
+    if flag is not None:
+      arg_words = niche_corpus.option_arguments(p)
+      options.append(p if len(p) <= _MAX_OPTION_NAME or not arg_words else flag)
+      option_flags.update(_FLAG.findall(p))
+      args |= arg_words
+  # Flags everyone knows (-h, --help) say least about this document: last among the options.
+  options.sort(key=lambda o: _FLAG.match(o).group(0) in niche_corpus.GENERIC_FLAGS)
+  prose = "\n\n".join(p for p in paras if niche_corpus.option_flag(p) is None
+                      and not p.startswith(_CODE_START))
+  idents, caps = collections.Counter(), collections.Counter()
+  first = {}
+  for m in itertools.chain(_FLAG.finditer(prose), _IDENT.finditer(prose)):
+    name = m.group(0)
+    if name not in option_flags and name not in args:
+      idents[name] += 1
+      first.setdefault(name, m.start())
+  openers = []  # phrases that open a line or sentence, where any word is capitalised
+  for m in _CAPS.finditer(prose):
+    words = m.group(0).strip().split()
+    while words and (words[0] in _COMMON or words[0] in _CONNECTORS):
       words = words[1:]
     name = " ".join(words)
-    if len(name) < 3:
+    if len(name) < 3 or any(w in idents or w in args for w in words):
       continue
-    counts[name] += 1
-    first.setdefault(name, m.start())
-    before = text[:m.start()].rstrip(" \t")
-    if before[-1:] not in ("", "\n", ".", "!", "?", ":"):  # not a line or sentence opening
-      inside.add(name)
-  for name in [n for n in counts if " " not in n and n not in inside]:
-    del counts[name]
-  for m in _FLAG.finditer(text):
-    counts[m.group(0)] += 1
-    first.setdefault(m.group(0), m.start())
-  ranked = sorted(counts, key=lambda e: (-counts[e], first[e]))
+    if _opens_sentence(prose, m.start()) and len(words) == len(m.group(0).split()):
+      openers.append((name, m.start()))
+    else:
+      caps[name] += 1
+      first.setdefault(name, m.start())
+  for name, pos in openers:
+    tail = name.split(" ", 1)[1] if " " in name else ""
+    if tail in caps:  # "Build Python": an ordinary word opening the sentence, then a name
+      name = tail
+    elif not tail and name not in caps:  # a lone word that only ever opens: "Display", "New"
+      continue
+    caps[name] += 1
+    first.setdefault(name, pos)
+  ranked = list(dict.fromkeys(options + _ranked(idents, first) + _ranked(caps, first)))
   return ranked[:k] if k > 0 else ranked
 
 
