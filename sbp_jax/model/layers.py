@@ -95,8 +95,8 @@ def dot_product_attention(q: Array, k: Array, v: Array, segment_ids: Array | Non
   in float32. "einsum" lays each kv head's g = heads / kv_heads query heads out as one
   [g * t, d] matrix, so both products are plain batched matmuls over (b, kv_heads), and
   splits the queries into blocks: block i attends only to the keys up to its own end,
-  since causality masks the rest, which skips close to half of the work (on a 2-core
-  CPU, attention's share of a 256-token train step fell from ~34% to ~12%).
+  since causality masks the rest, which skips close to half of the work (forward and
+  backward at 8 x 256 tokens, 4 heads, 2 kv heads, on one CPU core: 61 -> 22 ms).
   """
   b, t, h, d = q.shape
   kvh = k.shape[2]

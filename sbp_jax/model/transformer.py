@@ -64,8 +64,9 @@ class Transformer(nn.Module):
     decoding). segment_ids: [b, t], 0 = padding; None = one sequence per row.
     cache: one {"k", "v"} per layer (see init_cache); cache_index: [b] slot at which
     the first of the t new tokens is written, or None when the cache is empty (a
-    prefill: the tokens fill slots 0..t-1 and attend only to each other). Decode with scan_layers=False (see unstack_layers): the layer loop then
-    updates each layer's buffers in place, where a scan would restack (copy) them.
+    prefill: the tokens fill slots 0..t-1 and attend only to each other). Decode with
+    scan_layers=False (see unstack_layers): the layer loop then updates each layer's
+    buffers in place, where a scan would restack (copy) them.
     logits_at: [b] one position per row; logits are then [b, 1, vocab] for it
     alone (a prefill needs only the last prompt position's, and the full
     [b, t, vocab] tensor would dominate its memory).
