@@ -35,6 +35,15 @@ def chat_prompt(template: ChatTemplate) -> str:
   return text.replace("{", "{{").replace("}", "}}").replace(_SLOT, "{question}")
 
 
+def prompt_for(config) -> str | None:
+  """With `gym.chat_template`, the prompt template of one user turn in the model's own chat
+  template (generate.chat_template, else the tokenizer's); None without it."""
+  if not config.gym.get("chat_template", False):
+    return None
+  source = config.generate.get("chat_template") or config.tokenizer.path
+  return chat_prompt(ChatTemplate.load(source, config.generate.get("system_prompt") or None))
+
+
 def write_questions(g, path: str) -> int:
   rows = make_questions([dict(t) for t in g.tasks], int(g.num_questions), int(g.seed),
                         g.get("suffix", ""))
@@ -56,9 +65,8 @@ def run(config, workdir: str) -> dict:
   log.info("%d reasoning-gym questions (seed %d) in %s", n, int(g.seed), path)
   e = config.budget_eval
   e.questions = path
-  if g.get("chat_template", False):
-    source = config.generate.get("chat_template") or config.tokenizer.path
-    e.template.prompt = chat_prompt(ChatTemplate.load(source,
-                                                      config.generate.get("system_prompt") or None))
+  prompt = prompt_for(config)
+  if prompt is not None:
+    e.template.prompt = prompt
     log.info("prompt template: %r", e.template.prompt)
   return bf_eval.run(config, workdir)
