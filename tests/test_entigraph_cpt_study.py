@@ -9,9 +9,9 @@ import os
 import pytest
 
 from configs import entigraph_smollm2_cpt
-from sbp_jax.convert import gguf_import
 from sbp_jax.entigraph import cpt_study
 from sbp_jax.errors import InputError
+from tests.smollm2_import import import_smollm2, point_at
 
 # About 20 minutes on 2 cores (SmolLM2 generates, then five CPT runs and six QA passes), too long
 # for CI's slow pass beside the others: a long experiment, run on request.
@@ -22,24 +22,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):
-  gguf_import.resolve_source(gguf_import.SMOLLM2_SOURCE)
-  out = str(tmp_path_factory.mktemp("smollm2_import"))
-  c = entigraph_smollm2_cpt.get_config("smoke")
-  c.import_gguf.workdir = out
-  gguf_import.ensure_imported(c.import_gguf)
-  return out
+  return import_smollm2(tmp_path_factory, entigraph_smollm2_cpt.get_config("smoke").import_gguf)
 
 
 def _config(out):
-  c = entigraph_smollm2_cpt.get_config("smoke")
-  c.import_gguf.workdir = out
-  c.generate.model_json = os.path.join(out, "model.json")
-  c.generate.checkpoint = os.path.join(out, "checkpoints")
-  c.tokenizer.path = os.path.join(out, "tokenizer")
-  # fsdp over the session's 8 emulated devices: replicated (data-parallel) copies of SmolLM2's
-  # weights and Adam state would need about 8 x 2 GB of host memory.
-  c.mesh.ici = (1, -1, 1)
-  return c
+  return point_at(entigraph_smollm2_cpt.get_config("smoke"), out)
 
 
 def test_smoke_study_writes_report_and_plot_and_resumes(imported, tmp_path):
