@@ -42,6 +42,7 @@ JOBS = {
     "s1_demo": "sbp_jax.reasoning.s1_demo:run",
     "import_gguf": "sbp_jax.convert.gguf_import:run",
     "budget_eval_gym": "sbp_jax.reasoning.gym_eval:run",
+    "s1_smollm2": "sbp_jax.reasoning.s1_smollm2:run",
 }
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.",
