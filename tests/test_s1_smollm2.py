@@ -170,6 +170,16 @@ def test_compare_lines_up_settings_and_formats_both_sides():
     job.compare(before, after[:1])
 
 
+def test_per_task_accuracy_and_its_table():
+  rows = [dict(id="a-0", correct=True), dict(id="b-0", correct=False),
+          dict(id="a-1", correct=False), dict(id="a-2", correct=True)]
+  acc = job.per_task(rows, {"a-0": "legs", "a-1": "legs", "a-2": "legs", "b-0": "aiw"})
+  assert acc == {"legs": 2 / 3, "aiw": 0.0}
+  text = job.format_task_table({"none": {"legs": dict(base=0.25, sft=0.5)},
+                                "max=32": {"legs": dict(base=0.0, sft=1.0)}})
+  assert text.splitlines()[2].split() == ["legs", "0.25->0.50", "0.00->1.00"]
+
+
 def test_config_sizes_reuse_the_budget_forcing_evaluation():
   bf = budget_forcing_smollm2.get_config()
   for size in s1_smollm2.SIZES:
@@ -214,6 +224,13 @@ def test_smoke_runs_before_sft_after_and_resumes(imported, tmp_path):
     assert [r[f"{side}_accuracy"] for r in rep["settings"]] == [
         r["accuracy"] for r in res["sequential"]]
   assert all(r["base_mean_think"] <= 16 and r["sft_mean_think"] <= 16 for r in rep["settings"])
+  # Per task, weighted by the tasks' question counts, gives the overall accuracy back.
+  tasks = [json.loads(line)["task"] for line in open(tmp_path / "questions.jsonl")]
+  for r in rep["settings"]:
+    for side in ("base", "sft"):
+      by_task = rep["per_task"][r["setting"]]
+      total = sum(by_task[t][side] * tasks.count(t) for t in by_task)
+      assert total / len(tasks) == pytest.approx(r[f"{side}_accuracy"])
   # SFT trained from the import on rendered records: the eval's chat prompt, loss on the
   # response, which ends with the answer after "Final Answer: ".
   hist = json.load(open(tmp_path / "sft" / "history.json"))

@@ -142,6 +142,11 @@ def _name(spec: str) -> str:
   return spec.replace(",", "_").replace("=", "") or "none"
 
 
+def setting_path(out_dir: str, spec: str) -> str:
+  """The per-question results (JSON lines) of a sequential setting under out_dir."""
+  return os.path.join(out_dir, "sequential", _name(spec) + ".jsonl")
+
+
 def sequential(sampler, rows, e, base: dict, out_dir: str, seed: int) -> list[dict]:
   """One row per setting. Greedy settings without a minimum share one thinking decode
   (`sequential.shared_trace`, default on): a trace under the most extensions and the
@@ -156,7 +161,7 @@ def sequential(sampler, rows, e, base: dict, out_dir: str, seed: int) -> list[di
   shared = bool(s.get("shared_trace", True)) and sp.temperature == 0
   table, traces = [], None
   for spec, bc in bcs.items():
-    path = os.path.join(out_dir, "sequential", _name(spec) + ".jsonl")
+    path = setting_path(out_dir, spec)
     from_trace = shared and bf.derivable(bc, trace_bc)
     if not fileio.exists(path):
       if from_trace:

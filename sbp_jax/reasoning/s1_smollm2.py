@@ -13,7 +13,8 @@ under WORKDIR and skipped or resumed on a re-run:
   base/               budget forcing on the imported model
   sft/                the SFT run (job s1_sft: loss on reasoning and answer only)
   sft_eval/           budget forcing on the SFT'd model
-  before_after.{json,csv}  one row per setting, both models side by side (also printed)
+  before_after.{json,csv}  one row per setting, both models side by side (also printed);
+                      the json also holds each setting's accuracy per task
 The job claims WORKDIR for all its settings (runs.claim), so a re-run with other settings
 stops and names them; its stages run under that claim (runs.stage_of).
 """
@@ -24,6 +25,7 @@ import copy
 import csv
 import dataclasses
 import os
+from typing import Mapping, Sequence
 
 from sbp_jax import fileio, runs, validate
 from sbp_jax.entigraph.cpt import derive
@@ -136,6 +138,37 @@ def format_comparison(rows: list[dict]) -> str:
   return "\n".join(lines)
 
 
+def per_task(rows: Sequence[dict], task_of: Mapping[str, str]) -> dict[str, float]:
+  """Accuracy per task over one setting's scored per-question rows."""
+  hits: dict[str, list[bool]] = {}
+  for r in rows:
+    hits.setdefault(task_of[r["id"]], []).append(bool(r["correct"]))
+  return {t: sum(h) / len(h) for t, h in hits.items()}
+
+
+def task_table(settings: Sequence[str], questions: str, workdir: str) -> dict:
+  """{setting: {task: {base, sft}}} from the two evaluations' per-question results."""
+  task_of = {r["id"]: r["task"] for r in fileio.read_jsonl(questions)}
+  out = {}
+  for spec in settings:
+    acc = {side: per_task(list(fileio.read_jsonl(bf_eval.setting_path(
+        os.path.join(workdir, sub, "budget_eval"), spec))), task_of)
+           for side, sub in (("base", "base"), ("sft", "sft_eval"))}
+    out[spec] = {t: dict(base=acc["base"][t], sft=acc["sft"][t]) for t in acc["base"]}
+  return out
+
+
+def format_task_table(table: dict) -> str:
+  settings = list(table)
+  tasks = list(table[settings[0]]) if settings else []
+  lines = ["Accuracy per task, base -> sft",
+           f"{'task':<18}" + "".join(f"{s:>14}" for s in settings)]
+  for t in tasks:
+    lines.append(f"{t:<18}" + "".join(
+        f"{table[s][t]['base']:>7.2f}->{table[s][t]['sft']:<5.2f}" for s in settings))
+  return "\n".join(lines)
+
+
 def write_comparison(rows: list[dict], extra: dict, workdir: str) -> None:
   fileio.write_json(os.path.join(workdir, "before_after.json"), dict(**extra, settings=rows))
   with fileio.atomic_open(os.path.join(workdir, "before_after.csv")) as f:
@@ -173,7 +206,9 @@ def run(config, workdir: str) -> dict:
     after = bf_eval.run(eval_config(config, questions, prompt, join("sft", "checkpoints")),
                         join("sft_eval"))
   rows = compare(before["sequential"], after["sequential"])
+  tasks = task_table([r["setting"] for r in rows], questions, workdir)
   write_comparison(rows, dict(questions=n, training_records=stats["records"],
-                              training_tasks=stats["tasks"]), workdir)
+                              training_tasks=stats["tasks"], per_task=tasks), workdir)
   print(format_comparison(rows))
-  return dict(questions=n, training=stats, settings=rows)
+  print(format_task_table(tasks))
+  return dict(questions=n, training=stats, settings=rows, per_task=tasks)
