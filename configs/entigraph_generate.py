@@ -27,7 +27,8 @@ def entigraph_section(documents="data/entigraph_demo/articles.jsonl") -> ml_coll
   e.max_entities = 0              # cap on entities per document (0 = all extracted)
   e.num_triples = 64              # sampled triples per document (-1 = all C(n, 3))
   e.extraction_retries = 2        # extra extraction calls when the JSON cannot be parsed
-  e.extraction_fallback = "record"  # record | raw_doc | heuristic (see pipeline.py)
+  e.extraction_fallback = "record"  # record | raw_doc | heuristic (see synth_corpus.py)
+  e.entity_source = "model"       # or "heuristic": rule-based names, no extraction call
   e.include_summary = True        # the extracted summary is also a training text
   e.entity_filter = False         # drop headings, versions, names not in the text (entity_filter.py)
   # Prefill: the start of the extraction reply, e.g. '{"entities": ["' for small chat

@@ -8,7 +8,7 @@ import pytest
 
 from configs.model import presets
 from sbp_jax.generate.sampler import (Sampler, SamplingParams, first_argmax, sample_tokens,
-                                      top_k_filter)
+                                      share_plan, top_k_filter)
 from sbp_jax.generate.text_codec import ByteTokenizer
 from sbp_jax.model import ModelConfig, Transformer
 from sbp_jax.parallel import make_mesh, make_rules
@@ -67,9 +67,10 @@ def test_finished_rows_leave_the_batch_without_changing_any_row(tiny):
     assert o.tokens == f.tokens[:n]
 
 
-def _check_against_recompute(cfg, params, sampler, lengths, new=12):
+def _check_against_recompute(cfg, params, sampler, lengths, new=12, prompts=None):
   rng = np.random.default_rng(len(lengths))
-  prompts = [rng.integers(3, 256, size=n).tolist() for n in lengths]
+  if prompts is None:
+    prompts = [rng.integers(3, 256, size=n).tolist() for n in lengths]
   sp = SamplingParams(temperature=0.0, max_new_tokens=new, stop_ids=())
   outs = sampler.generate(prompts, sp, record_logits=True)
   # Full recomputation without a cache; rows right-padded to one length (causal, so
@@ -88,6 +89,42 @@ def _check_against_recompute(cfg, params, sampler, lengths, new=12):
     # Greedy: each generated token is the argmax of the recomputed logits.
     np.testing.assert_array_equal(ref.argmax(-1), o.tokens)
   assert worst < 1e-4, worst
+
+
+def test_share_plan_finds_the_shared_prefix_and_repeated_prompts():
+  head = list(range(3, 140))                        # 137 shared tokens
+  prompts = [head + [1, 2], head + [5], head + [1, 2], head + [7, 8, 9]]
+  shared, source = share_plan(prompts, 8)
+  assert shared == 128                              # rounded down to a multiple of 64
+  assert source.tolist() == [0, 1, 0, 3, 0, 0, 0, 0]  # padding rows copy row 0
+  # Each prompt keeps at least one token of its own; a lone prompt shares nothing.
+  assert share_plan([head[:64], head[:64]], 2)[0] == 0
+  assert share_plan([head[:65], head[:65]], 2)[0] == 64
+  assert share_plan([head[:66], head[:65]], 2)[0] == 64
+  assert share_plan([head], 1)[0] == 0
+  assert share_plan([head + [1], [9] + head], 2)[0] == 0
+
+
+def test_shared_and_repeated_prompts_decode_as_full_recompute(tiny):
+  """A 100-token shared prefix is prefilled once (64 tokens) and each distinct prompt's
+  remainder once; every row, repeats included, equals recomputation without a cache,
+  and sampling draws the same tokens as with sharing off."""
+  cfg, params = tiny
+  s = Sampler(cfg, params, chunk=4)
+  calls = []
+  extend = s._extend
+  s._extend = lambda *a: calls.append(a[2].shape) or extend(*a)
+  rng = np.random.default_rng(0)
+  head = rng.integers(3, 256, size=100).tolist()
+  prompts = [head + rng.integers(3, 256, size=n).tolist() for n in (3, 20, 1)]
+  prompts = [prompts[0], prompts[1], prompts[0], prompts[2], prompts[0]]
+  _check_against_recompute(cfg, params, s, (), new=20, prompts=prompts)
+  assert calls == [(3, 64)]  # once: the 3 distinct remainders (37-56 tokens) in a 64 bucket
+  sp = SamplingParams(temperature=1.0, max_new_tokens=16, stop_ids=())
+  plain = Sampler(cfg, params, chunk=4, share_prompts=False)
+  a, b = s.generate(prompts, sp, seed=3), plain.generate(prompts, sp, seed=3)
+  assert [x.tokens for x in a] == [x.tokens for x in b]
+  assert a[0].tokens != a[2].tokens  # repeated prompts still draw their own samples
 
 
 def test_greedy_is_deterministic_and_sharded_run_agrees(tiny, sampler):

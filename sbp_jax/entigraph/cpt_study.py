@@ -134,8 +134,9 @@ def qa_arm(config, checkpoint: str, questions, path: str) -> dict:
   if fileio.exists(path):
     return fileio.read_json(path)
   q = config.qa
+  # One sampler call per batch of questions, so their shared examples are prefilled once.
   gen = LocalGenerator(make_sampler(config, checkpoint=checkpoint),
-                       int(config.generator.batch_size))
+                       int(q.k) * int(q.batch_questions))
   rows, s = qa.sample_eval(gen, questions, int(q.k), GenParams(
       temperature=float(q.temperature), top_p=float(q.top_p), max_tokens=int(q.max_new_tokens)),
       int(q.shots), int(config.seed), int(q.batch_questions), str(q.pick), bool(q.reasoning))

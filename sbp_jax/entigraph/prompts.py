@@ -24,35 +24,20 @@ spell each entity exactly as the article does.
 Reply with a single JSON object and nothing else, shaped like this:
 {"summary": "<short summary>", "entities": ["<entity 1>", "<entity 2>", "..."]}"""
 
-PAIR_SYSTEM = """You study an article the user gives you, together with two things it mentions.
-Write three sections:
-1. Retell the article with the first entity at the centre.
-2. Retell the article again, this time centred on the second entity.
-3. Explain how the two entities are connected and affect each other in the article.
-Keep the sections clearly apart, and make each one understandable on its own: name the
-article's title wherever it helps the reader know what is being discussed. Use these headings:
+# One system prompt for pairs and triples, and the entities after the article: every
+# relation prompt about a document then starts with the same tokens, which the sampler
+# prefills once per batch (sampler.share_plan); likewise the rephrase style comes last.
+RELATION_SYSTEM = """You study an article the user gives you, together with two or three things
+it mentions (its entities). Write one section per entity that retells the article with that
+entity at the centre, then a last section that explains how the entities are connected and
+act on one another in the article. Keep the sections clearly apart, and make each one
+understandable on its own: name the article's title wherever it helps the reader know what is
+being discussed. Use the headings the user lists, in that order."""
 
-### "<title>" through the lens of <entity 1>
-### "<title>" through the lens of <entity 2>
-### How <entity 1> and <entity 2> relate in "<title>\""""
-
-TRIPLE_SYSTEM = """You study an article the user gives you, together with three things it mentions.
-Write four sections:
-1. Retell the article with the first entity at the centre.
-2. Retell it centred on the second entity.
-3. Retell it centred on the third entity.
-4. Explain how the three entities are connected and act on one another in the article.
-Keep the sections clearly apart, and make each one understandable on its own: name the
-article's title wherever it helps the reader know what is being discussed. Use these headings:
-
-### "<title>" through the lens of <entity 1>
-### "<title>" through the lens of <entity 2>
-### "<title>" through the lens of <entity 3>
-### How <entity 1>, <entity 2> and <entity 3> relate in "<title>\""""
-
-_REPHRASE_TASK = ("The user gives you an article (its title, possibly its author or year, and its "
-                  "text). Rewrite the whole article {how}. Every fact must survive the rewrite, "
-                  "and so must the title, the author and any dates. Reply with the rewrite only.")
+REPHRASE_SYSTEM = ("The user gives you an article (its title, possibly its author or year, and "
+                   "its text) and a style. Rewrite the whole article in that style. Every fact "
+                   "must survive the rewrite, and so must the title, the author and any dates. "
+                   "Reply with the rewrite only.")
 
 REPHRASE_STYLES = {
     "easy": "for a small child: only short, plain sentences and the most common words",
@@ -74,9 +59,12 @@ def entity_extraction(title: str, text: str, author: str = "") -> tuple[str, str
 def relation(title: str, text: str, entities: Sequence[str], author: str = "") -> tuple[str, str]:
   if len(entities) not in (2, 3):
     raise ValueError(f"relation prompts take 2 or 3 entities, got {len(entities)}.")
-  system = PAIR_SYSTEM if len(entities) == 2 else TRIPLE_SYSTEM
   names = "\n".join(f"Entity {i + 1}: {e}" for i, e in enumerate(entities))
-  return system, f"{_article(title, text, author)}\n\n{names}"
+  heads = [f'### "{title}" through the lens of {e}' for e in entities]
+  both = ", ".join(entities[:-1]) + " and " + entities[-1]
+  heads.append(f'### How {both} relate in "{title}"')
+  return RELATION_SYSTEM, (f"{_article(title, text, author)}\n\n{names}\n\nHeadings:\n" +
+                           "\n".join(heads))
 
 
 def relation_heading(title: str, entities: Sequence[str]) -> str:
@@ -88,7 +76,7 @@ def relation_heading(title: str, entities: Sequence[str]) -> str:
 def rephrase(style: str, title: str, text: str, author: str = "") -> tuple[str, str]:
   if style not in REPHRASE_STYLES:
     raise ValueError(f"rephrase style {style!r}; choose from {sorted(REPHRASE_STYLES)}.")
-  return _REPHRASE_TASK.format(how=REPHRASE_STYLES[style]), _article(title, text, author)
+  return REPHRASE_SYSTEM, f"{_article(title, text, author)}\n\nStyle: {REPHRASE_STYLES[style]}."
 
 
 def plain_prompt(system: str, user: str) -> str:

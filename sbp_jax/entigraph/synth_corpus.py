@@ -49,6 +49,7 @@ _RESUMABLE = ("entigraph.progress", "entigraph.target_tokens", "entigraph.max_do
               "generator.http.max_backoff_s", "generator.http.timeout_s")
 
 FALLBACKS = ("record", "raw_doc", "heuristic")
+ENTITY_SOURCES = ("model", "heuristic")  # heuristic: heuristic_entities, no extraction call
 
 
 # -- entity subsets ----------------------------------------------------------------------
@@ -236,15 +237,19 @@ def process_document(doc: Document, gen, style: str, e, tok, seed: int, budget: 
 
   entities = []
   if e.mode == "entigraph":
-    ext, entities = extract(gen, style, doc, e, dseed)
+    source = e.get("entity_source", "model")
+    if source not in ENTITY_SOURCES:
+      raise ValueError(f"entigraph.entity_source={source!r}; choose one of {ENTITY_SOURCES}.")
+    ext, entities = (extract(gen, style, doc, e, dseed) if source == "model" else
+                     (dict(ok=False, method="", attempts=0, summary="", failed_replies=[]), []))
     meta["extraction"] = ext
     meta["entities_source"] = "model" if ext["ok"] else "none"
     if ext["ok"] and e.include_summary and ext["summary"].strip():
       emit(f"{doc.title}\n\n{ext['summary'].strip()}", "summary", entities)
     if not ext["ok"]:
-      if e.extraction_fallback == "raw_doc":
+      if e.extraction_fallback == "raw_doc" and source == "model":
         emit(f"{doc.title}\n\n{doc.text}", "raw_doc", ())
-      elif e.extraction_fallback == "heuristic":
+      elif e.extraction_fallback == "heuristic" or source == "heuristic":
         k = int(e.max_entities)
         entities = heuristic_entities(doc.text, 0)
         if e.get("entity_filter", False):  # the same filter as the model's lists

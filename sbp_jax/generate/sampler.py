@@ -2,7 +2,10 @@
 
 Prompts are right-padded to a length bucket and prefilled together; each row's
 `cache_index` is its own length, so the padding slots it later overwrites are
-never attended to (attention is causal by slot). The decode loop is a
+never attended to (attention is causal by slot). Prompts that start alike (few-shot
+examples) or repeat (k samples of one question) are prefilled once: the shared
+leading tokens in one row, then each distinct remainder after them, and the cache
+rows are copied to the rows that repeat them (`share_plan`). The decode loop is a
 `lax.while_loop` compiled once per (batch, cache bucket, generation bucket, filter
 flags); each step runs the model on one token per row. Attention reads every slot
 of the cache, so the cache holds only the power-of-two bucket of slots above the
@@ -36,6 +39,7 @@ MAX_STOPS = 16      # stop ids and stop sequences together
 MAX_STOP_LEN = 8    # tokens in the longest stop sequence
 MAX_EXTEND_IDS = 16
 _NEG = -jnp.inf
+SHARE_MULTIPLE = 64  # a shared prefix is used in multiples of this many tokens
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,6 +263,28 @@ class Plan:
   stop_strings: tuple[str, ...]
   seed: int
   record_logits: bool
+  shared: int = 0                 # leading tokens all rows share, prefilled once
+  source: np.ndarray | None = None  # [rows] the first row with the same prompt
+
+
+def share_plan(prompts: Sequence[Sequence[int]], rows: int) -> tuple[int, np.ndarray]:
+  """(shared, source) for a batch of prompts padded to `rows` rows.
+
+  shared: the leading tokens that every prompt holds, rounded down to a multiple of
+  SHARE_MULTIPLE (so few programs compile) and leaving each prompt at least one token
+  of its own (whose logits start decoding); 0 when fewer than SHARE_MULTIPLE.
+  source: per row, the first row with the same prompt (padding rows copy row 0).
+  Pure host work; `Sampler.run` prefills the shared tokens once and each source row's
+  remainder once."""
+  first: dict[tuple[int, ...], int] = {}
+  source = np.zeros((rows,), np.int32)
+  for i, p in enumerate(prompts):
+    source[i] = first.setdefault(tuple(p), i)
+  p0, common = prompts[0], min(len(p) for p in prompts) - 1
+  for p in prompts[1:]:
+    common = next((j for j in range(common) if p[j] != p0[j]), common)
+  shared = common // SHARE_MULTIPLE * SHARE_MULTIPLE if len(prompts) > 1 else 0
+  return shared, source
 
 
 @dataclasses.dataclass
@@ -284,7 +310,7 @@ class Sampler:
 
   def __init__(self, cfg: ModelConfig, params, tokenizer=None, mesh: Mesh | None = None,
                rules=None, chunk: int = 32, min_bucket: int = 16, cache_dtype=None,
-               shrink_batch: bool = True):
+               shrink_batch: bool = True, share_prompts: bool = True):
     # A layer loop (see unstack_layers), and no remat: decoding keeps no activations
     # for a backward pass, and remat's barriers would only stop XLA fusing.
     self.cfg = dataclasses.replace(cfg, scan_layers=False, remat_policy="none")
@@ -294,6 +320,7 @@ class Sampler:
     self.rules = rules if rules is not None else make_rules()
     self.chunk = chunk
     self.shrink_batch = shrink_batch  # move live rows to a smaller batch (see run)
+    self.share_prompts = share_prompts  # prefill shared and repeated prompt tokens once
     self.min_bucket = min_bucket
     self.cache_dtype = cache_dtype
     self.batch_multiple = batch_shards(self.mesh, self.rules)
@@ -304,6 +331,8 @@ class Sampler:
     self._decode = jax.jit(self._decode_fn, donate_argnames=("state",))
     self._grow = jax.jit(self._grow_fn, static_argnames=("window",))
     self._take = jax.jit(self._take_fn)
+    self._extend = jax.jit(self._extend_fn)
+    self._copy_rows = jax.jit(self._copy_rows_fn)
 
   # -- jitted pieces -----------------------------------------------------------------
 
@@ -317,6 +346,24 @@ class Sampler:
     out = self.model.apply({"params": params}, tokens, cache=cache, logits_at=lengths - 1)
     return self._constrain_cache(out["cache"]), out["logits"][:, 0]
 
+  def _extend_fn(self, params, cache, tokens, index, lengths):
+    """The cache with each row's `lengths` tokens written after its first `index`
+    slots, and the logits after each row's last one."""
+    out = self.model.apply({"params": params}, tokens, cache=cache, cache_index=index,
+                           logits_at=lengths - 1)
+    return self._constrain_cache(out["cache"]), out["logits"][:, 0]
+
+  def _cache_rows(self, cache, rows):
+    """The cache's batch rows `rows` (each row is kv_heads rows of the buffers)."""
+    kvh = self.cfg.num_kv_heads
+    idx = (rows[:, None] * kvh + jnp.arange(kvh)[None, :]).reshape(-1)
+    return self._constrain_cache([{name: buf[idx] for name, buf in layer.items()}
+                                  for layer in cache])
+
+  def _copy_rows_fn(self, cache, logits, rows):
+    batch = lambda x: nn.with_logical_constraint(x, ("activation_batch", None))
+    return self._cache_rows(cache, rows), batch(logits[rows])
+
   def _grow_fn(self, cache, window: int):
     """The cache with empty slots appended up to `window` slots."""
     grow = window - cache[0]["v"].shape[1]
@@ -326,10 +373,7 @@ class Sampler:
 
   def _take_fn(self, state: DecodeState, ctl: DecodeControls, keep):
     """The state and per-row controls of the rows `keep` (a smaller batch)."""
-    kvh = self.cfg.num_kv_heads
-    cache_rows = (keep[:, None] * kvh + jnp.arange(kvh)[None, :]).reshape(-1)
-    cache = self._constrain_cache([{name: buf[cache_rows] for name, buf in layer.items()}
-                                   for layer in state.cache])
+    cache = self._cache_rows(state.cache, keep)
     rows = lambda x: nn.with_logical_constraint(x[keep],
                                                 ("activation_batch",) + (None,) * (x.ndim - 1))
     fields = ("logits", "index", "n", "drawn", "done", "out", "ext_q", "ext_n", "ext_at", "rec")
@@ -475,10 +519,11 @@ class Sampler:
         top_p=np.float32(sp.top_p), pad_id=np.int32(pad_id), ext_ids=ext,
         ext_len=np.int32(len(sp.extend_ids)), max_ext=np.int32(sp.extensions),
         use_top_k=sp.top_k > 0, use_top_p=sp.top_p < 1, greedy_only=sp.temperature == 0)
+    shared, source = share_plan(prompts, rows) if self.share_prompts else (0, np.arange(rows))
     return Plan(n=n, tokens=tokens, lengths=fill(lengths, 1),
                 g_len=bucket(int(max(max_new.max(), 1)), self.min_bucket), controls=controls,
                 stops=stops, stop_strings=tuple(sp.stop_strings),
-                seed=seed, record_logits=record_logits)
+                seed=seed, record_logits=record_logits, shared=shared, source=source)
 
   def _put(self, x):
     """A host array sharded over the batch axes (its first dimension)."""
@@ -500,8 +545,7 @@ class Sampler:
     t0 = time.perf_counter()
     with mesh_context(self.mesh, self.rules):
       # The cache starts with the prompt's slots and grows as decoding needs (see below).
-      cache, logits = self._prefill(self.params, self._put(plan.tokens), self._put(plan.lengths),
-                                    cache_len=p_len)
+      cache, logits, window = self._prefill_plan(plan)
       logits.block_until_ready()
       t1 = time.perf_counter()
       zeros = lambda *shape, dt=np.int32: self._put(np.zeros((rows,) + shape, dt))
@@ -521,7 +565,6 @@ class Sampler:
       live = np.arange(rows)         # the plan row of each state row
       kept = None                    # host results of the rows moved out of the batch
       top = int(plan.lengths.max())  # the furthest slot any row writes next
-      window = p_len                 # the cache's slots
       checked = np.zeros(rows, np.int32)  # per row, tokens whose text was searched
       # Only text near the new tokens is searched: a stop string of m characters spans
       # at most 4m tokens (byte-level tokens of UTF-8), plus one whose leading space a
@@ -570,6 +613,42 @@ class Sampler:
     self.last_timings = dict(prefill_s=t1 - t0, decode_s=time.perf_counter() - t1,
                              decode_steps=int(cnt.max()), rows=plan.n)
     return Decoded(out=out, n=cnt, ext_at=ext_at, rec=rec)
+
+  def _prefill_plan(self, plan: Plan):
+    """(cache, next-token logits, cache slots) after the prompts. Shared leading tokens
+    (plan.shared) are prefilled in one row and copied; then each distinct prompt's
+    remainder is prefilled once (plan.source) and copied to the rows that repeat it."""
+    rows, p_len = plan.tokens.shape
+    uniq = np.flatnonzero(plan.source[:plan.n] == np.arange(plan.n))
+    u_rows = round_up(len(uniq), self.batch_multiple)
+    if not plan.shared and u_rows == rows:
+      cache, logits = self._prefill(self.params, self._put(plan.tokens),
+                                    self._put(plan.lengths), cache_len=p_len)
+      return cache, logits, p_len
+    sel = np.concatenate([uniq, np.zeros(u_rows - len(uniq), np.int64)])  # fill: row 0 again
+    lengths = plan.lengths[sel]
+    s, window = plan.shared, p_len
+    if s:
+      tail_len = bucket(int(lengths.max()) - s, self.min_bucket)
+      window = max(p_len, s + tail_len)
+      bm = self.batch_multiple
+      head = np.repeat(plan.tokens[:1, :s], bm, axis=0)
+      cache, logits = self._prefill(self.params, self._put(head),
+                                    self._put(np.full(bm, s, np.int32)), cache_len=window)
+      cache, _ = self._copy_rows(cache, logits, self._put(np.zeros(u_rows, np.int32)))
+      tail = np.full((u_rows, tail_len), plan.controls.pad_id, np.int32)
+      for j, r in enumerate(sel):
+        tail[j, :lengths[j] - s] = plan.tokens[r, s:lengths[j]]
+      cache, logits = self._extend(self.params, cache, self._put(tail),
+                                   self._put(np.full(u_rows, s, np.int32)),
+                                   self._put((lengths - s).astype(np.int32)))
+    else:
+      cache, logits = self._prefill(self.params, self._put(plan.tokens[sel]),
+                                    self._put(lengths), cache_len=p_len)
+    where = {int(r): j for j, r in enumerate(uniq)}
+    back = np.asarray([where[int(r)] for r in plan.source], np.int32)
+    cache, logits = self._copy_rows(cache, logits, self._put(back))
+    return cache, logits, window
 
   def _keep(self, kept, state: DecodeState, live, rows: int):
     """Host (out, n, ext_at, rec) of all `rows` plan rows, with the state's rows (plan
