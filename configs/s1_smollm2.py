@@ -20,9 +20,12 @@ WORKDIR/before_after.{json,csv} and prints the two tables side by side.
 
 Sizes:
   cpu:   60 evaluation questions, settings none / max=32 / max=64 / wait=2 under a 96-token
-         thinking cap, no majority vote; 320 training questions drawn (about 300 traced),
-         2 epochs at batch 8 and seq_len 288, lr 3e-5 (B.4.5's 1e-5 moves a 32B model over
-         315 steps; these runs take about 75). Measured on one core: see docs/usage.md (s1).
+         thinking cap, no majority vote; 240 training questions drawn (221 traced: aiw's
+         colleague puzzles and 3 evaluation questions drop out), 1 epoch at batch 4 and
+         seq_len 288 (56 steps), lr 5e-5 (B.4.5's 1e-5 moves a 32B model over 315 steps).
+         Measured on one core (the other busy): 30 minutes in all (base evaluation 8.5,
+         SFT 15, SFT'd evaluation 6); accuracy 0.10 -> 0.40 without a budget
+         (docs/usage.md, s1 on SmolLM2).
   smoke: 8 evaluation questions, 16 training questions, settings none / max=8 / wait=1 under
          a 16-token cap, 1 epoch at batch 8 and seq_len 288: checks the plumbing only.
   full:  what an accelerator should run: the 300 questions and 8 settings of
