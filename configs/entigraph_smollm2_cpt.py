@@ -24,10 +24,10 @@ k sampled replies, the strictly parsed ones kept, one picked. Scaled down for CP
          rewrite per style; context 512, batch 4, peak lr 1e-4 (the thesis's 5e-6 moves a
          model over hundreds of thousands of tokens; these runs see tens of thousands);
          QA answer-only (the reply is " B.", so 4 new tokens parse), 3 shots, k=4 at
-         temperature 1.0, random pick. Measured on one busy core: the base model's QA
-         takes 870 s (parse rate 0.90), extraction 524 s, relation texts ~49 s and
-         rewrites ~20 s per document, a CPT step (4 x 512) ~33 s. So the whole study
-         takes an estimated 2.9 hours on one core, not one (docs/usage.md, EntiGraph).
+         temperature 1.0, random pick. Measured from the launcher on 2 idle cores: 41.5
+         minutes in all (import 10 s; EntiGraph texts 7.1 min, rewrites 3.4; a 22-step arm's
+         CPT about 6 min (4 x 512 a step, with compile); QA 1-2 min per arm). The four arms
+         all land at chance there (docs/usage.md, EntiGraph).
          The first 4 documents / 26 questions: --config.niche.max_docs=4.
   smoke: 2 documents, 8 questions, 2 entities (names and flags when the 48-token
          extraction fails), 16-token texts, context 128, batch 8, k=2,
