@@ -26,8 +26,10 @@ k sampled replies, the strictly parsed ones kept, one picked. Scaled down for CP
          QA answer-only (the reply is " B.", so 4 new tokens parse), 3 shots, k=4 at
          temperature 1.0, random pick. Measured from the launcher on 2 idle cores: 41.5
          minutes in all (import 10 s; EntiGraph texts 7.1 min, rewrites 3.4; a 22-step arm's
-         CPT about 6 min (4 x 512 a step, with compile); QA 1-2 min per arm). The four arms
-         all land at chance there (docs/usage.md, EntiGraph).
+         CPT about 6 min (4 x 512 a step, with compile); QA 1-2 min per arm), before
+         qa.loglik, which adds about 100 s an arm (six arms). By the sampled letters the
+         four arms all land at chance; by log-likelihood every CPT arm beats the base model
+         (docs/usage.md, EntiGraph).
          The first 4 documents / 26 questions: --config.niche.max_docs=4.
   smoke: 2 documents, 8 questions, 2 entities (names and flags when the 48-token
          extraction fails), 16-token texts, context 128, batch 8, k=2,
@@ -85,9 +87,11 @@ def get_config(size: str = "cpu"):
   # the prompts' prefill. The sampler prefills the shared 3-shot examples once per batch and
   # each question once for its k replies: 8 questions x k=4 = 32 rows a batch take 10.7 s
   # per 16 questions on one core, against 120 s with every row prefilled in full.
+  # loglik: every arm is also scored by choice log-likelihood (0 shots, ~100 s an arm at
+  # cpu), which shows what CPT taught a model too small to answer with a letter.
   c.qa = ml_collections.ConfigDict(dict(
       k=4, shots=3, reasoning=False, pick="random", temperature=1.0, top_p=1.0,
-      max_new_tokens=4, batch_questions=8, max_questions=0))
+      max_new_tokens=4, batch_questions=8, max_questions=0, loglik=True, score_batch=16))
   if size == "smoke":
     c.niche.max_docs = 2
     c.replay_text.max_docs = 20

@@ -48,6 +48,16 @@ def test_smoke_study_writes_report_and_plot_and_resumes(imported, tmp_path):
   assert len(tokens) >= 3 and tokens[0] == 0 and tokens == sorted(tokens)
   assert rep["scaling"][-1][1] == rep["accuracy"]["entigraph_cpt"]
   assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+  # Log-likelihood scores of every arm, sweep arms included, each from its own rows.
+  ll = rep["loglik"]
+  assert set(ll["accuracy"]) == set(rep["parse_rate"])
+  for arm, acc in ll["accuracy"].items():
+    rows = [json.loads(line) for line in open(tmp_path / "qa" / f"{arm}_loglik.jsonl")]
+    assert len(rows) == 8 and acc == sum(r["correct"] for r in rows) / 8
+    for r in rows:
+      assert r["pick"] == "ABCD"[max(range(4), key=r["scores"].__getitem__)]
+  assert [t for t, _ in ll["scaling"]] == tokens
+  assert ll["scaling"][-1][1] == ll["accuracy"]["entigraph_cpt"]
   hist = json.load(open(tmp_path / "cpt" / "raw_cpt" / "history.json"))
   assert hist  # the CPT run trained and logged
   # Re-run: every stage is found done; a changed setting is named.

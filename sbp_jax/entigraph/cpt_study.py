@@ -18,7 +18,10 @@ arm: its passes are scaled by the token ratio); entigraph_<f> for each scaling
 fraction f < 1. WORKDIR/qa_report.json holds the question count, the four arms'
 accuracy with 95% Wilson intervals, the scaling points [[tokens, accuracy], ...]
 (0 tokens = the base model) and the mixture-of-exponential fit; WORKDIR/scaling.png
-plots them.
+plots them. With `qa.loglik`, every arm is also scored by choice log-likelihood
+(qa.loglik_eval, 0 shots): the report's `loglik` section holds the same accuracy,
+interval, scaling and fit. A small model that cannot yet answer with a letter (SmolLM2-135M
+is at chance even with the article in its prompt) still shows there what CPT taught it.
 """
 
 from __future__ import annotations
@@ -134,26 +137,42 @@ def qa_arm(config, checkpoint: str, questions, path: str) -> dict:
   if fileio.exists(path):
     return fileio.read_json(path)
   q = config.qa
+  sampler = make_sampler(config, checkpoint=checkpoint)
   # One sampler call per batch of questions, so their shared examples are prefilled once.
-  gen = LocalGenerator(make_sampler(config, checkpoint=checkpoint),
-                       int(q.k) * int(q.batch_questions))
+  gen = LocalGenerator(sampler, int(q.k) * int(q.batch_questions))
   rows, s = qa.sample_eval(gen, questions, int(q.k), GenParams(
       temperature=float(q.temperature), top_p=float(q.top_p), max_tokens=int(q.max_new_tokens)),
       int(q.shots), int(config.seed), int(q.batch_questions), str(q.pick), bool(q.reasoning))
   correct = sum(r["correct"] for r in rows)
   s["correct"] = correct
   s["interval95"] = wilson(correct, len(rows))
+  if q.get("loglik", False):
+    lrows, ls = qa.loglik_eval(qa.make_scorer(sampler, int(q.get("score_batch", 16))),
+                               sampler.tokenizer, questions, 0)
+    hits = sum(r["correct"] for r in lrows)
+    s["loglik"] = dict(accuracy=ls["accuracy"], accuracy_norm=ls["accuracy_norm"],
+                       interval95=wilson(hits, len(lrows)))
+    fileio.write_jsonl(path.replace(".json", "_loglik.jsonl"), lrows)
   fileio.write_jsonl(path.replace(".json", ".jsonl"), rows)
   fileio.write_json(path, s)
   return s
 
 
-def report(summaries: dict, scaling: list, n: int, workdir: str) -> dict:
+def report(summaries: dict, points: list, n: int, workdir: str) -> dict:
+  """points: the sweep as (tokens, arm), 0 tokens being the base model."""
+  scaling = [(t, summaries[arm]["accuracy"]) for t, arm in points]
   f = scaling_fit.fit([t for t, _ in scaling], [a for _, a in scaling])
   out = dict(questions=n, accuracy={a: summaries[a]["accuracy"] for a in ARMS},
              interval95={a: summaries[a]["interval95"] for a in ARMS},
              parse_rate={a: summaries[a]["parse_rate"] for a in summaries},
              scaling=[[int(t), float(a)] for t, a in scaling], fit=f)
+  if all("loglik" in s for s in summaries.values()):
+    ll = [(t, summaries[arm]["loglik"]["accuracy"]) for t, arm in points]
+    out["loglik"] = dict(
+        accuracy={a: s["loglik"]["accuracy"] for a, s in summaries.items()},
+        interval95={a: s["loglik"]["interval95"] for a, s in summaries.items()},
+        scaling=[[int(t), float(a)] for t, a in ll],
+        fit=scaling_fit.fit([t for t, _ in ll], [a for _, a in ll]))
   fileio.write_json(os.path.join(workdir, "qa_report.json"), out)
   scaling_fit.plot(scaling, f, os.path.join(workdir, "scaling.png"),
                    {a: out["accuracy"][a] for a in ("base", "raw_cpt", "rephrase_cpt")})
@@ -234,13 +253,19 @@ def run(config, workdir: str) -> dict:
     summaries[arm] = qa_arm(config, join("cpt", arm, "checkpoints"), questions,
                             join("qa", f"{arm}.json"))
     print(f"[{arm}] accuracy {summaries[arm]['accuracy']:.3f}", flush=True)
-  scaling = [(0, summaries["base"]["accuracy"])]
-  scaling += sorted((tokens[p["corpus"]], summaries[arm]["accuracy"]) for arm, p in plan.items()
-                    if arm.startswith("entigraph_") and arm != "entigraph_cpt")
-  scaling.append((tokens["entigraph"], summaries["entigraph_cpt"]["accuracy"]))
-  out = report(summaries, scaling, len(questions), workdir)
+  points = [(0, "base")]
+  points += sorted((tokens[p["corpus"]], arm) for arm, p in plan.items()
+                   if arm.startswith("entigraph_") and arm != "entigraph_cpt")
+  points.append((tokens["entigraph"], "entigraph_cpt"))
+  out = report(summaries, points, len(questions), workdir)
   for arm in ARMS:
     lo, hi = out["interval95"][arm]
-    print(f"{arm:>14}: accuracy {out['accuracy'][arm]:.3f} (95% {lo:.3f}-{hi:.3f})")
+    line = f"{arm:>14}: accuracy {out['accuracy'][arm]:.3f} (95% {lo:.3f}-{hi:.3f})"
+    if "loglik" in out:
+      lo, hi = out["loglik"]["interval95"][arm]
+      line += f"; log-likelihood {out['loglik']['accuracy'][arm]:.3f} (95% {lo:.3f}-{hi:.3f})"
+    print(line)
   print(f"scaling {out['scaling']}; fit {out['fit']}")
+  if "loglik" in out:
+    print(f"log-likelihood scaling {out['loglik']['scaling']}; fit {out['loglik']['fit']}")
   return out
