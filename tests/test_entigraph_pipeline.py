@@ -11,6 +11,7 @@ import pytest
 from configs import entigraph_generate
 from sbp_jax.entigraph import synth_corpus
 from sbp_jax.entigraph.articles import Document
+from sbp_jax.errors import InputError
 from sbp_jax.entigraph.synth_corpus import entity_pairs, heuristic_entities, sample_triples
 
 DOCS = [
@@ -179,6 +180,26 @@ def test_fallbacks(tmp_path):
                             str(tmp_path / "r"), generator=ScriptedGen())
   rows = [r for r in _records(str(tmp_path / "r")) if r["doc_id"] == "d2"]
   assert [r["kind"] for r in rows] == ["raw_doc"] and DOCS[2]["text"] in rows[0]["text"]
+
+
+def test_heuristic_entity_source_makes_no_extraction_call(tmp_path):
+  gen = ScriptedGen()
+  prompts_seen = []
+  complete = gen.complete
+  gen.complete = lambda ps, params: prompts_seen.extend(ps) or complete(ps, params)
+  m = synth_corpus.run_pipeline(_config(tmp_path, entity_source="heuristic", max_entities=2),
+                                str(tmp_path / "h"), generator=gen)
+  assert prompts_seen and not any("Reply with a single JSON object" in p for p in prompts_seen)
+  assert m["extraction"]["entities_source"] == {"heuristic": 3}
+  rows = _records(str(tmp_path / "h"))
+  assert {r["kind"] for r in rows} == {"pair"}  # no summaries: nothing was extracted
+  for d in DOCS:
+    want = heuristic_entities(d["text"], 2)
+    assert [r["entities"] for r in rows if r["doc_id"] == d["id"]] == [want]
+  with pytest.raises(InputError, match=r"entigraph.entity_source='llm'; choose one of"):
+    synth_corpus.run_pipeline(_config(tmp_path, entity_source="llm"), str(tmp_path / "x"),
+                              generator=ScriptedGen())
+  assert not (tmp_path / "x").exists()
 
 
 def test_resume_after_interruption_has_no_duplicates_or_gaps(tmp_path):

@@ -31,6 +31,7 @@ import re
 import zlib
 
 from sbp_jax import fileio, runs
+from sbp_jax.errors import InputError
 from sbp_jax.fileio import write_jsonl
 from sbp_jax.entigraph import niche_corpus, prompts
 from sbp_jax.entigraph.backends import GenParams, generate, make_generator
@@ -48,6 +49,7 @@ _RESUMABLE = ("entigraph.progress", "entigraph.target_tokens", "entigraph.max_do
               "generator.http.max_retries", "generator.http.backoff_s",
               "generator.http.max_backoff_s", "generator.http.timeout_s")
 
+MODES = ("entigraph", "rephrase", "raw")
 FALLBACKS = ("record", "raw_doc", "heuristic")
 ENTITY_SOURCES = ("model", "heuristic")  # heuristic: heuristic_entities, no extraction call
 
@@ -237,32 +239,27 @@ def process_document(doc: Document, gen, style: str, e, tok, seed: int, budget: 
 
   entities = []
   if e.mode == "entigraph":
-    source = e.get("entity_source", "model")
-    if source not in ENTITY_SOURCES:
-      raise ValueError(f"entigraph.entity_source={source!r}; choose one of {ENTITY_SOURCES}.")
-    ext, entities = (extract(gen, style, doc, e, dseed) if source == "model" else
-                     (dict(ok=False, method="", attempts=0, summary="", failed_replies=[]), []))
+    from_model = e.get("entity_source", "model") == "model"
+    ext, entities = (extract(gen, style, doc, e, dseed) if from_model else
+                     (dict(ok=False, method="skipped", attempts=0, summary="",
+                           failed_replies=[]), []))
     meta["extraction"] = ext
     meta["entities_source"] = "model" if ext["ok"] else "none"
     if ext["ok"] and e.include_summary and ext["summary"].strip():
       emit(f"{doc.title}\n\n{ext['summary'].strip()}", "summary", entities)
     if not ext["ok"]:
-      if e.extraction_fallback == "raw_doc" and source == "model":
+      fallback = e.extraction_fallback if from_model else "heuristic"
+      if fallback == "raw_doc":
         emit(f"{doc.title}\n\n{doc.text}", "raw_doc", ())
-      elif e.extraction_fallback == "heuristic" or source == "heuristic":
+      elif fallback == "heuristic":
         k = int(e.max_entities)
         entities = heuristic_entities(doc.text, 0)
         if e.get("entity_filter", False):  # the same filter as the model's lists
           entities, meta["heuristic_dropped"] = filter_entities(entities, doc.title, doc.text)
         entities = entities[:k] if k > 0 else entities
         meta["entities_source"] = "heuristic"
-      elif e.extraction_fallback != "record":
-        raise ValueError(f"entigraph.extraction_fallback={e.extraction_fallback!r}; choose one "
-                         f"of {FALLBACKS}.")
   elif e.mode == "raw":  # the source documents themselves, for the Raw CPT baseline
     emit(f"{doc.title}\n\n{doc.text}", "raw_doc", ())
-  elif e.mode != "rephrase":
-    raise ValueError(f"entigraph.mode={e.mode!r}; choose 'entigraph', 'rephrase' or 'raw'.")
   meta["entities"] = entities
   tasks = _tasks(doc, e, entities, rng)
   meta["num_pairs"] = sum(k == "pair" for k, _ in tasks)
@@ -342,11 +339,21 @@ def claim(config, workdir: str) -> None:
   runs.claim(workdir, "entigraph", config, keys, OUTPUTS)
 
 
+def check(e) -> None:
+  """The entigraph section's choices, each named with its options, before anything runs."""
+  for key, value, options in (("mode", e.mode, MODES), ("extraction_fallback",
+                              e.extraction_fallback, FALLBACKS),
+                              ("entity_source", e.get("entity_source", "model"), ENTITY_SOURCES)):
+    if value not in options:
+      raise InputError(f"entigraph.{key}={value!r}; choose one of {options}.")
+
+
 def run_pipeline(config, workdir: str, generator=None) -> dict:
   """Generates (or finishes) the synthetic corpus; returns the manifest."""
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   from sbp_jax.generate.text_codec import make_tokenizer  # pylint: disable=g-import-not-at-top
   e = config.entigraph
+  check(e)
   docs = load_documents(e.documents)
   if int(e.get("max_docs", 0)) > 0:
     docs = docs[:int(e.max_docs)]
