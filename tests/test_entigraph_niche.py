@@ -178,6 +178,19 @@ def test_mixture_of_exponential_fit_recovers_a_curve_and_plots(tmp_path):
   assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_fit_bends_within_a_sweep_of_thousands_of_tokens():
+  # A CPU sweep: 5K-19K tokens. Counted in millions, r^x stays above 0.5 for any r >= 1e-12,
+  # so a curve that levels off inside the sweep could not be followed.
+  x = np.array([0, 4803, 9671, 19165])
+  y = scaling_fit.curve(x / 1e3, 0.53, 0.15, 0.8)
+  f = scaling_fit.fit(x, y)
+  assert f["x_unit"] == "thousand tokens" and f["x_scale"] == 1e3
+  assert f["rmse"] < 1e-3 and f["r"][0] == pytest.approx(0.8, abs=0.01)
+  np.testing.assert_allclose(scaling_fit.predict(f, x), y, atol=1e-3)
+  assert scaling_fit.unit(3e7) == (1e6, "million tokens")  # the thesis's unit from 1M up
+  assert scaling_fit.unit(0) == (1.0, "tokens")
+
+
 def test_study_config_is_a_real_job_and_refuses_a_short_sweep():
   for size in entigraph_smollm2_cpt.SIZES:
     c = entigraph_smollm2_cpt.get_config(size)

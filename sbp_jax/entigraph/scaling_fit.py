@@ -1,7 +1,10 @@
 """The mixture-of-exponential scaling curve of EntiGraph CPT (thesis 2.7.3, A.5.1), fitted and plotted.
 
 The thesis fits y(x) = a - b1 r1^x - b2 r2^x - b3 r3^x (x: synthetic tokens in
-millions, y: QA accuracy) by non-linear least squares (scipy). Three terms have
+millions, y: QA accuracy) by non-linear least squares (scipy). x is counted in the
+largest of tokens / thousands / millions / billions that the sweep's largest count
+reaches: a CPU sweep of 5K-20K tokens is 0.005-0.02 million, where even r = 1e-12
+gives r^x > 0.5, so the curve could not bend within the sweep. Three terms have
 seven parameters; a sweep with fewer points determines fewer, so `fit` uses
 K = min(3, (n - 1) // 2) terms for n points (K = 1, a - b r^x, for 3 or 4 points)
 and says so in its result. Constraints: b_k >= 0 and 0 < r_k < 1, so the curve
@@ -16,6 +19,13 @@ from typing import Sequence
 import numpy as np
 
 MILLION = 1e6
+UNITS = ((1e9, "billion tokens"), (1e6, "million tokens"), (1e3, "thousand tokens"),
+         (1.0, "tokens"))
+
+
+def unit(max_tokens: float) -> tuple[float, str]:
+  """The largest unit that max_tokens reaches (millions, as in the thesis, from 1M up)."""
+  return next(((s, n) for s, n in UNITS if max_tokens >= s), UNITS[-1])
 
 
 def curve(x, a, *br):
@@ -27,15 +37,18 @@ def curve(x, a, *br):
 
 
 def fit(tokens: Sequence[float], acc: Sequence[float], max_terms: int = 3) -> dict:
-  """{'terms', 'a', 'b', 'r', 'rmse', 'x_unit'}; terms 0 (a constant) below 3 points."""
+  """{'terms', 'a', 'b', 'r', 'rmse', 'x_unit', 'x_scale'}; terms 0 (a constant) below 3
+  points. r is per x_unit (x_scale tokens)."""
   from scipy.optimize import curve_fit  # pylint: disable=g-import-not-at-top
-  x = np.asarray(tokens, np.float64) / MILLION
+  tokens = np.asarray(tokens, np.float64)
   y = np.asarray(acc, np.float64)
-  if len(x) != len(y) or len(x) == 0:
-    raise ValueError(f"fit needs matching, non-empty points; got {len(x)} x and {len(y)} y.")
+  if len(tokens) != len(y) or len(y) == 0:
+    raise ValueError(f"fit needs matching, non-empty points; got {len(tokens)} x and {len(y)} y.")
+  scale, name = unit(float(tokens.max()))
+  x = tokens / scale
   k = max(0, min(int(max_terms), (len(x) - 1) // 2))
   if k == 0:
-    return _constant(y, "fewer than 3 points")
+    return _constant(y, "fewer than 3 points", scale, name)
   span = max(float(x.max()), 1e-9)
   p0 = [float(y.max())]
   lo, hi = [0.0], [1.0]
@@ -47,22 +60,22 @@ def fit(tokens: Sequence[float], acc: Sequence[float], max_terms: int = 3) -> di
   try:
     params, _ = curve_fit(curve, x, y, p0=p0, bounds=(lo, hi), maxfev=20000)
   except (RuntimeError, ValueError) as e:  # e.g. flat or noisy points the curve cannot follow
-    return _constant(y, f"no convergence ({e})")
+    return _constant(y, f"no convergence ({e})", scale, name)
   resid = y - curve(x, *params)
   return dict(terms=k, a=float(params[0]), b=[float(v) for v in params[1::2]],
               r=[float(v) for v in params[2::2]], rmse=float(np.sqrt(np.mean(resid ** 2))),
-              x_unit="million tokens")
+              x_unit=name, x_scale=scale)
 
 
-def _constant(y: np.ndarray, why: str) -> dict:
+def _constant(y: np.ndarray, why: str, scale: float, name: str) -> dict:
   a = float(y.mean())
   return dict(terms=0, a=a, b=[], r=[], rmse=float(np.sqrt(np.mean((y - a) ** 2))),
-              x_unit="million tokens", note=f"constant: {why}")
+              x_unit=name, x_scale=scale, note=f"constant: {why}")
 
 
 def predict(f: dict, tokens) -> np.ndarray:
   br = [v for pair in zip(f["b"], f["r"]) for v in pair]
-  return curve(np.asarray(tokens, np.float64) / MILLION, f["a"], *br)
+  return curve(np.asarray(tokens, np.float64) / f.get("x_scale", MILLION), f["a"], *br)
 
 
 def plot(points: Sequence[Sequence[float]], f: dict, path: str, baselines: dict | None = None,
