@@ -35,7 +35,7 @@ def entigraph_section(documents="data/entigraph_demo/articles.jsonl") -> ml_coll
   # models that drift into prose; "" for API models (OpenAI's has no prefill; an
   # HTTP endpoint needs generator.http.prefill).
   e.extraction_reply_prefix = ""
-  e.relation_prefill_heading = False  # start relation replies with their first heading
+  e.relation_prefill_lead = False  # start relation replies with 'In "<title>", <entity 1>'
   e.rephrase_styles = ("easy", "medium", "hard")
   e.rephrase_rounds = 1           # rewrites per style per document
   e.temperature = 1.0

@@ -27,7 +27,8 @@ k sampled replies, the strictly parsed ones kept, one picked. Scaled down for CP
          temperature 1.0, random pick. Measured from the launcher on 2 idle cores: 41.5
          minutes in all (import 10 s; EntiGraph texts 7.1 min, rewrites 3.4; a 22-step arm's
          CPT about 6 min (4 x 512 a step, with compile); QA 1-2 min per arm), before
-         qa.loglik, which adds about 100 s an arm (six arms). By the sampled letters the
+         qa.loglik; with it, 49.4 minutes from a fresh clone (set-up included), peak RSS
+         15.8 GB. By the sampled letters the
          four arms all land at chance; by log-likelihood every CPT arm beats the base model
          (docs/usage.md, EntiGraph).
          The first 4 documents / 26 questions: --config.niche.max_docs=4.

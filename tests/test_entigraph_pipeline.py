@@ -50,7 +50,8 @@ class ScriptedGen:
           js = json.dumps({"summary": f"About {doc['title']}.", "entities": ENTS[doc["id"]]})
           out.append(f"```json\n{js}\n```\nDone." if doc["id"] == "d1" else js)
       else:
-        names = re.findall(r"^Entity \d: (.*)$", p, re.M)
+        about = re.search(r'Write a short passage about (.*) in "', p)  # none in a rewrite
+        names = re.split(r", | and ", about.group(1)) if about else []
         out.append(f"{doc['title']}: " + " | ".join(names))
     return out
 

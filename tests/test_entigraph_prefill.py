@@ -65,7 +65,7 @@ def test_local_chat_prefill_follows_the_assistant_header():
     generate(gen, "chat", [("s", "u")], GenParams(), ["A", "B"])
 
 
-def test_pipeline_parses_prefix_plus_reply_and_prefills_headings(tmp_path):
+def test_pipeline_parses_prefix_plus_reply_and_prefills_relation_leads(tmp_path):
   path = tmp_path / "docs.jsonl"
   path.write_text(json.dumps(dict(id="d0", title="The Salt Road",
                                   text="Ilse Varn led a caravan from Oskar Bay.")) + "\n")
@@ -80,14 +80,14 @@ def test_pipeline_parses_prefix_plus_reply_and_prefills_headings(tmp_path):
   fails = [json.loads(l) for l in open(os.path.join(work, "failures.jsonl"))]
   assert fails[0]["raw"].startswith('Ilse Varn", ')
 
-  e.extraction_reply_prefix, e.relation_prefill_heading = PREFIX, True
+  e.extraction_reply_prefix, e.relation_prefill_lead = PREFIX, True
   work = str(tmp_path / "run2")
   m = synth_corpus.run_pipeline(c, work, generator=LocalGenerator(fake))
   x = m["extraction"]
   assert (x["parsed"], x["calls"], m["pairs"]) == (1, 1, 1)
   rows = [json.loads(l) for l in open(os.path.join(work, "shards", "doc-00000.jsonl"))]
   pair = next(r for r in rows if r["kind"] == "pair")
-  head = '### "The Salt Road" through the lens of Ilse Varn\n\n'
+  head = 'In "The Salt Road", Ilse Varn'
   assert fake.prompts[-1].endswith("<|im_start|>assistant\n" + head)
   assert pair["text"] == head + "Ilse Varn leads the caravan."
   assert pair["num_tokens"] == len(pair["text"].encode())  # tokens count the whole text

@@ -27,12 +27,12 @@ Reply with a single JSON object and nothing else, shaped like this:
 # One system prompt for pairs and triples, and the entities after the article: every
 # relation prompt about a document then starts with the same tokens, which the sampler
 # prefills once per batch (sampler.share_plan); likewise the rephrase style comes last.
-RELATION_SYSTEM = """You study an article the user gives you, together with two or three things
-it mentions (its entities). Write one section per entity that retells the article with that
-entity at the centre, then a last section that explains how the entities are connected and
-act on one another in the article. Keep the sections clearly apart, and make each one
-understandable on its own: name the article's title wherever it helps the reader know what is
-being discussed. Use the headings the user lists, in that order."""
+# One short passage per prompt: SmolLM2-135M given a layout of one section per entity
+# (the earlier prompt) wandered off the article; asked for one passage, led by the first
+# entity, at temperature 0.3, its texts carried 42 of the 119 niche questions' facts
+# against 22 (docs/usage.md, EntiGraph).
+RELATION_SYSTEM = ("You are a careful technical writer. Use only what the article the user gives "
+                   "you says, and keep its exact option names.")
 
 REPHRASE_SYSTEM = ("The user gives you an article (its title, possibly its author or year, and "
                    "its text) and a style. Rewrite the whole article in that style. Every fact "
@@ -57,20 +57,20 @@ def entity_extraction(title: str, text: str, author: str = "") -> tuple[str, str
 
 
 def relation(title: str, text: str, entities: Sequence[str], author: str = "") -> tuple[str, str]:
+  """A pair or a triple: one passage on what each entity is in the article and how they
+  relate (the thesis's relation step, A.6)."""
   if len(entities) not in (2, 3):
     raise ValueError(f"relation prompts take 2 or 3 entities, got {len(entities)}.")
-  names = "\n".join(f"Entity {i + 1}: {e}" for i, e in enumerate(entities))
-  heads = [f'### "{title}" through the lens of {e}' for e in entities]
   both = ", ".join(entities[:-1]) + " and " + entities[-1]
-  heads.append(f'### How {both} relate in "{title}"')
-  return RELATION_SYSTEM, (f"{_article(title, text, author)}\n\n{names}\n\nHeadings:\n" +
-                           "\n".join(heads))
+  return RELATION_SYSTEM, (f"{_article(title, text, author)}\n\nWrite a short passage about "
+                           f'{both} in "{title}". Say what each one does, in the article\'s '
+                           "words, and how they differ or work together.")
 
 
-def relation_heading(title: str, entities: Sequence[str]) -> str:
-  """The first heading a relation reply is asked to open with; prefilled for small
-  models so the reply starts on the right entity and names the article."""
-  return f'### "{title}" through the lens of {entities[0]}\n\n'
+def relation_lead(title: str, entities: Sequence[str]) -> str:
+  """The start of a relation reply, prefilled for small models so that the passage names
+  the article and begins with its first entity."""
+  return f'In "{title}", {entities[0]}'
 
 
 def rephrase(style: str, title: str, text: str, author: str = "") -> tuple[str, str]:

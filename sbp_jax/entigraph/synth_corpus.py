@@ -272,8 +272,8 @@ def process_document(doc: Document, gen, style: str, e, tok, seed: int, budget: 
       meta["complete"] = False
       break
     chunk = tasks[b:b + bs]
-    heads = [prompts.relation_heading(doc.title, ents)
-             if e.get("relation_prefill_heading", False) and k in ("pair", "triple") else ""
+    heads = [prompts.relation_lead(doc.title, ents)
+             if e.get("relation_prefill_lead", False) and k in ("pair", "triple") else ""
              for k, ents in chunk]
     texts = generate(gen, style, [_prompt(doc, k, ents) for k, ents in chunk],
                      dataclasses.replace(params, seed=dseed + 1000 + b), heads)
