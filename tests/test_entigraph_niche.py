@@ -189,6 +189,11 @@ def test_fit_bends_within_a_sweep_of_thousands_of_tokens():
   np.testing.assert_allclose(scaling_fit.predict(f, x), y, atol=1e-3)
   assert scaling_fit.unit(3e7) == (1e6, "million tokens")  # the thesis's unit from 1M up
   assert scaling_fit.unit(0) == (1.0, "tokens")
+  old = dict(f, x_scale=None)  # a fit written before x_scale was recorded counted millions
+  del old["x_scale"]
+  np.testing.assert_allclose(scaling_fit.predict(old, x * 1e3), y, atol=1e-3)
+  with pytest.raises(ValueError, match="finite token counts >= 0"):
+    scaling_fit.fit([-5, 10, 20], [0.1, 0.2, 0.3])
 
 
 def test_study_config_is_a_real_job_and_refuses_a_short_sweep():

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from configs import entigraph_generate
-from sbp_jax.entigraph import synth_corpus
+from sbp_jax.entigraph import prompts, synth_corpus
 from sbp_jax.entigraph.articles import Document
 from sbp_jax.errors import InputError
 from sbp_jax.entigraph.synth_corpus import entity_pairs, heuristic_entities, sample_triples
@@ -200,6 +200,26 @@ def test_heuristic_entity_source_makes_no_extraction_call(tmp_path):
   with pytest.raises(InputError, match=r"entigraph.entity_source='llm'; choose one of"):
     synth_corpus.run_pipeline(_config(tmp_path, entity_source="llm"), str(tmp_path / "x"),
                               generator=ScriptedGen())
+  assert not (tmp_path / "x").exists()
+
+
+def test_rerun_with_other_prompt_wording_is_refused_not_reused(tmp_path, monkeypatch):
+  c = _config(tmp_path)
+  work = str(tmp_path / "run")
+  synth_corpus.run_pipeline(c, work, generator=ScriptedGen())
+  gen = ScriptedGen()
+  synth_corpus.run_pipeline(c, work, generator=gen)  # same wording: nothing is regenerated
+  assert gen.calls == 0
+  monkeypatch.setattr(prompts, "RELATION_SYSTEM", prompts.RELATION_SYSTEM + " Be brief.")
+  with pytest.raises(InputError, match=r"prompts: "):
+    synth_corpus.run_pipeline(c, work, generator=ScriptedGen())
+
+
+def test_the_renamed_prefill_key_is_named_not_ignored(tmp_path):
+  c = _config(tmp_path)
+  c.entigraph.relation_prefill_heading = True
+  with pytest.raises(InputError, match="relation_prefill_heading was renamed.*relation_prefill_lead"):
+    synth_corpus.run_pipeline(c, str(tmp_path / "x"), generator=ScriptedGen())
   assert not (tmp_path / "x").exists()
 
 

@@ -33,7 +33,7 @@ import os
 import random
 
 from sbp_jax import fileio, runs
-from sbp_jax.entigraph import cpt, niche_corpus, qa, scaling_fit, synth_corpus
+from sbp_jax.entigraph import cpt, niche_corpus, prompts, qa, scaling_fit, synth_corpus
 from sbp_jax.entigraph.articles import load_documents, load_questions
 from sbp_jax.entigraph.backends import GenParams, LocalGenerator
 from sbp_jax.errors import InputError
@@ -194,7 +194,8 @@ def check(config) -> None:
 def run(config, workdir: str) -> dict:
   from sbp_jax.entigraph.backends import make_generator  # pylint: disable=g-import-not-at-top
   check(config)
-  runs.claim(workdir, "entigraph_cpt_study", config, IDENTITY_KEYS, OUTPUTS)
+  runs.claim(workdir, "entigraph_cpt_study", config, IDENTITY_KEYS, OUTPUTS,
+             extra={"prompts": prompts.fingerprint()})
   join = lambda *p: os.path.join(workdir, *p)
 
   info = (fileio.read_json(join("niche", "corpus.json")) if fileio.exists(join("niche", "corpus.json"))

@@ -7,6 +7,8 @@ returns a (system, user) pair; `plain_prompt` flattens one for base models.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Sequence
 
 ENTITY_SYSTEM = """You read an article and map out what it is about.
@@ -169,3 +171,15 @@ def qa_loglik_prompt(question: str, shots: int = 0) -> str:
     parts.append(f"Question: {q}\nAnswer: {s['choices'][LETTERS.index(s['answer'])]}\n\n")
   parts.append(f"Question: {question}\nAnswer:")
   return "".join(parts)
+
+
+def fingerprint() -> str:
+  """A short hash of every prompt above, rendered on a fixed probe. The EntiGraph jobs keep
+  it in their run identity, so a workdir written with other wording is refused, not reused."""
+  probe = [entity_extraction("T", "X", "A"), relation("T", "X", ["a", "b"], "A"),
+           relation("T", "X", ["a", "b", "c"]), relation_lead("T", ["a"]),
+           *[rephrase(s, "T", "X", "A") for s in sorted(REPHRASE_STYLES)],
+           plain_prompt("S", "U"), qa_question("T", "A", "Q?", "1900"),
+           *[qa_prompt("q", "abcd", len(QA_SHOTS), r) for r in (True, False)],
+           qa_loglik_prompt("q", len(QA_SHOTS))]
+  return hashlib.sha256(json.dumps(probe).encode()).hexdigest()[:16]

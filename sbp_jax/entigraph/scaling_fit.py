@@ -44,6 +44,8 @@ def fit(tokens: Sequence[float], acc: Sequence[float], max_terms: int = 3) -> di
   y = np.asarray(acc, np.float64)
   if len(tokens) != len(y) or len(y) == 0:
     raise ValueError(f"fit needs matching, non-empty points; got {len(tokens)} x and {len(y)} y.")
+  if not np.all(np.isfinite(tokens)) or np.any(tokens < 0):
+    raise ValueError(f"fit needs finite token counts >= 0; got {tokens.tolist()}.")
   scale, name = unit(float(tokens.max()))
   x = tokens / scale
   k = max(0, min(int(max_terms), (len(x) - 1) // 2))

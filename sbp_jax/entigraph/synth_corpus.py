@@ -272,13 +272,13 @@ def process_document(doc: Document, gen, style: str, e, tok, seed: int, budget: 
       meta["complete"] = False
       break
     chunk = tasks[b:b + bs]
-    heads = [prompts.relation_lead(doc.title, ents)
+    leads = [prompts.relation_lead(doc.title, ents)
              if e.get("relation_prefill_lead", False) and k in ("pair", "triple") else ""
              for k, ents in chunk]
     texts = generate(gen, style, [_prompt(doc, k, ents) for k, ents in chunk],
-                     dataclasses.replace(params, seed=dseed + 1000 + b), heads)
-    for (kind, ents), text, head in zip(chunk, texts, heads):
-      if text[len(head):].strip():  # a prefilled heading alone is no text
+                     dataclasses.replace(params, seed=dseed + 1000 + b), leads)
+    for (kind, ents), text, lead in zip(chunk, texts, leads):
+      if text[len(lead):].strip():  # a prefilled lead alone is no text
         emit(text.strip(), kind, ents)
       else:
         meta.setdefault("empty_replies", 0)
@@ -336,7 +336,8 @@ def claim(config, workdir: str) -> None:
   """The job's run identity (sbp_jax.runs): a re-run with other settings names them."""
   keys = [k for k in runs.config_fields(config, IDENTITY_KEYS)
           if not any(k == r or k.startswith(r + ".") for r in _RESUMABLE)]
-  runs.claim(workdir, "entigraph", config, keys, OUTPUTS)
+  runs.claim(workdir, "entigraph", config, keys, OUTPUTS,
+             extra={"prompts": prompts.fingerprint()})
 
 
 def check(e) -> None:
@@ -346,6 +347,10 @@ def check(e) -> None:
                               ("entity_source", e.get("entity_source", "model"), ENTITY_SOURCES)):
     if value not in options:
       raise InputError(f"entigraph.{key}={value!r}; choose one of {options}.")
+  if "relation_prefill_heading" in e:  # renamed: the old key would be ignored silently
+    raise InputError("entigraph.relation_prefill_heading was renamed: set "
+                     "entigraph.relation_prefill_lead (the reply starts 'In \"<title>\", "
+                     "<entity 1>').")
 
 
 def run_pipeline(config, workdir: str, generator=None) -> dict:
