@@ -24,12 +24,12 @@ k sampled replies, the strictly parsed ones kept, one picked. Scaled down for CP
          rewrite per style; context 512, batch 4, peak lr 1e-4 (the thesis's 5e-6 moves a
          model over hundreds of thousands of tokens; these runs see tens of thousands);
          QA answer-only (the reply is " B.", so 4 new tokens parse), 3 shots, k=4 at
-         temperature 1.0, random pick. Measured from the launcher on 2 idle cores: 41.5
-         minutes in all (import 10 s; EntiGraph texts 7.1 min, rewrites 3.4; a 22-step arm's
-         CPT about 6 min (4 x 512 a step, with compile); QA 1-2 min per arm), before
-         qa.loglik; with it, 49.4 minutes from a fresh clone (set-up included), peak RSS
-         15.8 GB. By the sampled letters the
-         four arms all land at chance; by log-likelihood every CPT arm beats the base model
+         temperature 1.0, random pick. Measured from a fresh clone on 2 idle cores (set-up
+         included): about 50 minutes, peak RSS 15.8 GB, about 8 GB of checkpoints (49.4 min
+         with the earlier relation prompt; EntiGraph texts about 5-7 min, rewrites 3, a
+         22-24-step arm's CPT about 6 min with compile, QA plus log-likelihood about 3 min
+         an arm). By the sampled letters the four arms all land at chance; by
+         log-likelihood every CPT arm beats the base model, and EntiGraph ties Raw CPT
          (docs/usage.md, EntiGraph).
          The first 4 documents / 26 questions: --config.niche.max_docs=4.
   smoke: 2 documents, 8 questions, 2 entities (names and flags when the 48-token

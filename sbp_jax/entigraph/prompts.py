@@ -31,8 +31,8 @@ Reply with a single JSON object and nothing else, shaped like this:
 # prefills once per batch (sampler.share_plan); likewise the rephrase style comes last.
 # One short passage per prompt: SmolLM2-135M given a layout of one section per entity
 # (the earlier prompt) wandered off the article; asked for one passage, led by the first
-# entity, at temperature 0.3, its texts carried 42 of the 119 niche questions' facts
-# against 22 (docs/usage.md, EntiGraph).
+# entity, at temperature 0.3, its texts in the cpu study held 48 of the 119 niche
+# questions' facts against 22 (docs/usage.md, EntiGraph).
 RELATION_SYSTEM = ("You are a careful technical writer. Use only what the article the user gives "
                    "you says, and keep its exact option names.")
 
