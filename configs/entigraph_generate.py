@@ -25,6 +25,7 @@ def entigraph_section(documents="data/entigraph_demo/articles.jsonl") -> ml_coll
   e.mode = "entigraph"            # or "rephrase" (the baseline of A.6.2)
   e.max_docs = 0                  # 0 = all
   e.max_entities = 0              # cap on entities per document (0 = all extracted)
+  e.max_pairs = 0                 # pairs per document (0 = all C(n, 2)); fewer name every entity
   e.num_triples = 64              # sampled triples per document (-1 = all C(n, 3))
   e.extraction_retries = 2        # extra extraction calls when the JSON cannot be parsed
   e.extraction_fallback = "record"  # record | raw_doc | heuristic (see synth_corpus.py)

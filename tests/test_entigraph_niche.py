@@ -31,7 +31,7 @@ DOCS = (TOOL, OTHER, THIRD)
 
 @pytest.fixture(scope="module")
 def built():
-  return niche_corpus.build(SOURCE, 4, 0, 0)
+  return niche_corpus.build(SOURCE, 4, 0, 0, "other_documents")
 
 
 def test_option_facts_follow_the_rule_and_skip_common_flags():
@@ -40,12 +40,17 @@ def test_option_facts_follow_the_rule_and_skip_common_flags():
       ("-n", "How many times to run the job."), ("-x", "Exclude hidden files from the listing.")]
   assert niche_corpus.doc_options(TOOL) == {"-n", "--number", "-x", "-h", "--help"}
   assert niche_corpus.shape("--with-lto") == (2, "with") and niche_corpus.shape("-j") == (1, "")
+  # A sentence that opens with a flag is prose, not an option line (zipapp's manual has two).
+  assert niche_corpus.option_flag("--main cannot be specified when copying an archive.") is None
+  assert niche_corpus.option_flag("-o writes the results to a file instead of stdout") is None
+  assert niche_corpus.option_flag("-c <tarfile> <source1> ... <sourceN>") == "-c"
+  assert niche_corpus.option_flag("--with-tzpath=<list of absolute paths>") == "--with-tzpath"
 
 
 def test_shipped_corpus_gives_over_100_checked_questions(built):
   docs, rows = built
   assert len(rows) >= 100 and 10 <= len(docs) <= 30
-  assert (docs, rows) == niche_corpus.build(SOURCE, 4, 0, 0)  # reproducible
+  assert (docs, rows) == niche_corpus.build(SOURCE, 4, 0, 0, "other_documents")  # reproducible
   by_id, shapes = {d.id: d for d in docs}, []
   for r in rows:
     gold = r["choices"]["ABCD".index(r["answer"])]
@@ -60,11 +65,27 @@ def test_shipped_corpus_gives_over_100_checked_questions(built):
   assert {r["answer"] for r in rows} == set("ABCD")
   assert sum(shapes) >= 0.9 * len(rows)  # nearly all share the gold flag's family too
   assert all(r["author"] == niche_corpus.AUTHOR for r in rows)
+  assert not any(r["description"].startswith("New in version") for r in rows)
+
+
+def test_same_document_distractors_are_the_documents_other_facts(built):
+  docs, rows = niche_corpus.build(SOURCE, 4, 0, 0)  # the default
+  assert len(rows) == len(built[1]) >= 100
+  by_id = {d.id: d for d in docs}
+  for r in rows:
+    facts = {f.flag: f.description for f in niche_corpus.option_facts(by_id[r["doc_id"]])}
+    assert facts[r["flag"]] == r["description"] and set(r["choices"]) <= set(facts)
+    assert len(set(facts[c] for c in r["choices"])) == 4  # four different descriptions
+  assert {r["answer"] for r in rows} == set("ABCD")
+  with pytest.raises(InputError, match=r"niche\.min_facts=3.*niche\.distractors=other_documents"):
+    niche_corpus.build(SOURCE, 3, 0, 0)
+  with pytest.raises(InputError, match=r"niche\.distractors='nearby'"):
+    niche_corpus.build(SOURCE, 4, 0, 0, "nearby")
 
 
 def test_verify_rejects_a_question_the_text_does_not_answer():
   rows = niche_corpus.make_questions(DOCS, {d.id: niche_corpus.option_facts(d) for d in DOCS},
-                                     seed=1)
+                                     seed=1, distractors="other_documents")
   assert len(rows) == 2 + 3 + 2 and rows[0]["doc_id"] == TOOL.id
   for r in rows:
     niche_corpus.verify({d.id: d for d in DOCS}[r["doc_id"]], r)
@@ -74,9 +95,13 @@ def test_verify_rejects_a_question_the_text_does_not_answer():
   clash = dict(rows[0])
   clash["choices"] = list(clash["choices"])
   wrong_slot = next(i for i, c in enumerate(clash["choices"]) if c != rows[0]["flag"])
-  clash["choices"][wrong_slot] = "-x"  # an option of the same document
-  with pytest.raises(InputError, match="distractors"):
-    niche_corpus.verify(TOOL, clash)
+  assert rows[0]["flag"] == "-n"
+  for alias in ("--number", "-h"):  # another spelling of the gold flag; an undescribed option
+    clash["choices"][wrong_slot] = alias
+    with pytest.raises(InputError, match="distractors"):
+      niche_corpus.verify(TOOL, clash)
+  clash["choices"][wrong_slot] = "-x"  # another fact of the document: a fair distractor
+  niche_corpus.verify(TOOL, clash)
 
 
 def test_written_files_load_with_the_qa_loaders(tmp_path):

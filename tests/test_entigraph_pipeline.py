@@ -1,5 +1,6 @@
 """The EntiGraph / rephrase pipeline with a scripted generator (no model)."""
 
+import collections
 import json
 import math
 import os
@@ -12,7 +13,8 @@ from configs import entigraph_generate
 from sbp_jax.entigraph import prompts, synth_corpus
 from sbp_jax.entigraph.articles import Document
 from sbp_jax.errors import InputError
-from sbp_jax.entigraph.synth_corpus import entity_pairs, heuristic_entities, sample_triples
+from sbp_jax.entigraph.synth_corpus import (balance_leads, entity_pairs, heuristic_entities,
+                                            sample_pairs, sample_triples)
 
 DOCS = [
     dict(id="d0", title="The Salt Road", text="Ilse Varn led a caravan from Oskar Bay to Tessel."),
@@ -97,6 +99,35 @@ def test_enumeration_counts():
   assert sample_triples(ents[:2], 5, random.Random(0)) == []
 
 
+def test_sample_pairs_names_every_entity_it_can():
+  ents = [f"e{i}" for i in range(9)]
+  for k, named in ((2, 4), (4, 8), (5, 9), (6, 9), (20, 9)):
+    for seed in range(5):
+      p = sample_pairs(ents, k, random.Random(seed))
+      assert len(p) == k and len(set(p)) == k
+      assert all(ents.index(a) < ents.index(b) for a, b in p)
+      # The first min(n, 2k) entities in list order are each in a pair.
+      assert set(ents[:named]) <= {e for pair in p for e in pair}
+  assert sample_pairs(ents, 3, random.Random(1)) == sample_pairs(ents, 3, random.Random(1))
+  assert len({tuple(sample_pairs(ents, 3, random.Random(s))) for s in range(10)}) > 1
+  rng = random.Random(0)  # all pairs (0, or as many as there are) draw nothing
+  assert sample_pairs(ents, 0, rng) == sample_pairs(ents, 36, rng) == entity_pairs(ents)
+  assert rng.random() == random.Random(0).random()
+
+
+def test_balance_leads_spreads_the_first_entity():
+  ents = [f"e{i}" for i in range(8)]
+  groups = sample_pairs(ents, 6, random.Random(0)) + sample_triples(ents, 2, random.Random(0))
+  out = balance_leads(groups, random.Random(0))
+  assert [sorted(g) for g in out] == [sorted(g) for g in groups]  # the same entities
+  led = collections.Counter()
+  for g in out:  # each lead had led no more groups than the others in its group
+    assert all(led[g[0]] <= led[x] for x in g)
+    led[g[0]] += 1
+  # More different leads than list order gives (there e0 leads every group it is in).
+  assert len(led) > len({g[0] for g in groups})
+
+
 def test_heuristic_entities():
   text = "Mara Quill met the Duke of Ashby. Later Mara Quill rode to Ashby. The end."
   assert heuristic_entities(text, 2) == ["Mara Quill", "Duke of Ashby"]
@@ -120,6 +151,11 @@ def test_heuristic_entities_of_a_command_line_reference():
       "PYTHONPATH", "Py_DEBUG", "json.dumps()", "GCC",                # identifiers
       "Valgrind", "OpenSSL", "Python"]                                # names
   assert heuristic_entities(doc, 2) == ["-c", "--with-openssl=DIR"]
+  # Option lines in a row spell one option; a sentence opening with a flag is prose.
+  doc = "\n\n".join(["-m <mode>", "--mode <mode>", "Pick the mode.", "-c, --compress",
+                      "Compress the files.", "--compress has no effect on copies.",
+                      "-l <file>", "--list <file>", "-x"])
+  assert heuristic_entities(doc, 0) == ["-m, --mode", "-c, --compress", "-l, --list, -x"]
 
 
 class ListGen:

@@ -9,14 +9,19 @@ model cannot answer closed-book.
 Rule. In a document, an *option fact* is a short paragraph that is an option line
 ("-r N, --repeat=N", "--with-pydebug") directly followed by a prose paragraph (its
 description). Each fact becomes one question: "which option <description>?", the
-right choice the option line's first flag; three distractors are first flags of
-option facts in *other* documents that are not options of this one and have the
-same shape (see `shape`; failing three of those, the same number of dashes), drawn
-with a seeded RNG. Flags everyone knows (-h,
---version, ...) make no questions. `verify` re-checks every question against its document: the gold flag
-heads a paragraph that is followed by the quoted description, and no distractor is
-an option of that document. Documents are the sections holding at least
-`min_facts` facts (ordered by id), so every document gets several questions.
+right choice the option line's first flag; three distractors are the first flags
+of the same document's other facts (`distractors="same_document"`, the default), so
+only knowing what each option does answers it. With "other_documents" they are
+flags of other documents that this one never names; then knowing which flags a
+document has is enough, and every CPT arm learns that (docs/usage.md). Either way
+they share the gold flag's shape where they can (see `shape`; failing three of
+those, the same number of dashes), drawn with a seeded RNG. Flags everyone knows
+(-h, --version, ...) make no questions, and a sentence that opens with a flag is no
+option line. `verify` re-checks every question against its document: the gold flag
+heads a paragraph that is followed by the quoted description, and a distractor that
+is an option of the document is the flag of another fact, described otherwise.
+Documents are the sections holding at least `min_facts` facts (ordered by id), so
+every document gets several questions.
 
 Outputs (one directory): documents.jsonl {"id", "title", "text", "author"} and
 questions.jsonl in articles.py's question layout, plus corpus.json (counts, source).
@@ -41,6 +46,7 @@ SOURCE_LICENSE = ("PSF License Agreement (Python 3.11.2 documentation, Debian py
 _FLAG = r"--?[A-Za-z][\w-]*"
 _OPTION_LINE = re.compile(rf"^({_FLAG})(?:[ =][^\n,]*)?(?:, {_FLAG}(?:[ =][^\n,]*)?)*$")
 _MAX_OPTION_CHARS = 60
+_PROSE = re.compile(r"(?<![\w<-])[a-z]+ [a-z]+ [a-z]+\b")
 _MIN_DESCRIPTION_CHARS = 16
 # Flags whose meaning is common knowledge: a question about them is answerable closed-book.
 GENERIC_FLAGS = frozenset({"-h", "--help", "-v", "--verbose", "-V", "--version", "-q", "--quiet"})
@@ -64,9 +70,16 @@ def _first_sentence(p: str) -> str:
   return (m.group(1) if m else p.replace("\n", " ")).strip()
 
 
+def _is_prose(p: str) -> bool:
+  """A sentence that opens with a flag ("--main cannot be specified when ...") is no option
+  line: it ends with a full stop, or has three plain words outside <placeholders>."""
+  bare = re.sub(r"<[^>]*>|\[[^\]]*\]", "", p)
+  return (p.endswith(".") and not p.endswith("...")) or bool(_PROSE.search(bare))
+
+
 def option_flag(p: str) -> str | None:
   """The first flag of an option line ("-r N, --repeat=N" -> "-r"), else None."""
-  if "\n" in p or len(p) > _MAX_OPTION_CHARS:
+  if "\n" in p or len(p) > _MAX_OPTION_CHARS or _is_prose(p):
     return None
   m = _OPTION_LINE.match(p)
   return m.group(1) if m else None
@@ -122,8 +135,16 @@ def _question_text(desc: str) -> str:
   return f"which command-line option is described as follows: \"{d}\"?"
 
 
-def make_questions(docs: Sequence[Document], facts: dict[str, list[Fact]], seed: int
-                   ) -> list[dict]:
+DISTRACTORS = ("same_document", "other_documents")
+
+
+def make_questions(docs: Sequence[Document], facts: dict[str, list[Fact]], seed: int,
+                   distractors: str = "same_document") -> list[dict]:
+  """One question per fact. Distractors from the same document are the flags of its other
+  facts: only knowing what each option does answers the question. From other documents
+  they are flags the document never names, so knowing which flags it has is enough."""
+  if distractors not in DISTRACTORS:
+    raise InputError(f"niche.distractors={distractors!r}: choose one of {DISTRACTORS}.")
   rng = random.Random(seed)
   by_doc = {d.id: d for d in docs}
   pool = sorted({(f.doc_id, f.flag) for fs in facts.values() for f in fs})
@@ -132,14 +153,17 @@ def make_questions(docs: Sequence[Document], facts: dict[str, list[Fact]], seed:
     own = doc_options(d)
     others = sorted({flag for doc_id, flag in pool if doc_id != d.id and flag not in own})
     for i, f in enumerate(facts[d.id]):
+      if distractors == "same_document":
+        others = [g.flag for g in facts[d.id] if g.flag != f.flag]
       # Same shape if there are three, else the same number of dashes, else any flag.
       for same in ([o for o in others if shape(o) == shape(f.flag)],
                    [o for o in others if shape(o)[0] == shape(f.flag)[0]], others):
         if len(same) >= 3:
           break
       if len(same) < 3:
-        raise InputError(f"{d.id}: fewer than 3 option flags in the other documents to draw "
-                         "distractors from; add documents (lower niche.min_facts).")
+        where = "this document" if distractors == "same_document" else "the other documents"
+        raise InputError(f"{d.id}: fewer than 3 option flags in {where} to draw distractors "
+                         "from; use documents with more facts (niche.min_facts >= 4).")
       wrong = rng.sample(same, 3)
       choices = wrong + [f.flag]
       rng.shuffle(choices)
@@ -159,14 +183,24 @@ def verify(doc: Document, row: dict) -> None:
   if not ok:
     raise InputError(f"question {row['id']}: no option paragraph for {gold!r} followed by "
                      f"{row['description']!r} in document {doc.id!r}; regenerate the corpus.")
-  clash = (set(row["choices"]) - {gold}) & doc_options(doc)
+  # A distractor may be an option of the document only as the first flag of another fact,
+  # described otherwise: never an undescribed option or another spelling of the gold one.
+  described = {f.flag: f for f in option_facts(doc)}
+  aliases = set(re.findall(_FLAG, described[gold].option_line)) if gold in described else set()
+  clash = {c for c in (set(row["choices"]) - {gold}) & doc_options(doc)
+           if c not in described or c in aliases
+           or described[c].description == row["description"]}
   if clash:
     raise InputError(f"question {row['id']}: distractors {sorted(clash)} are options of "
-                     f"{doc.id!r} too; regenerate the corpus.")
+                     f"{doc.id!r} that the description may fit too; regenerate the corpus.")
 
 
-def build(source, min_facts: int, max_docs: int, seed: int) -> tuple[list[Document], list[dict]]:
+def build(source, min_facts: int, max_docs: int, seed: int, distractors: str = "same_document"
+          ) -> tuple[list[Document], list[dict]]:
   """The documents (sections with >= min_facts option facts, by id) and their questions."""
+  if distractors == "same_document" and int(min_facts) < 4:
+    raise InputError(f"niche.min_facts={min_facts}: same-document distractors need 4 or more "
+                     "facts per document; raise it or set niche.distractors=other_documents.")
   docs = sorted(load_documents(source), key=lambda d: d.id)
   facts = {d.id: option_facts(d) for d in docs}
   chosen = [Document(d.id, d.title, d.text, AUTHOR) for d in docs
@@ -177,7 +211,7 @@ def build(source, min_facts: int, max_docs: int, seed: int) -> tuple[list[Docume
     raise InputError(f"{source}: only {len(chosen)} section(s) hold >= {min_facts} command-line "
                      "option facts; distractors need two or more: lower niche.min_facts or use "
                      "the shipped data/demo_corpus/train.jsonl.gz.")
-  rows = make_questions(chosen, facts, seed)
+  rows = make_questions(chosen, facts, seed, distractors)
   by_id = {d.id: d for d in chosen}
   for r in rows:
     verify(by_id[r["doc_id"]], r)
@@ -187,14 +221,17 @@ def build(source, min_facts: int, max_docs: int, seed: int) -> tuple[list[Docume
 def write(config_niche, out_dir: str) -> dict:
   """Builds the corpus into out_dir (documents.jsonl, questions.jsonl, corpus.json)."""
   n = config_niche
-  docs, rows = build(n.source, int(n.min_facts), int(n.get("max_docs", 0)), int(n.seed))
+  distractors = str(n.get("distractors", "same_document"))
+  docs, rows = build(n.source, int(n.min_facts), int(n.get("max_docs", 0)), int(n.seed),
+                     distractors)
   fileio.makedirs(out_dir)
   fileio.write_jsonl(f"{out_dir}/documents.jsonl",
                      [dict(id=d.id, title=d.title, text=d.text, author=d.author) for d in docs])
   fileio.write_jsonl(f"{out_dir}/questions.jsonl", rows)
   info = dict(source=str(n.source), license=SOURCE_LICENSE, documents=len(docs),
               questions=len(rows), characters=sum(len(d.text) for d in docs),
-              rule="command-line option facts; distractors are other documents' flags")
+              rule=f"command-line option facts; distractors: {distractors}",
+              distractors=distractors)
   fileio.write_json(f"{out_dir}/corpus.json", info)
   return info
 

@@ -61,6 +61,25 @@ def entity_pairs(entities) -> list[tuple[str, str]]:
   return list(itertools.combinations(entities, 2))
 
 
+def sample_pairs(entities, k: int, rng: random.Random) -> list[tuple[str, str]]:
+  """At most k pairs (in list order within each) that name as many entities as they can:
+  the first min(n, 2k) entities are matched at random, each into one pair, and any pairs
+  left are drawn uniformly from the rest. k <= 0, or k >= C(n, 2), gives every pair (the
+  thesis's graph) and draws nothing from rng."""
+  n = len(entities)
+  if k <= 0 or k >= math.comb(n, 2):
+    return entity_pairs(entities)
+  covered = list(range(min(n, 2 * k)))
+  rng.shuffle(covered)
+  picks = {tuple(sorted(covered[i:i + 2])) for i in range(0, len(covered) - 1, 2)}
+  if len(covered) % 2:  # the odd one out joins a random partner
+    last = covered[-1]
+    picks.add(tuple(sorted((last, rng.choice([i for i in range(n) if i != last])))))
+  rest = sorted(set(itertools.combinations(range(n), 2)) - picks)
+  picks |= set(rng.sample(rest, max(0, k - len(picks))))
+  return [(entities[a], entities[b]) for a, b in sorted(picks)]
+
+
 def sample_triples(entities, k: int, rng: random.Random) -> list[tuple[str, ...]]:
   """k distinct triples (in list order within each), uniformly without
   replacement; all C(n, 3) of them when k >= C(n, 3). k < 0 means all."""
@@ -113,21 +132,32 @@ def heuristic_entities(text: str, k: int) -> list[str]:
   """Names found by rule, the fallback when a (weak) generator returns no usable entity
   list (marked entities_source='heuristic'). In this order:
     1. option lines ("-r N, --repeat=N"), one entity per option, in text order: the
-       subjects of a command-line reference;
+       subjects of a command-line reference. Consecutive option lines are one option; a
+       long line with arguments goes by its lines' first flags ("-m, --mode");
     2. flags mentioned in prose and technical identifiers (PYTHONPATH, Py_DEBUG,
        json.dumps()), most frequent first; an option's placeholder ("DIR") is no name;
     3. capitalised phrases, most frequent first. A phrase that only ever opens a line
        or sentence ("New in version 3.9", "Build Python in ...") is not a name.
   Paragraphs of code or sample output are skipped."""
   paras = [p.strip() for p in text.split("\n\n") if p.strip()]
-  options, option_flags, args = [], set(), set()
+  # Option lines in a row ("-m <mode>", then "--mode <mode>") spell one option, described once
+  # by the prose after them: one entity.
+  groups, prev = [], False
   for p in paras:
-    flag = niche_corpus.option_flag(p)
-    if flag is not None:
-      arg_words = niche_corpus.option_arguments(p)
-      options.append(p if len(p) <= _MAX_OPTION_NAME or not arg_words else flag)
-      option_flags.update(_FLAG.findall(p))
-      args |= arg_words
+    is_option = niche_corpus.option_flag(p) is not None
+    if is_option and prev:
+      groups[-1].append(p)
+    elif is_option:
+      groups.append([p])
+    prev = is_option
+  options, option_flags, args = [], set(), set()
+  for g in groups:
+    line = ", ".join(g)
+    arg_words = set().union(*(niche_corpus.option_arguments(p) for p in g))
+    options.append(line if len(line) <= _MAX_OPTION_NAME or not arg_words else ", ".join(
+        dict.fromkeys(niche_corpus.option_flag(p) for p in g)))
+    option_flags.update(_FLAG.findall(line))
+    args |= arg_words
   # Flags everyone knows (-h, --help) say least about this document: last among the options.
   options.sort(key=lambda o: _FLAG.match(o).group(0) in niche_corpus.GENERIC_FLAGS)
   prose = "\n\n".join(p for p in paras if niche_corpus.option_flag(p) is None
@@ -206,15 +236,32 @@ def extract(gen, style: str, doc: Document, e, seed: int) -> tuple[dict, list[st
               failed_replies=attempts), []
 
 
+def balance_leads(groups, rng: random.Random) -> list[tuple[str, ...]]:
+  """Each group reordered so that it opens with one of its entities that has opened the
+  fewest groups so far (ties drawn from rng), the rest in their order. A reply prefilled
+  with its first entity is mostly about that one, so the leads spread over the entities."""
+  led, out = collections.Counter(), []
+  for g in groups:
+    fewest = min(led[x] for x in g)
+    first = rng.choice([x for x in g if led[x] == fewest])
+    led[first] += 1
+    out.append((first,) + tuple(x for x in g if x != first))
+  return out
+
+
 def _tasks(doc: Document, e, entities, rng) -> list[tuple[str, tuple[str, ...]]]:
   if e.mode == "rephrase":
     return [(f"rephrase_{s}", ()) for _ in range(int(e.rephrase_rounds))
             for s in e.rephrase_styles]
   if e.mode == "raw":
     return []
-  pairs = [("pair", p) for p in entity_pairs(entities)]
-  triples = [("triple", t) for t in sample_triples(entities, int(e.num_triples), rng)]
-  return pairs + triples
+  pairs = sample_pairs(entities, int(e.get("max_pairs", 0)), rng)
+  triples = sample_triples(entities, int(e.num_triples), rng)
+  kinds = ["pair"] * len(pairs) + ["triple"] * len(triples)
+  groups = pairs + triples
+  if e.get("relation_prefill_lead", False):
+    groups = balance_leads(groups, rng)
+  return list(zip(kinds, groups))
 
 
 def _prompt(doc: Document, kind: str, ents) -> tuple[str, str]:
