@@ -183,3 +183,30 @@ def test_loglik_scorer_matches_direct_forward():
   rows, s = qa.loglik_eval(qa.make_scorer(sampler), tok, qs)
   assert rows[0]["pick"] == "ABCD"[int(np.argmax(rows[0]["scores"]))]
   assert s["accuracy"] == float(rows[0]["pick"] == "C")
+
+
+def test_qa_job_reports_a_finished_run_and_refuses_other_settings(tmp_path, monkeypatch, capsys):
+  from configs import entigraph_qa
+  from sbp_jax.errors import InputError
+  calls = []
+
+  def fake_evaluate(config, workdir):
+    calls.append(int(config.qa.k))
+    s = {m: dict(questions=3, accuracy=0.5, parse_rate=1.0, answered_rate=1.0,
+                 accuracy_norm=0.5) for m in config.qa.modes}
+    qa.fileio.makedirs(str(tmp_path / "qa"))
+    qa.fileio.write_json(str(tmp_path / "qa" / "summary.json"), s)
+    return s
+
+  monkeypatch.setattr(qa, "evaluate", fake_evaluate)
+  c = entigraph_qa.get_config()
+  qa.run(c, str(tmp_path))
+  qa.run(c, str(tmp_path))  # the same settings: reported, not redone
+  assert calls == [64] and "done earlier" in capsys.readouterr().out
+  c.qa.k = 8
+  with pytest.raises(InputError, match=r"qa\.k: 64 -> 8.*--overwrite"):
+    qa.run(c, str(tmp_path))
+  assert calls == [64]
+  c.qa.k, c.generator.http.max_concurrency = 64, 3  # how an endpoint is called: no change
+  qa.run(c, str(tmp_path))
+  assert calls == [64]
