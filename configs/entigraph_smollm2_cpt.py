@@ -19,18 +19,20 @@ coin per batch), linear warmup over 5% of the steps then cosine decay to 0, Raw 
 4 passes, EntiGraph and Rephrase CPT 2 passes with Rephrase token-matched to
 EntiGraph, the model's own tokenizer. QA: few-shot (chain of thought at size full),
 k sampled replies, the strictly parsed ones kept, one picked. Scaled down for CPU (sizes):
-  cpu:   all 17 documents / 119 questions (at least 100 are needed to separate the arms);
-         <= 4 entities per document (6 pairs + 2 triples), 128-token relation texts, one
+  cpu:   all 17 documents / 118 questions (at least 100 are needed to separate the arms),
+         each question's distractors the flags of its document's other facts;
+         <= 8 entities per document, 6 pairs naming all 8 + 2 triples (8 texts, as 4
+         entities with every pair gave), 128-token relation texts, one
          rewrite per style; context 512, batch 4, peak lr 1e-4 (the thesis's 5e-6 moves a
          model over hundreds of thousands of tokens; these runs see tens of thousands);
          QA answer-only (the reply is " B.", so 4 new tokens parse), 3 shots, k=4 at
          temperature 1.0, random pick. Measured from a fresh clone on 2 idle cores (set-up
-         included): about 50 minutes, peak RSS 15.8 GB, about 8 GB of checkpoints (49.4 min
-         with the earlier relation prompt; EntiGraph texts about 5-7 min, rewrites 3, a
-         22-24-step arm's CPT about 6 min with compile, QA plus log-likelihood about 3 min
-         an arm). By the sampled letters the four arms all land at chance; by
-         log-likelihood every CPT arm beats the base model, and EntiGraph ties Raw CPT
-         (docs/usage.md, EntiGraph).
+         included): 51.5 minutes, peak RSS 14.6 GB, about 8 GB of checkpoints (EntiGraph
+         texts about 7 min, rewrites 3, a 22-24-step arm's CPT about 6 min with compile,
+         QA plus log-likelihood about 3 min an arm). By the sampled letters every arm is
+         near chance; by log-likelihood EntiGraph CPT leads (0.458, Raw 0.398, base 0.339)
+         but by less than the 95% interval, and by length-normalised log-likelihood Raw
+         leads (docs/usage.md, EntiGraph).
          The first 4 documents / 26 questions: --config.niche.max_docs=4.
   smoke: 2 documents, 8 questions, 2 entities (names and flags when the 48-token
          extraction fails), 16-token texts, context 128, batch 8, k=2,
@@ -76,8 +78,8 @@ def get_config(size: str = "cpu"):
   # Measured on all 17 documents (2 tries each): no list of the 135M model keeps 2 entities
   # after the filter (sentences, section numbers, invented names), so a document takes the
   # rule-based names instead: its option lines, then identifiers, then capitalised names
-  # (synth_corpus.heuristic_entities; 68 of 68 judged real at 4 per document,
-  # docs/entigraph_entity_quality.json). At size cpu the extraction call (524 s on one core,
+  # (synth_corpus.heuristic_entities; 121 of 128 judged real at 8 per document, the 7 others
+  # example values and "Python", docs/entigraph_entity_quality.json). At size cpu the extraction call (524 s on one core,
   # every list discarded) is skipped; sizes smoke and full ask the model first.
   e.extraction_fallback = "heuristic"
   e.entity_source = "heuristic" if size == "cpu" else "model"
