@@ -25,7 +25,7 @@ def entigraph_section(documents="data/entigraph_demo/articles.jsonl") -> ml_coll
   e.mode = "entigraph"            # or "rephrase" (the baseline of A.6.2)
   e.max_docs = 0                  # 0 = all
   e.max_entities = 0              # cap on entities per document (0 = all extracted)
-  e.max_pairs = 0                 # pairs per document (0 = all C(n, 2)); fewer name every entity
+  e.max_pairs = 0                 # pairs per document (0 = all C(n, 2)); fewer name the first 2x
   e.num_triples = 64              # sampled triples per document (-1 = all C(n, 3))
   e.extraction_retries = 2        # extra extraction calls when the JSON cannot be parsed
   e.extraction_fallback = "record"  # record | raw_doc | heuristic (see synth_corpus.py)
@@ -37,6 +37,7 @@ def entigraph_section(documents="data/entigraph_demo/articles.jsonl") -> ml_coll
   # HTTP endpoint needs generator.http.prefill).
   e.extraction_reply_prefix = ""
   e.relation_prefill_lead = False  # start relation replies with 'In "<title>", <entity 1>'
+  e.balance_leads = False         # with the lead: rotate which entity opens (synth_corpus.balance_leads)
   e.rephrase_styles = ("easy", "medium", "hard")
   e.rephrase_rounds = 1           # rewrites per style per document
   e.temperature = 1.0

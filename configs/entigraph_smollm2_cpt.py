@@ -66,12 +66,13 @@ def get_config(size: str = "cpu"):
   e.documents = ""                # set by the job: WORKDIR/niche/documents.jsonl
   e.max_docs = 0
   # 8 entities, 6 pairs that name all 8, 2 triples: the 8 texts a document had with 4 entities
-  # (every pair), spread over twice the options; each text opens with the entity that has led
+  # (every pair), spread over twice the options; each text opens with an entity that has led
   # fewest so far (balance_leads). Facts held (a text names the flag and half the words of
   # its description): 49 of 118 questions, 38 without the balanced leads, 48 of 119 at 4.
   e.max_entities = 8
   e.max_pairs = 6
   e.num_triples = 2
+  e.balance_leads = True
   e.relation_max_tokens = 128
   e.rephrase_rounds = 1
   e.extraction_retries = 1
@@ -114,6 +115,7 @@ def get_config(size: str = "cpu"):
   elif size == "full":
     c.niche.max_docs = 0
     e.max_entities, e.num_triples, e.rephrase_rounds, e.extraction_retries = 0, 64, 3, 2
+    e.max_pairs = 0                 # every pair, as the thesis
     e.extraction_max_tokens, e.relation_max_tokens = 1024, 1024
     c.model.dtype = "bfloat16"
     t.seq_len, t.global_batch_size, t.lr, t.checkpoint_every = 2048, 16, 5e-6, 200

@@ -45,6 +45,8 @@ def test_option_facts_follow_the_rule_and_skip_common_flags():
   assert niche_corpus.option_flag("-o writes the results to a file instead of stdout") is None
   assert niche_corpus.option_flag("-c <tarfile> <source1> ... <sourceN>") == "-c"
   assert niche_corpus.option_flag("--with-tzpath=<list of absolute paths>") == "--with-tzpath"
+  assert niche_corpus.option_flag("-X importtime") == "-X"
+  assert niche_corpus.option_flag("--with-openssl-rpath=[no|auto|DIR]") == "--with-openssl-rpath"
 
 
 def test_shipped_corpus_gives_over_100_checked_questions(built):
@@ -102,6 +104,14 @@ def test_verify_rejects_a_question_the_text_does_not_answer():
       niche_corpus.verify(TOOL, clash)
   clash["choices"][wrong_slot] = "-x"  # another fact of the document: a fair distractor
   niche_corpus.verify(TOOL, clash)
+  # ... unless it is described the same way, or its option line names the gold flag.
+  twin = Document(TOOL.id, TOOL.title, TOOL.text.replace(
+      "Exclude hidden files from the listing.", "How many times to run the job."))
+  with pytest.raises(InputError, match=r"distractors \['-x'\]"):
+    niche_corpus.verify(twin, clash)
+  alias = Document(TOOL.id, TOOL.title, TOOL.text.replace("\n\n-x\n\n", "\n\n-x, -n\n\n"))
+  with pytest.raises(InputError, match=r"distractors \['-x'\]"):
+    niche_corpus.verify(alias, clash)
 
 
 def test_written_files_load_with_the_qa_loaders(tmp_path):
@@ -161,6 +171,9 @@ def test_entity_filter_drops_option_placeholders_keeps_case_distinct_flags_and_c
                                    "'-b'"], "tool: Options", text)
   assert kept == ["-b", "-B", "OpenSSL", "parse()", "json.dumps()"]
   assert dropped == {"placeholder": 2, "repeat": 1}
+  # Spellings of one option are each in the text; a run-on list of names is not.
+  kept, dropped = filter_entities(["-n, --number", "OpenSSL, DIR"], "tool: Options", text)
+  assert kept == ["-n, --number"] and dropped == {"not_in_text": 1}
 
 def test_subsample_is_random_not_a_prefix_and_hits_the_share():
   recs = [dict(doc_id=f"d{i // 10}", num_tokens=10, i=i) for i in range(100)]
@@ -237,10 +250,14 @@ def test_cpu_size_asks_over_100_questions_with_replies_that_parse(built):
   c = entigraph_smollm2_cpt.get_config("cpu")
   n = c.niche
   assert (n.source, n.min_facts, n.seed) == (SOURCE, 4, 0) and n.max_docs == 0
-  assert len(built[1]) >= 100 and c.qa.max_questions == 0  # the fixture is this corpus
+  assert n.distractors == "same_document"
+  assert len(built[1]) >= 100 and c.qa.max_questions == 0  # as many as the fixture's
   # Answer-only replies are a few tokens; the full size keeps the thesis's chain of thought.
   assert not c.qa.reasoning and c.qa.max_new_tokens >= 3 and c.qa.k >= 2
-  assert entigraph_smollm2_cpt.get_config("full").qa.reasoning
+  full = entigraph_smollm2_cpt.get_config("full")
+  assert full.qa.reasoning
+  # An accelerator writes about every pair of all entities, as the thesis.
+  assert full.entigraph.max_pairs == 0 and full.entigraph.max_entities == 0
 
 
 def test_entigraph_generation_claims_a_run_identity(tmp_path):

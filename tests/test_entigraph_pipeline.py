@@ -110,9 +110,24 @@ def test_sample_pairs_names_every_entity_it_can():
       assert set(ents[:named]) <= {e for pair in p for e in pair}
   assert sample_pairs(ents, 3, random.Random(1)) == sample_pairs(ents, 3, random.Random(1))
   assert len({tuple(sample_pairs(ents, 3, random.Random(s))) for s in range(10)}) > 1
+  assert sample_pairs(ents[:1], 3, random.Random(0)) == sample_pairs([], 3, random.Random(0)) == []
   rng = random.Random(0)  # all pairs (0, or as many as there are) draw nothing
   assert sample_pairs(ents, 0, rng) == sample_pairs(ents, 36, rng) == entity_pairs(ents)
   assert rng.random() == random.Random(0).random()
+
+
+def test_tasks_without_the_new_keys_are_every_pair_then_the_same_triples():
+  e = entigraph_generate.get_config().entigraph
+  e.num_triples = 5
+  ents = [f"e{i}" for i in range(7)]
+  got = synth_corpus._tasks(None, e, ents, random.Random(3))
+  want = ([("pair", p) for p in entity_pairs(ents)]
+          + [("triple", t) for t in sample_triples(ents, 5, random.Random(3))])
+  assert got == want
+  e.relation_prefill_lead = True  # the lead alone reorders nothing
+  assert synth_corpus._tasks(None, e, ents, random.Random(3)) == want
+  e.balance_leads = True
+  assert synth_corpus._tasks(None, e, ents, random.Random(3)) != want
 
 
 def test_balance_leads_spreads_the_first_entity():

@@ -121,6 +121,10 @@ class RateLimiter:
 
 
 PREFILL_MODES = ("", "message", "continue_final_message")
+# How an endpoint is called, not what it is asked: outside the jobs' run identities.
+HTTP_CALL_SETTINGS = tuple(f"generator.http.{k}" for k in (
+    "max_concurrency", "requests_per_second", "max_retries", "backoff_s", "max_backoff_s",
+    "timeout_s"))
 _RETRY_CODES = (408, 409, 429, 500, 502, 503, 504)
 
 

@@ -81,7 +81,7 @@ def filter_entities(entities: Iterable[str], title: str, text: str, max_words: i
       dropped["heading"] += 1
     elif n in args:
       dropped["placeholder"] += 1
-    elif not all(part in body for part in n.split(", ")):  # "-l, --list": each spelling
+    elif not all(p in body for p in (n.split(", ") if n.startswith("-") else [n])):  # -l, --list
       dropped["not_in_text"] += 1
     elif (name if name.startswith("-") else n) in seen:  # flags are case-sensitive: -b, -B
       dropped["repeat"] += 1

@@ -154,7 +154,8 @@ def make_questions(docs: Sequence[Document], facts: dict[str, list[Fact]], seed:
     others = sorted({flag for doc_id, flag in pool if doc_id != d.id and flag not in own})
     for i, f in enumerate(facts[d.id]):
       if distractors == "same_document":
-        others = [g.flag for g in facts[d.id] if g.flag != f.flag]
+        others = [g.flag for g in facts[d.id]
+                  if g.flag != f.flag and g.description != f.description]
       # Same shape if there are three, else the same number of dashes, else any flag.
       for same in ([o for o in others if shape(o) == shape(f.flag)],
                    [o for o in others if shape(o)[0] == shape(f.flag)[0]], others):
@@ -188,8 +189,8 @@ def verify(doc: Document, row: dict) -> None:
   described = {f.flag: f for f in option_facts(doc)}
   aliases = set(re.findall(_FLAG, described[gold].option_line)) if gold in described else set()
   clash = {c for c in (set(row["choices"]) - {gold}) & doc_options(doc)
-           if c not in described or c in aliases
-           or described[c].description == row["description"]}
+           if c not in described or c in aliases or described[c].description == row["description"]
+           or gold in re.findall(_FLAG, described[c].option_line)}
   if clash:
     raise InputError(f"question {row['id']}: distractors {sorted(clash)} are options of "
                      f"{doc.id!r} that the description may fit too; regenerate the corpus.")

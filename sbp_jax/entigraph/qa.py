@@ -22,7 +22,7 @@ import numpy as np
 from sbp_jax import fileio, runs
 from sbp_jax.fileio import write_jsonl
 from sbp_jax.entigraph import prompts
-from sbp_jax.entigraph.backends import GenParams
+from sbp_jax.entigraph.backends import HTTP_CALL_SETTINGS, GenParams
 from sbp_jax.entigraph.articles import Question, load_questions
 from sbp_jax.errors import InputError
 
@@ -211,23 +211,16 @@ def format_summary(summary: dict, label: str = "") -> str:
 
 
 IDENTITY_KEYS = ("qa", "generator", "generate", "tokenizer", "model", "seed")
-# How an HTTP endpoint is called, not what it is asked.
-_HOW = tuple(f"generator.http.{k}" for k in (
-    "max_concurrency", "requests_per_second", "max_retries", "backoff_s", "max_backoff_s",
-    "timeout_s"))
 
 
 def run(config, workdir: str) -> dict:
-  """The entigraph_qa job: a finished run with the same settings is reported, not redone;
-  one with other settings (questions, model, sampling, prompt wording) is refused."""
+  """The entigraph_qa job. A workdir holding answers made with other settings (questions,
+  model, sampling, prompt wording) is refused, naming them. With the same settings it
+  evaluates again: a checkpoint retrained to the same step, or another model behind the
+  same endpoint, looks the same from here, so earlier answers are never reused."""
   load_questions(config.qa.questions)  # a bad file is named before anything is written
-  runs.claim(workdir, "entigraph_qa", config, IDENTITY_KEYS, ("qa",), ignore=_HOW,
-             extra={"prompts": prompts.fingerprint()})
-  done = os.path.join(workdir, "qa", "summary.json")
-  s = fileio.read_json(done) if fileio.exists(done) else {}
-  if set(s) == set(config.qa.modes):
-    print(f"{done}: done earlier with the same settings.")
-  else:
-    s = evaluate(config, workdir)
+  runs.claim(workdir, "entigraph_qa", config, IDENTITY_KEYS, ("qa",),
+             ignore=HTTP_CALL_SETTINGS, extra={"prompts": prompts.fingerprint()})
+  s = evaluate(config, workdir)
   print(format_summary(s))
   return s

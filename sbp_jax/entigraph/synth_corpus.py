@@ -34,7 +34,7 @@ from sbp_jax import fileio, runs
 from sbp_jax.errors import InputError
 from sbp_jax.fileio import write_jsonl
 from sbp_jax.entigraph import niche_corpus, prompts
-from sbp_jax.entigraph.backends import GenParams, generate, make_generator
+from sbp_jax.entigraph.backends import HTTP_CALL_SETTINGS, GenParams, generate, make_generator
 from sbp_jax.entigraph.entity_filter import filter_entities
 from sbp_jax.entigraph.parsing import parse_entities
 from sbp_jax.entigraph.articles import Document, load_documents
@@ -45,9 +45,7 @@ IDENTITY_KEYS = ("entigraph", "generator", "generate", "tokenizer", "model", "se
 OUTPUTS = ("shards", "meta", "manifest.json", "failures.jsonl")
 # Settings that change how far or how visibly a run goes, not what a document's texts are.
 _RESUMABLE = ("entigraph.progress", "entigraph.target_tokens", "entigraph.max_docs",
-              "generator.http.max_concurrency", "generator.http.requests_per_second",
-              "generator.http.max_retries", "generator.http.backoff_s",
-              "generator.http.max_backoff_s", "generator.http.timeout_s")
+              *HTTP_CALL_SETTINGS)
 
 MODES = ("entigraph", "rephrase", "raw")
 FALLBACKS = ("record", "raw_doc", "heuristic")
@@ -132,16 +130,17 @@ def heuristic_entities(text: str, k: int) -> list[str]:
   """Names found by rule, the fallback when a (weak) generator returns no usable entity
   list (marked entities_source='heuristic'). In this order:
     1. option lines ("-r N, --repeat=N"), one entity per option, in text order: the
-       subjects of a command-line reference. Consecutive option lines are one option; a
-       long line with arguments goes by its lines' first flags ("-m, --mode");
+       subjects of a command-line reference. Option lines in a row, which share one
+       description, are one entity; a long one with arguments goes by its lines' first
+       flags ("-m, --mode");
     2. flags mentioned in prose and technical identifiers (PYTHONPATH, Py_DEBUG,
        json.dumps()), most frequent first; an option's placeholder ("DIR") is no name;
     3. capitalised phrases, most frequent first. A phrase that only ever opens a line
        or sentence ("New in version 3.9", "Build Python in ...") is not a name.
   Paragraphs of code or sample output are skipped."""
   paras = [p.strip() for p in text.split("\n\n") if p.strip()]
-  # Option lines in a row ("-m <mode>", then "--mode <mode>") spell one option, described once
-  # by the prose after them: one entity.
+  # Option lines in a row share the prose after them (short and long spellings such as
+  # "-m <mode>" then "--mode <mode>", or compileall's -s and -p): one entity.
   groups, prev = [], False
   for p in paras:
     is_option = niche_corpus.option_flag(p) is not None
@@ -259,7 +258,7 @@ def _tasks(doc: Document, e, entities, rng) -> list[tuple[str, tuple[str, ...]]]
   triples = sample_triples(entities, int(e.num_triples), rng)
   kinds = ["pair"] * len(pairs) + ["triple"] * len(triples)
   groups = pairs + triples
-  if e.get("relation_prefill_lead", False):
+  if e.get("balance_leads", False):
     groups = balance_leads(groups, rng)
   return list(zip(kinds, groups))
 
