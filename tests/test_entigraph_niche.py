@@ -211,9 +211,13 @@ def test_mixture_of_exponential_fit_recovers_a_curve_and_plots(tmp_path):
   f4 = scaling_fit.fit(x[:4], y[:4])  # 4 points determine one term
   assert f4["terms"] == 1 and 0 < f4["r"][0] < 1
   png = tmp_path / "s.png"
-  scaling_fit.plot([[int(a), float(b)] for a, b in zip(x[:4], y[:4])], f4, str(png),
-                   {"base": 0.3})
+  pts = [[int(a), float(b)] for a, b in zip(x[:4], y[:4])]
+  scaling_fit.plot(pts, f4, str(png), {"base": 0.3})
   assert png.read_bytes()[:4] == b"\x89PNG"
+  width = lambda p: int.from_bytes(p.read_bytes()[16:20], "big")  # the PNG header's width
+  both = tmp_path / "both.png"
+  scaling_fit.plot(pts, f4, str(both), {"base": 0.3}, loglik=(pts, f4, {"base": 0.4}))
+  assert width(both) == 2 * width(png)  # a second panel for log-likelihood
 
 
 def test_fit_bends_within_a_sweep_of_thousands_of_tokens():

@@ -174,8 +174,12 @@ def report(summaries: dict, points: list, n: int, workdir: str) -> dict:
         scaling=[[int(t), float(a)] for t, a in ll],
         fit=scaling_fit.fit([t for t, _ in ll], [a for _, a in ll]))
   fileio.write_json(os.path.join(workdir, "qa_report.json"), out)
+  baselines = ("base", "raw_cpt", "rephrase_cpt")
+  ll = out.get("loglik")
   scaling_fit.plot(scaling, f, os.path.join(workdir, "scaling.png"),
-                   {a: out["accuracy"][a] for a in ("base", "raw_cpt", "rephrase_cpt")})
+                   {a: out["accuracy"][a] for a in baselines},
+                   loglik=ll and (ll["scaling"], ll["fit"],
+                                  {a: ll["accuracy"][a] for a in baselines}))
   return out
 
 

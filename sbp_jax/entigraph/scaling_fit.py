@@ -80,16 +80,9 @@ def predict(f: dict, tokens) -> np.ndarray:
   return curve(np.asarray(tokens, np.float64) / f.get("x_scale", MILLION), f["a"], *br)
 
 
-def plot(points: Sequence[Sequence[float]], f: dict, path: str, baselines: dict | None = None,
-         title: str = "EntiGraph CPT scaling") -> None:
-  """Accuracy vs EntiGraph tokens with the fitted curve; baselines as horizontal lines."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  from sbp_jax import fileio  # pylint: disable=g-import-not-at-top
+def _panel(ax, points, f: dict, baselines: dict | None, title: str) -> None:
   xs = np.array([p[0] for p in points], np.float64)
   ys = np.array([p[1] for p in points], np.float64)
-  fig, ax = plt.subplots(figsize=(5.5, 3.8))
   ax.plot(xs, ys, "o", color="C0", label="EntiGraph CPT")
   grid = np.linspace(0.0, max(float(xs.max()), 1.0), 200)
   ax.plot(grid, predict(f, grid), "-", color="C0", alpha=0.6,
@@ -101,6 +94,23 @@ def plot(points: Sequence[Sequence[float]], f: dict, path: str, baselines: dict 
   ax.set_ylabel("closed-book QA accuracy")
   ax.set_title(title)
   ax.legend(fontsize=7)
+
+
+def plot(points: Sequence[Sequence[float]], f: dict, path: str, baselines: dict | None = None,
+         title: str = "EntiGraph CPT scaling", loglik: tuple | None = None) -> None:
+  """Accuracy vs EntiGraph tokens with the fitted curve; baselines as horizontal lines.
+  loglik: (points, fit, baselines) of the same arms scored by choice log-likelihood, drawn
+  in a second panel (where a small model's gains show)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from sbp_jax import fileio  # pylint: disable=g-import-not-at-top
+  cols = 1 + (loglik is not None)
+  fig, axes = plt.subplots(1, cols, figsize=(5.5 * cols, 3.8), squeeze=False)
+  _panel(axes[0, 0], points, f, baselines,
+         title + (" (sampled letters)" if loglik is not None else ""))
+  if loglik is not None:
+    _panel(axes[0, 1], *loglik, title + " (choice log-likelihood)")
   fig.tight_layout()
   buf = io.BytesIO()
   fig.savefig(buf, format="png", dpi=120)
