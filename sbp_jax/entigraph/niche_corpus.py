@@ -150,12 +150,13 @@ def make_questions(docs: Sequence[Document], facts: dict[str, list[Fact]], seed:
   pool = sorted({(f.doc_id, f.flag) for fs in facts.values() for f in fs})
   rows = []
   for d in docs:
-    own = doc_options(d)
-    others = sorted({flag for doc_id, flag in pool if doc_id != d.id and flag not in own})
+    if distractors == "other_documents":
+      own = doc_options(d)
+      elsewhere = sorted({flag for doc_id, flag in pool if doc_id != d.id and flag not in own})
     for i, f in enumerate(facts[d.id]):
-      if distractors == "same_document":
-        others = [g.flag for g in facts[d.id]
-                  if g.flag != f.flag and g.description != f.description]
+      others = (elsewhere if distractors == "other_documents" else
+                [g.flag for g in facts[d.id]
+                 if g.flag != f.flag and g.description != f.description])
       # Same shape if there are three, else the same number of dashes, else any flag.
       for same in ([o for o in others if shape(o) == shape(f.flag)],
                    [o for o in others if shape(o)[0] == shape(f.flag)[0]], others):
