@@ -38,6 +38,9 @@ def entigraph_section(documents="data/entigraph_demo/articles.jsonl") -> ml_coll
   e.extraction_reply_prefix = ""
   e.relation_prefill_lead = False  # start relation replies with 'In "<title>", <entity 1>'
   e.balance_leads = False         # with the lead: rotate which entity opens (synth_corpus.balance_leads)
+  # What a relation prompt shows: the whole "document" (the thesis), or "entity_paragraphs",
+  # the paragraphs that define and mention its entities (for small writers that drift).
+  e.relation_context = "document"
   e.rephrase_styles = ("easy", "medium", "hard")
   e.rephrase_rounds = 1           # rewrites per style per document
   e.temperature = 1.0

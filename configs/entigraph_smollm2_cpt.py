@@ -73,6 +73,11 @@ def get_config(size: str = "cpu"):
   e.max_pairs = 6
   e.num_triples = 2
   e.balance_leads = True
+  # Each relation prompt shows the paragraphs that define and mention its entities, not the
+  # whole section: the 135M writer then keeps more of what it reads. Facts held on the same
+  # 136 groups: 62 of 118 (entity share 0.42) against 49 (0.23) with the whole section;
+  # at temperature 0.1, 58; with 12 texts a document (10 pairs), 65 for 1.5x the tokens.
+  e.relation_context = "document" if size == "full" else "entity_paragraphs"
   e.relation_max_tokens = 128
   e.rephrase_rounds = 1
   e.extraction_retries = 1

@@ -6,6 +6,7 @@ import math
 import os
 import random
 import re
+import types
 
 import pytest
 
@@ -171,6 +172,51 @@ def test_heuristic_entities_of_a_command_line_reference():
                       "Compress the files.", "--compress has no effect on copies.",
                       "-l <file>", "--list <file>", "-x"])
   assert heuristic_entities(doc, 0) == ["-m, --mode", "-c, --compress", "-l, --list, -x"]
+
+
+def test_entity_paragraphs_keep_where_each_entity_is_defined():
+  """An option's line and the description after it come first, then one prose mention;
+  paragraphs about other options are cut, and text order is kept."""
+  doc = "\n\n".join([
+      "Intro: run with -c to create.",              # 0 mentions -c in prose
+      "-m <mode>", "--mode <mode>", "Pick the mode.",  # 1-3: one option, two lines
+      "-c, --create", "Create an archive.",         # 4-5
+      "-x", "Extract an archive.",                  # 6-7: another option, cut
+      "PYTHONPATH", "Where modules are found.",     # 8-9: a heading and its description
+      "Use --create with care; -c is slow."])       # 10: second prose mention of -c
+  paras = doc.split("\n\n")
+  got = synth_corpus.entity_paragraphs(doc, ["-c, --create", "-m, --mode"]).split("\n\n")
+  assert got == [paras[i] for i in (0, 1, 2, 3, 4, 5)]  # -c: its line + first mention
+  got = synth_corpus.entity_paragraphs(doc, ["PYTHONPATH", "-x"]).split("\n\n")
+  assert got == [paras[i] for i in (6, 7, 8, 9)]
+  # A name the text never has leaves the whole document (nothing to cut to).
+  assert synth_corpus.entity_paragraphs(doc, ["Zeta"]) == doc
+  # One spelling of a flag list finds the option line; the other line comes with it.
+  got = synth_corpus.entity_paragraphs(doc, ["--mode"]).split("\n\n")
+  assert got == [paras[i] for i in (2, 3)]
+
+
+def test_relation_context_cuts_the_relation_prompt_to_its_entities(tmp_path):
+  text = "\n\n".join(["-c, --create", "Create an archive.", "-l", "List an archive.",
+                       "-x", "Extract an archive."])
+  seen = {}
+  for context in ("document", "entity_paragraphs"):
+    c = _config(tmp_path, entity_source="heuristic", max_entities=2, relation_context=context)
+    path = tmp_path / "tool.jsonl"
+    path.write_text(json.dumps(dict(id="t", title="tool", text=text)) + "\n")
+    c.entigraph.documents = str(path)
+    seen[context] = []
+    gen = types.SimpleNamespace(complete=lambda ps, params, out=seen[context]: (
+        out.extend(ps) or ["-c and -l differ." for _ in ps]))
+    synth_corpus.run_pipeline(c, str(tmp_path / context), generator=gen)
+  assert len(seen["document"]) == len(seen["entity_paragraphs"]) == 1  # the pair -c, -l
+  assert "Extract an archive." in seen["document"][0]
+  cut = seen["entity_paragraphs"][0]
+  assert "Create an archive." in cut and "List an archive." in cut
+  assert "Extract an archive." not in cut
+  with pytest.raises(InputError, match=r"entigraph.relation_context='doc'; choose one of"):
+    synth_corpus.run_pipeline(_config(tmp_path, relation_context="doc"), str(tmp_path / "x"),
+                              generator=ScriptedGen())
 
 
 class ListGen:

@@ -5,7 +5,9 @@ mode 'entigraph' (thesis 2.2.2, A.6.1), per document:
      `extraction_retries` times; every failed reply is kept in the document's
      meta file and in failures.jsonl);
   2. one call per entity pair (all pairs) and per sampled triple writes how the
-     entities relate in the document, with the title and text in the prompt.
+     entities relate in the document, with the title and text in the prompt
+     (`relation_context="entity_paragraphs"`: only the paragraphs that define and
+     mention the entities, see entity_paragraphs).
 mode 'rephrase' (A.6.2): `rephrase_rounds` rewrites per style (easy/medium/hard).
 mode 'raw': the source documents as training texts (the Raw CPT baseline), no model.
 
@@ -263,10 +265,51 @@ def _tasks(doc: Document, e, entities, rng) -> list[tuple[str, tuple[str, ...]]]
   return list(zip(kinds, groups))
 
 
-def _prompt(doc: Document, kind: str, ents) -> tuple[str, str]:
+RELATION_CONTEXTS = ("document", "entity_paragraphs")
+_MENTIONS_PER_ENTITY = 2
+
+
+def _spellings(entity: str) -> list[str]:
+  """The names an entity goes by in the text: each flag of a flag list ("-m, --mode" ->
+  -m, --mode; "-d destdir" -> -d), else the entity itself."""
+  parts = entity.split(", ") if _FLAG.match(entity) else [entity]
+  return [p.split()[0] if _FLAG.match(p) else p for p in parts if p.strip()]
+
+
+def _is_heading(p: str) -> bool:
+  """An option line, or a short line that is no sentence ("PYTHONPATH", "json.dumps(obj)")."""
+  return niche_corpus.option_flag(p) is not None or (
+      "\n" not in p and len(p) <= 80 and not p.rstrip().endswith((".", ":", "!", "?")))
+
+
+def entity_paragraphs(text: str, entities) -> str:
+  """The document cut to what it says about the entities, in text order: for each entity,
+  two paragraphs that name it, where it is defined first (its option line or heading, with
+  the paragraph after it, which describes it), then its first mentions in prose."""
+  paras = [p.strip() for p in text.split("\n\n") if p.strip()]
+  keep = set()
+  for ent in entities:
+    names = [re.compile(rf"(?<![\w-]){re.escape(n)}(?![\w-])") for n in _spellings(ent)]
+    hits = [i for i, p in enumerate(paras) if any(n.search(p) for n in names)]
+    # Where the entity is defined (its option line, a heading) comes before prose mentions.
+    hits.sort(key=lambda i: (not _is_heading(paras[i]), i))
+    for i in hits[:_MENTIONS_PER_ENTITY]:
+      keep.add(i)
+      # An option line or heading: its description is the prose paragraph(s) after it.
+      j = i
+      while j + 1 < len(paras) and niche_corpus.option_flag(paras[j]) is not None:
+        j += 1
+        keep.add(j)
+      if j == i and i + 1 < len(paras) and _is_heading(paras[i]):
+        keep.add(i + 1)
+  return "\n\n".join(paras[i] for i in sorted(keep)) or text
+
+
+def _prompt(doc: Document, kind: str, ents, context: str = "document") -> tuple[str, str]:
   if kind.startswith("rephrase_"):
     return prompts.rephrase(kind[len("rephrase_"):], doc.title, doc.text, doc.author)
-  return prompts.relation(doc.title, doc.text, ents, doc.author)
+  text = entity_paragraphs(doc.text, ents) if context == "entity_paragraphs" else doc.text
+  return prompts.relation(doc.title, text, ents, doc.author)
 
 
 def process_document(doc: Document, gen, style: str, e, tok, seed: int, budget: _Budget):
@@ -321,7 +364,8 @@ def process_document(doc: Document, gen, style: str, e, tok, seed: int, budget: 
     leads = [prompts.relation_lead(doc.title, ents)
              if e.get("relation_prefill_lead", False) and k in ("pair", "triple") else ""
              for k, ents in chunk]
-    texts = generate(gen, style, [_prompt(doc, k, ents) for k, ents in chunk],
+    context = str(e.get("relation_context", "document"))
+    texts = generate(gen, style, [_prompt(doc, k, ents, context) for k, ents in chunk],
                      dataclasses.replace(params, seed=dseed + 1000 + b), leads)
     for (kind, ents), text, lead in zip(chunk, texts, leads):
       if text[len(lead):].strip():  # a prefilled lead alone is no text
@@ -390,7 +434,9 @@ def check(e) -> None:
   """The entigraph section's choices, each named with its options, before anything runs."""
   for key, value, options in (("mode", e.mode, MODES), ("extraction_fallback",
                               e.extraction_fallback, FALLBACKS),
-                              ("entity_source", e.get("entity_source", "model"), ENTITY_SOURCES)):
+                              ("entity_source", e.get("entity_source", "model"), ENTITY_SOURCES),
+                              ("relation_context", e.get("relation_context", "document"),
+                               RELATION_CONTEXTS)):
     if value not in options:
       raise InputError(f"entigraph.{key}={value!r}; choose one of {options}.")
   if "relation_prefill_heading" in e:  # renamed: the old key would be ignored silently
