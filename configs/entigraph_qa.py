@@ -26,6 +26,7 @@ def get_config(articles: str = "demo"):
       modes=("sample", "loglik"),
       k=64,               # replies sampled per question (A.7.1)
       shots=5,
+      reasoning=True,     # chain of thought (A.7.1); False: answer-only prompts, a few tokens
       temperature=1.0,    # not stated in the thesis; sampling needs T > 0 for k to matter
       top_p=1.0,
       max_new_tokens=256,

@@ -2,6 +2,7 @@
 
 import json
 import random
+import types
 
 import jax
 import jax.numpy as jnp
@@ -128,6 +129,18 @@ def test_sample_mode_without_reasoning_sends_answer_only_prompts():
                         seed=0, reasoning=False)
   assert all(p.endswith("Answer:") and "Reasoning" not in p for p in gen.prompts)
   assert s["accuracy"] == 1.0 and s["parse_rate"] == 1.0
+
+
+def test_qa_job_passes_answer_only_to_the_sampler(tmp_path):
+  from configs import entigraph_qa
+  c = entigraph_qa.get_config()
+  c.qa.update(modes=("sample",), k=1, shots=1, max_new_tokens=4, max_questions=2)
+  for reasoning, tail in ((True, "Reasoning:"), (False, "Answer:")):
+    c.qa.reasoning = reasoning
+    seen = []
+    gen = types.SimpleNamespace(complete=lambda ps, params: seen.extend(ps) or [" A."] * len(ps))
+    qa.evaluate(c, str(tmp_path / str(reasoning)), generator=gen)
+    assert len(seen) == 2 and all(p.endswith(tail) for p in seen)
 
 
 def test_loads_quality_and_own_format(tmp_path):

@@ -180,7 +180,8 @@ def evaluate(config, workdir: str, generator=None, sampler=None) -> dict:
       rows, s = sample_eval(generator, questions, int(qa.k), GenParams(
           temperature=float(qa.temperature), top_p=float(qa.top_p),
           max_tokens=int(qa.max_new_tokens)), int(qa.shots), int(config.seed),
-                            int(qa.get("batch_questions", 4)), str(qa.get("pick", "random")))
+                            int(qa.get("batch_questions", 4)), str(qa.get("pick", "random")),
+                            bool(qa.get("reasoning", True)))
     elif mode == "loglik":
       if sampler is None:
         sampler = getattr(generator, "sampler", None)
