@@ -194,6 +194,10 @@ def test_entity_paragraphs_keep_where_each_entity_is_defined():
   # One spelling of a flag list finds the option line; the other line comes with it.
   got = synth_corpus.entity_paragraphs(doc, ["--mode"]).split("\n\n")
   assert got == [paras[i] for i in (2, 3)]
+  # A description without a full stop still ends the option (the next option is cut).
+  terse = "-n N, --number=N\n\nhow many times to run\n\n-r N\n\nhow often to repeat"
+  assert synth_corpus.entity_paragraphs(terse, ["-n N, --number=N"]) == (
+      "-n N, --number=N\n\nhow many times to run")
 
 
 def test_relation_context_cuts_the_relation_prompt_to_its_entities(tmp_path):

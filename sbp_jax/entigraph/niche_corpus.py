@@ -61,7 +61,8 @@ class Fact:
   description: str   # the first sentence of the paragraph after it
 
 
-def _paragraphs(text: str) -> list[str]:
+def paragraphs(text: str) -> list[str]:
+  """Blank-line-separated paragraphs, stripped, empty ones dropped."""
   return [p.strip() for p in text.split("\n\n") if p.strip()]
 
 
@@ -99,7 +100,7 @@ def option_arguments(p: str) -> set[str]:
 
 def option_facts(doc: Document) -> list[Fact]:
   """The document's option facts, in text order (one per first flag)."""
-  paras, out, seen = _paragraphs(doc.text), [], set()
+  paras, out, seen = paragraphs(doc.text), [], set()
   for p, nxt in zip(paras, paras[1:]):
     flag = option_flag(p)
     if (flag is None or flag in seen or flag in GENERIC_FLAGS
@@ -116,7 +117,7 @@ def option_facts(doc: Document) -> list[Fact]:
 def doc_options(doc: Document) -> set[str]:
   """Every flag that heads or appears on an option line of the document."""
   flags = set()
-  for p in _paragraphs(doc.text):
+  for p in paragraphs(doc.text):
     if option_flag(p) is not None:
       flags.update(re.findall(_FLAG, p))
   return flags
@@ -179,7 +180,7 @@ def make_questions(docs: Sequence[Document], facts: dict[str, list[Fact]], seed:
 def verify(doc: Document, row: dict) -> None:
   """Raises InputError unless the document answers the question, and only one way."""
   gold = row["choices"]["ABCD".index(row["answer"])]
-  paras = _paragraphs(doc.text)
+  paras = paragraphs(doc.text)
   ok = any(option_flag(p) == gold and _first_sentence(n) == row["description"]
            for p, n in zip(paras, paras[1:]))
   if not ok:

@@ -140,7 +140,7 @@ def heuristic_entities(text: str, k: int) -> list[str]:
     3. capitalised phrases, most frequent first. A phrase that only ever opens a line
        or sentence ("New in version 3.9", "Build Python in ...") is not a name.
   Paragraphs of code or sample output are skipped."""
-  paras = [p.strip() for p in text.split("\n\n") if p.strip()]
+  paras = niche_corpus.paragraphs(text)
   # Option lines in a row share the prose after them (short and long spellings such as
   # "-m <mode>" then "--mode <mode>", or compileall's -s and -p): one entity.
   groups, prev = [], False
@@ -286,7 +286,7 @@ def entity_paragraphs(text: str, entities) -> str:
   """The document cut to what it says about the entities, in text order: for each entity,
   two paragraphs that name it, where it is defined first (its option line or heading, with
   the paragraph after it, which describes it), then its first mentions in prose."""
-  paras = [p.strip() for p in text.split("\n\n") if p.strip()]
+  paras = niche_corpus.paragraphs(text)
   keep = set()
   for ent in entities:
     names = [re.compile(rf"(?<![\w-]){re.escape(n)}(?![\w-])") for n in _spellings(ent)]
@@ -295,7 +295,9 @@ def entity_paragraphs(text: str, entities) -> str:
     hits.sort(key=lambda i: (not _is_heading(paras[i]), i))
     for i in hits[:_MENTIONS_PER_ENTITY]:
       keep.add(i)
-      # An option line or heading: its description is the prose paragraph(s) after it.
+      # Its description is the paragraph after it: after the last of several option lines
+      # in a row, or after a heading. (Descriptions without a full stop look like headings,
+      # so only option lines chain.)
       j = i
       while j + 1 < len(paras) and niche_corpus.option_flag(paras[j]) is not None:
         j += 1
@@ -356,6 +358,7 @@ def process_document(doc: Document, gen, style: str, e, tok, seed: int, budget: 
   params = GenParams(temperature=float(e.temperature), top_p=float(e.top_p),
                      max_tokens=int(e.relation_max_tokens))
   bs = int(e.batch_size)
+  context = str(e.get("relation_context", "document"))
   for b in range(0, len(tasks), bs):
     if budget.exhausted():
       meta["complete"] = False
@@ -364,7 +367,6 @@ def process_document(doc: Document, gen, style: str, e, tok, seed: int, budget: 
     leads = [prompts.relation_lead(doc.title, ents)
              if e.get("relation_prefill_lead", False) and k in ("pair", "triple") else ""
              for k, ents in chunk]
-    context = str(e.get("relation_context", "document"))
     texts = generate(gen, style, [_prompt(doc, k, ents, context) for k, ents in chunk],
                      dataclasses.replace(params, seed=dseed + 1000 + b), leads)
     for (kind, ents), text, lead in zip(chunk, texts, leads):
