@@ -58,6 +58,12 @@ def test_smoke_study_writes_report_and_plot_and_resumes(imported, tmp_path):
       assert r["pick"] == "ABCD"[max(range(4), key=r["scores"].__getitem__)]
   assert [t for t, _ in ll["scaling"]] == tokens
   assert ll["scaling"][-1][1] == ll["accuracy"]["entigraph_cpt"]
+  # The raw documents state every question's fact; the split covers all 8 questions.
+  facts = rep["facts_stated"]
+  assert facts["stated"]["raw_cpt"] == 8 and facts["reversed"]["raw_cpt"] == 0
+  split = facts["loglik_by_entigraph_stated"]
+  assert split["stated"]["n"] == facts["stated"]["entigraph_cpt"]
+  assert split["stated"]["n"] + split["not_stated"]["n"] == 8
   hist = json.load(open(tmp_path / "cpt" / "raw_cpt" / "history.json"))
   assert hist  # the CPT run trained and logged
   # Re-run: every stage is found done; a changed setting is named.

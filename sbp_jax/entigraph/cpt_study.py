@@ -22,6 +22,10 @@ plots them. With `qa.loglik`, every arm is also scored by choice log-likelihood
 (qa.loglik_eval, 0 shots): the report's `loglik` section holds the same accuracy,
 interval, scaling and fit. A small model that cannot yet answer with a letter (SmolLM2-135M
 is at chance even with the article in its prompt) still shows there what CPT taught it.
+When the questions are niche option facts, the report's `facts_stated` says how many of them
+each CPT corpus states (and how many description-first, the direction the questions ask),
+and every arm's log-likelihood accuracy on the facts the EntiGraph texts state and on the
+rest (fact_coverage.py).
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ import os
 import random
 
 from sbp_jax import fileio, runs
-from sbp_jax.entigraph import cpt, niche_corpus, prompts, qa, scaling_fit, synth_corpus
+from sbp_jax.entigraph import (cpt, fact_coverage, niche_corpus, prompts, qa, scaling_fit,
+                               synth_corpus)
 from sbp_jax.entigraph.articles import load_documents, load_questions
 from sbp_jax.entigraph.backends import GenParams, LocalGenerator
 from sbp_jax.errors import InputError
@@ -158,8 +163,10 @@ def qa_arm(config, checkpoint: str, questions, path: str) -> dict:
   return s
 
 
-def report(summaries: dict, points: list, n: int, workdir: str) -> dict:
-  """points: the sweep as (tokens, arm), 0 tokens being the base model."""
+def report(summaries: dict, points: list, n: int, workdir: str,
+           coverage: dict | None = None) -> dict:
+  """points: the sweep as (tokens, arm), 0 tokens being the base model; coverage: the
+  facts each arm's corpus states (see facts_stated), when the questions are option facts."""
   scaling = [(t, summaries[arm]["accuracy"]) for t, arm in points]
   f = scaling_fit.fit([t for t, _ in scaling], [a for _, a in scaling])
   out = dict(questions=n, accuracy={a: summaries[a]["accuracy"] for a in ARMS},
@@ -173,6 +180,8 @@ def report(summaries: dict, points: list, n: int, workdir: str) -> dict:
         interval95={a: s["loglik"]["interval95"] for a, s in summaries.items()},
         scaling=[[int(t), float(a)] for t, a in ll],
         fit=scaling_fit.fit([t for t, _ in ll], [a for _, a in ll]))
+  if coverage:
+    out["facts_stated"] = coverage
   fileio.write_json(os.path.join(workdir, "qa_report.json"), out)
   baselines = ("base", "raw_cpt", "rephrase_cpt")
   ll = out.get("loglik")
@@ -180,6 +189,24 @@ def report(summaries: dict, points: list, n: int, workdir: str) -> dict:
                    {a: out["accuracy"][a] for a in baselines},
                    loglik=ll and (ll["scaling"], ll["fit"],
                                   {a: ll["accuracy"][a] for a in baselines}))
+  return out
+
+
+def facts_stated(docs, questions, recs: dict, qa_dir: str) -> dict | None:
+  """How many question facts each CPT corpus states, and how many of them description-first
+  (fact_coverage.py); with log-likelihood rows, every arm's accuracy on the facts the
+  EntiGraph texts state and on the rest. None when no question is an option fact."""
+  cov = {m: fact_coverage.coverage(docs, questions, recs[m]) for m in ("raw", "entigraph",
+                                                                     "rephrase")}
+  if not cov["raw"]["stated"] and not cov["entigraph"]["stated"]:
+    return None
+  out = dict(stated={f"{m}_cpt": len(c["stated"]) for m, c in cov.items()},
+             reversed={f"{m}_cpt": len(c["reversed"]) for m, c in cov.items()})
+  rows = {arm: os.path.join(qa_dir, f"{arm}_loglik.jsonl") for arm in ARMS}
+  if all(fileio.exists(p) for p in rows.values()):
+    out["loglik_by_entigraph_stated"] = fact_coverage.split_accuracy(
+        {arm: list(fileio.read_jsonl(p)) for arm, p in rows.items()},
+        set(cov["entigraph"]["stated"]))
   return out
 
 
@@ -262,7 +289,8 @@ def run(config, workdir: str) -> dict:
   points += sorted((tokens[p["corpus"]], arm) for arm, p in plan.items()
                    if arm.startswith("entigraph_") and arm != "entigraph_cpt")
   points.append((tokens["entigraph"], "entigraph_cpt"))
-  out = report(summaries, points, len(questions), workdir)
+  out = report(summaries, points, len(questions), workdir,
+               facts_stated(docs, questions, recs, join("qa")))
   for arm in ARMS:
     lo, hi = out["interval95"][arm]
     line = f"{arm:>14}: accuracy {out['accuracy'][arm]:.3f} (95% {lo:.3f}-{hi:.3f})"
@@ -271,6 +299,9 @@ def run(config, workdir: str) -> dict:
       line += f"; log-likelihood {out['loglik']['accuracy'][arm]:.3f} (95% {lo:.3f}-{hi:.3f})"
     print(line)
   print(f"scaling {out['scaling']}; fit {out['fit']}")
+  if "facts_stated" in out:
+    print(f"facts stated by each arm's corpus {out['facts_stated']['stated']} (description "
+          f"first {out['facts_stated']['reversed']})")
   if "loglik" in out:
     print(f"log-likelihood scaling {out['loglik']['scaling']}; fit {out['loglik']['fit']}")
   return out
