@@ -62,10 +62,10 @@ def test_facts_stated_splits_each_arms_accuracy_by_what_entigraph_states(tmp_pat
   assert out["stated"] == dict(raw_cpt=3, entigraph_cpt=1, rephrase_cpt=0)
   assert out["reversed"] == dict(raw_cpt=0, entigraph_cpt=1, rephrase_cpt=0)
   split = out["loglik_by_entigraph_stated"]
-  assert split["stated"] == dict(n=1, base=0.0, raw_cpt=0.0, rephrase_cpt=0.0,
-                                 entigraph_cpt=1.0)
-  assert split["not_stated"] == dict(n=2, base=0.5, raw_cpt=1.0, rephrase_cpt=0.0,
-                                     entigraph_cpt=0.5)
+  assert split["stated"] == dict(n=1, accuracy=dict(base=0.0, raw_cpt=0.0, rephrase_cpt=0.0,
+                                                    entigraph_cpt=1.0))
+  assert split["not_stated"] == dict(n=2, accuracy=dict(base=0.5, raw_cpt=1.0,
+                                                        rephrase_cpt=0.0, entigraph_cpt=0.5))
   # Questions that are no option facts (another question set): nothing to report.
   free = [Question("f", TOOL.id, TOOL.title, "", "?", ("a", "b", "c", "d"), 1)]
   assert cpt_study.facts_stated([TOOL], free, recs, str(tmp_path)) is None

@@ -70,13 +70,12 @@ def coverage(docs: Sequence[Document], questions: Sequence[Question],
 
 
 def split_accuracy(rows_by_arm: dict[str, list[dict]], ids: set[str]) -> dict:
-  """Each arm's accuracy on the questions in `ids` and on the rest (rows: {'id', 'correct'})."""
+  """{'stated' | 'not_stated': {'n', 'accuracy': {arm: ..}}}: each arm's accuracy on the
+  questions in `ids` and on the rest (rows: {'id', 'correct'}, the same questions per arm)."""
   out = {}
   for part, inside in (("stated", True), ("not_stated", False)):
-    cell = {}
-    for arm, rows in rows_by_arm.items():
-      sel = [r for r in rows if (r["id"] in ids) == inside]
-      cell[arm] = sum(r["correct"] for r in sel) / len(sel) if sel else None
-      cell["n"] = len(sel)
-    out[part] = cell
+    sel = {arm: [r["correct"] for r in rows if (r["id"] in ids) == inside]
+           for arm, rows in rows_by_arm.items()}
+    out[part] = dict(n=len(next(iter(sel.values()), [])),
+                     accuracy={arm: sum(c) / len(c) if c else None for arm, c in sel.items()})
   return out
